@@ -1,0 +1,210 @@
+//! Stage 3: block. Consumes: a [`StdTable`] and the blocking rules (each an equality on one or
+//! more standardised columns). Produces: [`Candidates`], the union of the pairs the rules find,
+//! each pair once, with the first rule that found it; and per-rule counts and the oversized
+//! blocks that were skipped. Cost: a parallel sort per rule, then O(pairs).
+//!
+//! INVARIANTS: every pair has `left < right`; pairs are sorted by (`left`, `right`) and
+//! unique. A pair belongs to the first rule whose key both records share in a block that was
+//! not skipped; later rules skip it, so no global set of pairs is ever built.
+
+use std::hash::BuildHasher;
+
+use arrow_array::Array;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::config::Mode;
+use crate::mask::mask;
+use crate::standardise::StdTable;
+
+/// A block that was larger than the cap and so was not expanded into pairs.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SkippedBlock {
+    pub rule: String,
+    /// The block's key, masked.
+    pub key: String,
+    pub records: u64,
+    /// Pairs it would have produced.
+    pub pairs: u64,
+}
+
+/// Counts for one blocking rule.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RuleStats {
+    pub rule: String,
+    /// Pairs this rule found first.
+    pub pairs: u64,
+    /// Blocks (distinct keys) with at least two records.
+    pub blocks: u64,
+    pub largest_block: u64,
+    pub skipped: Vec<SkippedBlock>,
+}
+
+/// The candidate pairs of one kind.
+#[derive(Debug, Clone, Default)]
+pub struct Candidates {
+    pub left: Vec<u32>,
+    pub right: Vec<u32>,
+    /// Index of the rule that found the pair.
+    pub rule: Vec<u8>,
+    /// Bit `r` set when the pair shares rule `r`'s key (in a block that was not skipped).
+    pub agree: Vec<u32>,
+    pub stats: Vec<RuleStats>,
+}
+
+impl Candidates {
+    pub fn len(&self) -> usize {
+        self.left.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.left.is_empty()
+    }
+}
+
+/// Display name of a rule: its columns joined by `+`.
+pub fn rule_name(rule: &[String]) -> String {
+    rule.join("+")
+}
+
+/// Key hash of every record for one rule; 0 where a key column is null.
+pub fn rule_keys(table: &StdTable, rule: &[String]) -> Vec<u64> {
+    let cols: Vec<_> = rule.iter().filter_map(|c| table.column(c)).collect();
+    if cols.len() != rule.len() {
+        return vec![0; table.len()];
+    }
+    let hasher = foldhash::fast::FixedState::with_seed(0x5949_4b55);
+    (0..table.len())
+        .into_par_iter()
+        .map(|i| {
+            if cols.iter().any(|c| c.is_null(i)) {
+                return 0;
+            }
+            let h = hasher.hash_one(
+                cols.iter()
+                    .map(|c| c.value(i))
+                    .collect::<Vec<&str>>()
+                    .join("\u{1f}"),
+            );
+            h.max(1)
+        })
+        .collect()
+}
+
+/// Finds the candidate pairs of a table.
+pub fn block(table: &StdTable, rules: &[Vec<String>], max_block: usize, mode: Mode) -> Candidates {
+    let n = table.len();
+    // Phase 1: keys and blocks per rule; records in skipped blocks lose their key, so that
+    // later rules do not think this rule produced their pairs.
+    let mut keys: Vec<Vec<u64>> = Vec::with_capacity(rules.len());
+    let mut blocks_of: Vec<Vec<(usize, usize)>> = Vec::with_capacity(rules.len());
+    let mut order_of: Vec<Vec<u32>> = Vec::with_capacity(rules.len());
+    let mut stats = Vec::with_capacity(rules.len());
+    for rule in rules {
+        let mut k = rule_keys(table, rule);
+        let mut order: Vec<(u64, u32)> = (0..n as u32)
+            .filter(|&i| k[i as usize] != 0)
+            .map(|i| (k[i as usize], i))
+            .collect();
+        order.par_sort_unstable();
+        let mut runs = Vec::new();
+        let mut skipped = Vec::new();
+        let mut largest = 0u64;
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start + 1;
+            while end < order.len() && order[end].0 == order[start].0 {
+                end += 1;
+            }
+            let size = end - start;
+            largest = largest.max(size as u64);
+            if size > max_block {
+                let first = order[start].1 as usize;
+                let key: Vec<String> = rule
+                    .iter()
+                    .filter_map(|c| table.column(c).map(|a| mask(a.value(first))))
+                    .collect();
+                skipped.push(SkippedBlock {
+                    rule: rule_name(rule),
+                    key: key.join("+"),
+                    records: size as u64,
+                    pairs: (size as u64) * (size as u64 - 1) / 2,
+                });
+                for &(_, i) in &order[start..end] {
+                    k[i as usize] = 0;
+                }
+            } else if size > 1 {
+                runs.push((start, end));
+            }
+            start = end;
+        }
+        stats.push(RuleStats {
+            rule: rule_name(rule),
+            pairs: 0,
+            blocks: runs.len() as u64,
+            largest_block: largest,
+            skipped,
+        });
+        keys.push(k);
+        blocks_of.push(runs);
+        order_of.push(order.into_iter().map(|(_, i)| i).collect());
+    }
+    // Phase 2: pairs per rule, minus those an earlier rule found.
+    let mut all: Vec<(u32, u32, u8, u32)> = Vec::new();
+    for (r, runs) in blocks_of.iter().enumerate() {
+        let order = &order_of[r];
+        let earlier = &keys[..r];
+        let keys = &keys;
+        let found: Vec<(u32, u32, u8, u32)> = runs
+            .par_iter()
+            .flat_map_iter(|&(s, e)| {
+                let members = &order[s..e];
+                let mut out = Vec::new();
+                for (x, &a) in members.iter().enumerate() {
+                    for &b in &members[x + 1..] {
+                        let (a, b) = (a.min(b), a.max(b));
+                        let same = table.source[a as usize] == table.source[b as usize];
+                        let wanted = match mode {
+                            Mode::Dedupe => same,
+                            Mode::Link => !same,
+                            Mode::Both => true,
+                        };
+                        let seen = earlier.iter().any(|k| {
+                            let ka = k[a as usize];
+                            ka != 0 && ka == k[b as usize]
+                        });
+                        if wanted && !seen {
+                            let agree = keys.iter().enumerate().fold(0u32, |m, (q, k)| {
+                                let ka = k[a as usize];
+                                if ka != 0 && ka == k[b as usize] {
+                                    m | 1 << q
+                                } else {
+                                    m
+                                }
+                            });
+                            out.push((a, b, r as u8, agree));
+                        }
+                    }
+                }
+                out
+            })
+            .collect();
+        stats[r].pairs = found.len() as u64;
+        all.extend(found);
+    }
+    all.par_sort_unstable();
+    let mut c = Candidates {
+        left: Vec::with_capacity(all.len()),
+        right: Vec::with_capacity(all.len()),
+        rule: Vec::with_capacity(all.len()),
+        agree: Vec::with_capacity(all.len()),
+        stats,
+    };
+    for (a, b, r, m) in all {
+        c.left.push(a);
+        c.right.push(b);
+        c.rule.push(r);
+        c.agree.push(m);
+    }
+    c
+}

@@ -1,0 +1,295 @@
+//! Stage 6: cluster. Consumes: scored pairs and the match threshold, plus must-not-link columns
+//! (valid ID numbers, valid USCCs). Produces: [`Clusters`], a cluster label for every record.
+//! Cost: a parallel lock-free union-find over the edges, then a greedy re-clustering of only
+//! the components that hold a conflict.
+//!
+//! Must-not-link: two records with different non-null values in a must-not-link column never
+//! share a cluster. Inside a conflicting component the edges are re-applied strongest first
+//! and an edge that would join two different values is cut, so the weakest links go.
+//! INVARIANT: a record's label is the smallest record index of its cluster, so labels do not
+//! depend on the order in which threads applied the edges.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use arrow_array::{Array, StringArray};
+use rayon::prelude::*;
+
+/// The result of clustering one kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clusters {
+    /// Smallest record index of each record's cluster.
+    pub label: Vec<u32>,
+    /// Components that linked records with different must-not-link values.
+    pub conflicts: u64,
+    /// Edges cut to resolve them.
+    pub cut_edges: u64,
+    /// Edges at or above the threshold.
+    pub edges: u64,
+}
+
+/// A scored edge between two records.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Edge {
+    pub left: u32,
+    pub right: u32,
+    pub weight: f64,
+}
+
+/// Lock-free union-find whose roots are the smallest index of their set.
+struct AtomicUnionFind {
+    parent: Vec<AtomicU32>,
+}
+
+impl AtomicUnionFind {
+    fn new(n: usize) -> Self {
+        AtomicUnionFind {
+            parent: (0..n as u32).map(AtomicU32::new).collect(),
+        }
+    }
+
+    fn find(&self, mut x: u32) -> u32 {
+        loop {
+            let p = self.parent[x as usize].load(Ordering::Acquire);
+            if p == x {
+                return x;
+            }
+            let gp = self.parent[p as usize].load(Ordering::Acquire);
+            // Path halving; losing this race is harmless.
+            let _ = self.parent[x as usize].compare_exchange(
+                p,
+                gp,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+            x = gp;
+        }
+    }
+
+    fn union(&self, a: u32, b: u32) {
+        let (mut a, mut b) = (a, b);
+        loop {
+            a = self.find(a);
+            b = self.find(b);
+            if a == b {
+                return;
+            }
+            let (lo, hi) = (a.min(b), a.max(b));
+            if self.parent[hi as usize]
+                .compare_exchange(hi, lo, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Plain union-find for the small conflicting components.
+struct UnionFind {
+    parent: Vec<u32>,
+}
+
+impl UnionFind {
+    fn find(&mut self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            let p = self.parent[x as usize];
+            self.parent[x as usize] = self.parent[p as usize];
+            x = p;
+        }
+        x
+    }
+}
+
+/// The edges of scored batches: pairs whose probability reaches the threshold.
+pub fn edges(scored: &[arrow_array::RecordBatch], threshold: f64) -> Vec<Edge> {
+    use arrow_array::{Float64Array, UInt32Array};
+    let mut out = Vec::new();
+    for b in scored {
+        let get = |n: &str| b.column_by_name(n).map(|c| c.as_any());
+        let (Some(l), Some(r), Some(w), Some(p)) = (
+            get("left").and_then(|c| c.downcast_ref::<UInt32Array>()),
+            get("right").and_then(|c| c.downcast_ref::<UInt32Array>()),
+            get("match_weight").and_then(|c| c.downcast_ref::<Float64Array>()),
+            get("match_probability").and_then(|c| c.downcast_ref::<Float64Array>()),
+        ) else {
+            continue;
+        };
+        for i in 0..b.num_rows() {
+            if p.value(i) >= threshold {
+                out.push(Edge {
+                    left: l.value(i),
+                    right: r.value(i),
+                    weight: w.value(i),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Clusters `n` records from the edges (pairs at or above the threshold).
+pub fn cluster(n: usize, edges: &[Edge], must_not_link: &[&StringArray]) -> Clusters {
+    let uf = AtomicUnionFind::new(n);
+    edges.par_iter().for_each(|e| uf.union(e.left, e.right));
+    let mut label: Vec<u32> = (0..n as u32).into_par_iter().map(|i| uf.find(i)).collect();
+
+    // Components whose members disagree on a must-not-link column.
+    let mut size = vec![0u32; n];
+    for &l in &label {
+        size[l as usize] += 1;
+    }
+    let mut first_value: HashMap<(u32, usize), &str> = HashMap::new();
+    let mut conflicted: Vec<u32> = Vec::new();
+    for i in 0..n as u32 {
+        let root = label[i as usize];
+        if size[root as usize] < 2 {
+            continue;
+        }
+        for (c, col) in must_not_link.iter().enumerate() {
+            if col.is_valid(i as usize) {
+                let v = col.value(i as usize);
+                match first_value.get(&(root, c)) {
+                    None => {
+                        first_value.insert((root, c), v);
+                    }
+                    Some(&w) if w != v => conflicted.push(root),
+                    _ => {}
+                }
+            }
+        }
+    }
+    conflicted.sort_unstable();
+    conflicted.dedup();
+    let mut cut_edges = 0u64;
+    if !conflicted.is_empty() {
+        let slot: HashMap<u32, usize> = conflicted
+            .iter()
+            .enumerate()
+            .map(|(k, &r)| (r, k))
+            .collect();
+        let mut comp_edges: Vec<Vec<Edge>> = vec![Vec::new(); conflicted.len()];
+        for e in edges {
+            if let Some(&k) = slot.get(&label[e.left as usize]) {
+                comp_edges[k].push(*e);
+            }
+        }
+        let mut members: Vec<Vec<u32>> = vec![Vec::new(); conflicted.len()];
+        for i in 0..n as u32 {
+            if let Some(&k) = slot.get(&label[i as usize]) {
+                members[k].push(i);
+            }
+        }
+        let results: Vec<(Vec<(u32, u32)>, u64)> = comp_edges
+            .into_par_iter()
+            .zip(members.par_iter())
+            .map(|(es, ms)| recluster(ms, es, must_not_link))
+            .collect();
+        for (relabels, cut) in results {
+            cut_edges += cut;
+            for (i, l) in relabels {
+                label[i as usize] = l;
+            }
+        }
+    }
+    Clusters {
+        label,
+        conflicts: conflicted.len() as u64,
+        cut_edges,
+        edges: edges.len() as u64,
+    }
+}
+
+/// Greedy strongest-first clustering of one component that respects must-not-link; returns
+/// (record, new label) and the number of edges cut.
+fn recluster(
+    members: &[u32],
+    mut edges: Vec<Edge>,
+    mnl: &[&StringArray],
+) -> (Vec<(u32, u32)>, u64) {
+    edges.sort_by(|a, b| {
+        b.weight
+            .total_cmp(&a.weight)
+            .then(a.left.cmp(&b.left))
+            .then(a.right.cmp(&b.right))
+    });
+    let local: HashMap<u32, u32> = members
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| (i, k as u32))
+        .collect();
+    let mut uf = UnionFind {
+        parent: (0..members.len() as u32).collect(),
+    };
+    // Values each local set holds, per must-not-link column.
+    let mut vals: Vec<Vec<Option<&str>>> = members
+        .iter()
+        .map(|&i| {
+            mnl.iter()
+                .map(|c| c.is_valid(i as usize).then(|| c.value(i as usize)))
+                .collect()
+        })
+        .collect();
+    let mut cut = 0u64;
+    for e in edges {
+        let (Some(&a), Some(&b)) = (local.get(&e.left), local.get(&e.right)) else {
+            continue;
+        };
+        let (ra, rb) = (uf.find(a), uf.find(b));
+        if ra == rb {
+            continue;
+        }
+        let clash = vals[ra as usize]
+            .iter()
+            .zip(&vals[rb as usize])
+            .any(|(x, y)| matches!((x, y), (Some(x), Some(y)) if x != y));
+        if clash {
+            cut += 1;
+            continue;
+        }
+        let (lo, hi) = (ra.min(rb), ra.max(rb));
+        uf.parent[hi as usize] = lo;
+        let merged: Vec<Option<&str>> = vals[lo as usize]
+            .iter()
+            .zip(&vals[hi as usize])
+            .map(|(x, y)| x.or(*y))
+            .collect();
+        vals[lo as usize] = merged;
+    }
+    // Members are in ascending order, so a local root (smallest local index) maps to the
+    // smallest record index of its set.
+    let out = (0..members.len() as u32)
+        .map(|k| (members[k as usize], members[uf.find(k) as usize]))
+        .collect();
+    (out, cut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(left: u32, right: u32, weight: f64) -> Edge {
+        Edge {
+            left,
+            right,
+            weight,
+        }
+    }
+
+    #[test]
+    fn components_are_labelled_by_their_smallest_member() {
+        let c = cluster(5, &[e(3, 4, 5.0), e(1, 3, 5.0)], &[]);
+        assert_eq!(c.label, vec![0, 1, 2, 1, 1]);
+        assert_eq!(c.conflicts, 0);
+    }
+
+    #[test]
+    fn weakest_link_between_different_ids_is_cut() {
+        let ids = StringArray::from(vec![Some("A"), None, Some("B")]);
+        // 0 -(9)- 1 -(2)- 2 : record 1 joins A, the weaker link to B is cut.
+        let c = cluster(3, &[e(0, 1, 9.0), e(1, 2, 2.0)], &[&ids]);
+        assert_eq!(c.label, vec![0, 0, 2]);
+        assert_eq!(c.conflicts, 1);
+        assert_eq!(c.cut_edges, 1);
+    }
+}

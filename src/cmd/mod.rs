@@ -1,0 +1,5 @@
+//! One file per subcommand.
+
+pub mod demo;
+pub mod eval;
+pub mod run;

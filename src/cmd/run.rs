@@ -1,0 +1,52 @@
+//! `yiku run JOB.toml`: runs a job and prints where its outputs are.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use yiku::{Plan, RunOptions};
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The job file (TOML).
+    pub job: PathBuf,
+    /// Reuse a saved model (model.json of an earlier run) instead of training.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Output folder (default: the job's `output`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Threads (default: the job's `threads`, else all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<()> {
+    let plan = Plan::from_file(&args.job)?;
+    let opts = RunOptions {
+        model: args.model.clone(),
+        output: args.out.clone(),
+        threads: args.threads,
+        quiet,
+    };
+    let summary =
+        yiku::run(&plan, &opts).with_context(|| format!("running {}", args.job.display()))?;
+    let out = args.out.clone().unwrap_or(plan.output);
+    print_summary(&summary, &out);
+    Ok(())
+}
+
+/// One line per kind and where the outputs are.
+pub fn print_summary(s: &yiku::report::RunSummary, out: &std::path::Path) {
+    for k in &s.kinds {
+        println!(
+            "{:<10} {:>9} records  {:>10} candidate pairs  {:>9} matches  {:>8} for review  {:>9} master ids",
+            k.kind, k.records, k.candidate_pairs, k.matches, k.review_pairs, k.clusters
+        );
+    }
+    println!(
+        "{} records in, {} in the master index, {} quarantined; {:.2} s, peak {:.0} MB",
+        s.records_in, s.records_in_master_index, s.quarantined, s.total_seconds, s.peak_rss_mb
+    );
+    println!("outputs: {}", out.display());
+}

@@ -1,0 +1,345 @@
+//! Stage 4: compare. Consumes: candidate pairs (an Arrow batch of `left`, `right` record
+//! indices) and the standardised records. Produces: one comparison level per comparison per
+//! pair (a `UInt8` column each). Cost: O(pairs), independent per pair, parallel per batch.
+//!
+//! Levels are ordered: 0 = null (either side missing), 1 = disagree, and higher levels mean
+//! closer agreement; the top level is exact agreement.
+
+pub mod similarity;
+
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt8Array, UInt32Array};
+use arrow_schema::{DataType, Field, Schema};
+
+use crate::config::{ComparisonSpec, Method};
+use crate::standardise::{StdTable, address, date};
+use similarity::{Chars, damerau, jaro_winkler, levenshtein, within_one_edit};
+
+/// Names of the levels of a comparison, index = level.
+pub fn level_names(spec: &ComparisonSpec) -> Vec<String> {
+    let mut v: Vec<String> = vec!["null".into(), "else".into()];
+    let t = thresholds(spec);
+    match spec.method {
+        Method::Exact => {}
+        Method::JaroWinkler | Method::EnterpriseName => {
+            v.extend(t.iter().rev().map(|x| format!("jaro_winkler>={x}")))
+        }
+        Method::Levenshtein => v.extend(t.iter().rev().map(|x| format!("levenshtein<={x}"))),
+        Method::Damerau => v.extend(t.iter().rev().map(|x| format!("damerau<={x}"))),
+        Method::PersonName => v.extend(["one_edit".into(), "same_pinyin".into()]),
+        Method::IdNumber => v.extend(["two_digits_transposed".into(), "one_digit_off".into()]),
+        Method::Date => v.extend(["one_edit".into(), "day_month_swapped".into()]),
+        Method::Phone => v.extend(["one_edit".into()]),
+        Method::Address => v.extend(t.iter().rev().map(|x| format!("dice>={x}"))),
+    }
+    v.push("exact".into());
+    v
+}
+
+/// The thresholds of a comparison, defaults filled in: similarities highest first, distances
+/// lowest first.
+pub fn thresholds(spec: &ComparisonSpec) -> Vec<f64> {
+    let mut t = spec.thresholds.clone();
+    if t.is_empty() {
+        t = match spec.method {
+            Method::JaroWinkler => vec![0.92, 0.8],
+            Method::EnterpriseName => vec![0.9, 0.75],
+            Method::Levenshtein | Method::Damerau => vec![1.0, 2.0],
+            Method::Address => vec![0.8, 0.55],
+            _ => vec![],
+        };
+    }
+    match spec.method {
+        Method::Levenshtein | Method::Damerau => t.sort_by(f64::total_cmp),
+        _ => t.sort_by(|a, b| b.total_cmp(a)),
+    }
+    t
+}
+
+/// A comparison bound to the columns it reads.
+pub struct Comparator<'a> {
+    method: Method,
+    col: &'a StringArray,
+    /// `field_pinyin` for person names.
+    aux: Option<&'a StringArray>,
+    thresholds: Vec<f64>,
+    top: u8,
+}
+
+impl<'a> Comparator<'a> {
+    /// Binds a comparison to its columns; `None` if the table lacks the column.
+    pub fn new(spec: &ComparisonSpec, table: &'a StdTable) -> Option<Self> {
+        let col = table.column(&spec.field)?;
+        let aux = match spec.method {
+            Method::PersonName => table.column(&format!("{}_pinyin", spec.field)),
+            _ => None,
+        };
+        Some(Comparator {
+            method: spec.method,
+            col,
+            aux,
+            thresholds: thresholds(spec),
+            top: (level_names(spec).len() - 1) as u8,
+        })
+    }
+
+    /// The column this comparison reads.
+    pub fn column(&self) -> &'a StringArray {
+        self.col
+    }
+
+    /// Number of levels, null included.
+    pub fn levels(&self) -> usize {
+        self.top as usize + 1
+    }
+
+    /// The compared value of a record.
+    pub fn value(&self, i: usize) -> Option<&'a str> {
+        self.col.is_valid(i).then(|| self.col.value(i))
+    }
+
+    /// The level of one pair of records.
+    pub fn level(&self, i: usize, j: usize) -> u8 {
+        let c = self.col;
+        if c.is_null(i) || c.is_null(j) {
+            return 0;
+        }
+        let (a, b) = (c.value(i), c.value(j));
+        if a == b {
+            return self.top;
+        }
+        match self.method {
+            Method::Exact => 1,
+            Method::JaroWinkler | Method::EnterpriseName => {
+                let s = jaro_winkler(Chars::new(a).as_slice(), Chars::new(b).as_slice());
+                self.by_similarity(s)
+            }
+            Method::Levenshtein | Method::Damerau => {
+                let (ca, cb) = (Chars::new(a), Chars::new(b));
+                let d = if self.method == Method::Levenshtein {
+                    levenshtein(ca.as_slice(), cb.as_slice())
+                } else {
+                    damerau(ca.as_slice(), cb.as_slice())
+                } as f64;
+                // thresholds lowest first: level top-1 for the smallest distance.
+                match self.thresholds.iter().position(|&t| d <= t) {
+                    Some(p) => self.top - 1 - p as u8,
+                    None => 1,
+                }
+            }
+            Method::PersonName => {
+                if let Some(p) = self.aux {
+                    if p.is_valid(i) && p.is_valid(j) && p.value(i) == p.value(j) {
+                        return 3;
+                    }
+                }
+                let one = within_one_edit(Chars::new(a).as_slice(), Chars::new(b).as_slice());
+                if one { 2 } else { 1 }
+            }
+            Method::IdNumber => id_level(a.as_bytes(), b.as_bytes()),
+            Method::Date => {
+                if swapped_day_month(a, b) {
+                    3
+                } else if within_one_edit(Chars::new(a).as_slice(), Chars::new(b).as_slice()) {
+                    2
+                } else {
+                    1
+                }
+            }
+            Method::Phone => {
+                if within_one_edit(Chars::new(a).as_slice(), Chars::new(b).as_slice()) {
+                    2
+                } else {
+                    1
+                }
+            }
+            Method::Address => self.by_similarity(address::dice(a, b)),
+        }
+    }
+
+    /// Level for a similarity with thresholds highest first.
+    fn by_similarity(&self, s: f64) -> u8 {
+        match self.thresholds.iter().position(|&t| s >= t) {
+            Some(p) => self.top - 1 - p as u8,
+            None => 1,
+        }
+    }
+}
+
+/// 4 = exact (handled by the caller), 3 = one digit off, 2 = two adjacent digits
+/// transposed, 1 = else.
+fn id_level(a: &[u8], b: &[u8]) -> u8 {
+    if a.len() != b.len() {
+        return 1;
+    }
+    let diff: Vec<usize> = (0..a.len()).filter(|&k| a[k] != b[k]).take(3).collect();
+    match diff.as_slice() {
+        [_] => 3,
+        [x, y] if *y == x + 1 && a[*x] == b[*y] && a[*y] == b[*x] => 2,
+        _ => 1,
+    }
+}
+
+/// Dates `YYYY-MM-DD` with day and month swapped.
+fn swapped_day_month(a: &str, b: &str) -> bool {
+    a.len() == 10
+        && b.len() == 10
+        && a.get(..4) == b.get(..4)
+        && a.get(5..7) == b.get(8..10)
+        && a.get(8..10) == b.get(5..7)
+}
+
+/// Days between two standardised dates, if both parse.
+pub fn days_apart(a: &str, b: &str) -> Option<i64> {
+    Some((date::days(a)? - date::days(b)?).abs())
+}
+
+/// Pairs per Arrow batch.
+pub const BATCH: usize = 65536;
+
+/// The compared candidate pairs of one kind: batches of [`BATCH`] pairs, in candidate order.
+pub struct Compared {
+    pub schema: Arc<Schema>,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// Binds every comparison of a kind to its columns; an error names a missing column.
+pub fn comparators<'a>(
+    table: &'a StdTable,
+    specs: &[ComparisonSpec],
+) -> Result<Vec<Comparator<'a>>, crate::error::Error> {
+    specs
+        .iter()
+        .map(|s| {
+            Comparator::new(s, table).ok_or_else(|| crate::error::Error::Data {
+                stage: "compare",
+                message: format!("no column `{}` to compare", s.field),
+            })
+        })
+        .collect()
+}
+
+/// Compares every candidate pair, batch by batch in parallel.
+pub fn compare(
+    comparators: &[Comparator],
+    specs: &[ComparisonSpec],
+    candidates: &crate::block::Candidates,
+) -> Result<Compared, crate::error::Error> {
+    use rayon::prelude::*;
+    let schema = levels_schema(specs);
+    let batches = candidates
+        .left
+        .par_chunks(BATCH)
+        .zip(candidates.right.par_chunks(BATCH))
+        .map(|(l, r)| {
+            let pairs = RecordBatch::try_new(
+                pairs_schema(),
+                vec![
+                    Arc::new(UInt32Array::from(l.to_vec())),
+                    Arc::new(UInt32Array::from(r.to_vec())),
+                ],
+            )?;
+            compare_batch(comparators, &schema, &pairs)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| crate::error::Error::Data {
+            stage: "compare",
+            message: e.to_string(),
+        })?;
+    Ok(Compared { schema, batches })
+}
+
+/// Schema of a batch of candidate pairs: `left`, `right` record indices.
+pub fn pairs_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("left", DataType::UInt32, false),
+        Field::new("right", DataType::UInt32, false),
+    ]))
+}
+
+/// Schema of a compared batch: `left`, `right`, then one level column per comparison.
+pub fn levels_schema(specs: &[ComparisonSpec]) -> Arc<Schema> {
+    let mut fields = vec![
+        Field::new("left", DataType::UInt32, false),
+        Field::new("right", DataType::UInt32, false),
+    ];
+    fields.extend(
+        specs
+            .iter()
+            .map(|s| Field::new(format!("level_{}", s.field), DataType::UInt8, false)),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+/// Compares a batch of candidate pairs (`left`, `right` as `UInt32`): the kernel that runs
+/// unchanged wherever the batch comes from.
+pub fn compare_batch(
+    comparators: &[Comparator],
+    schema: &Arc<Schema>,
+    pairs: &RecordBatch,
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let idx = |name: &str| -> Result<UInt32Array, arrow_schema::ArrowError> {
+        pairs
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<UInt32Array>())
+            .cloned()
+            .ok_or_else(|| {
+                arrow_schema::ArrowError::SchemaError(format!(
+                    "pairs need a UInt32 `{name}` column"
+                ))
+            })
+    };
+    let (l, r) = (idx("left")?, idx("right")?);
+    let mut cols: Vec<ArrayRef> = vec![Arc::new(l.clone()), Arc::new(r.clone())];
+    for c in comparators {
+        let levels: UInt8Array = l
+            .values()
+            .iter()
+            .zip(r.values().iter())
+            .map(|(&i, &j)| c.level(i as usize, j as usize))
+            .collect::<Vec<u8>>()
+            .into();
+        cols.push(Arc::new(levels));
+    }
+    RecordBatch::try_new(schema.clone(), cols)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_one_digit_and_transposition() {
+        assert_eq!(id_level(b"11010519491231002X", b"11010519491231003X"), 3);
+        assert_eq!(id_level(b"11010519491231002X", b"11010519492131002X"), 2);
+        assert_eq!(id_level(b"11010519491231002X", b"21010519491231003X"), 1);
+    }
+
+    #[test]
+    fn day_month_swap() {
+        assert!(swapped_day_month("1990-01-02", "1990-02-01"));
+        assert!(!swapped_day_month("1990-01-02", "1991-02-01"));
+        assert_eq!(days_apart("1990-01-02", "1990-01-01"), Some(1));
+    }
+
+    #[test]
+    fn level_names_end_with_exact() {
+        let spec = ComparisonSpec {
+            field: "x".into(),
+            method: Method::JaroWinkler,
+            thresholds: vec![],
+            term_frequency: false,
+        };
+        assert_eq!(
+            level_names(&spec),
+            [
+                "null",
+                "else",
+                "jaro_winkler>=0.8",
+                "jaro_winkler>=0.92",
+                "exact"
+            ]
+        );
+    }
+}

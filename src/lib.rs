@@ -1,0 +1,44 @@
+//! # yiku (一库): one master index from many departments' records
+//!
+//! yiku recognises the records that different government departments keep about the same
+//! person or enterprise, and gives every input record a master id.
+//!
+//! ```text
+//!  sources ──▶ load ──▶ standardise ──▶ block ──▶ compare ──▶ score ──▶ cluster ──▶ master ──▶ report
+//!  (Parquet,   RawTable  StdTable        Candidates  levels     weights   labels     master id   run.json,
+//!   IPC, CSV)  +quarantine                (pairs)    per pair   + model              per record  eval
+//! ```
+//!
+//! | stage | module | consumes | produces |
+//! |---|---|---|---|
+//! | 1 load | [`load`] | job sources | [`load::RawTable`] per kind (rows sorted by source, record id), quarantine |
+//! | 2 standardise | [`standardise`] | raw text | [`standardise::StdTable`]: standardised + derived columns (pinyin key, valid ID, name core, ...) |
+//! | 3 block | [`block`] | standardised keys, rules | [`block::Candidates`]: unique pairs, `left < right`, per-rule counts, skipped blocks |
+//! | 4 compare | [`compare`] | Arrow batches of pairs | one level (`UInt8`) per comparison per pair |
+//! | 5 score | [`score`] | levels | Fellegi-Sunter [`score::Model`] (u by sampling, m and λ by EM), weight and probability per pair |
+//! | 6 cluster | [`cluster`] | pairs above the threshold | [`cluster::Clusters`]: parallel union-find, must-not-link respected |
+//! | 7 master | [`master`] | cluster labels | [`master::MasterIndex`]: every record once, a master id each |
+//! | 8 report | [`report`] | every stage's counts | `run.json`, evaluation against a truth file |
+//!
+//! Around them: [`config`] (the job file and presets), [`output`] (atomic output folder),
+//! [`pipeline`] (calls the stages), [`synth`] (departmental data with ground truth).
+//! Each kind (`person`, `enterprise`, `generic`) is matched on its own.
+
+pub mod error;
+pub mod config;
+pub mod load;
+pub mod standardise;
+pub mod block;
+pub mod compare;
+pub mod score;
+pub mod cluster;
+pub mod master;
+pub mod report;
+pub mod output;
+pub mod pipeline;
+pub mod mask;
+pub mod progress;
+
+pub use config::Plan;
+pub use error::{Error, Result};
+pub use pipeline::{RunOptions, run};

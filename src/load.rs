@@ -1,0 +1,614 @@
+//! Stage 1: load. Consumes: the job's sources (Parquet, Arrow IPC, CSV). Produces: one
+//! [`RawTable`] per entity kind, rows sorted by (source, record id), every mapped field as a
+//! text column; and the quarantine of rows that cannot be used. Cost: one pass over each file,
+//! sources read in parallel.
+//!
+//! Rows are sorted so that every later stage sees the same order whatever order the files had:
+//! this is what makes the output independent of input row order.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::{Array, ArrayRef, BinaryArray, LargeBinaryArray, RecordBatch, StringArray};
+use arrow_schema::DataType;
+use rayon::prelude::*;
+
+use crate::config::{EntityKind, Format, Plan, Source};
+use crate::error::{Error, Result};
+
+/// The records of one entity kind, as loaded: raw text per canonical field.
+#[derive(Debug, Clone)]
+pub struct RawTable {
+    pub kind: EntityKind,
+    /// Source names of this kind, sorted; `source[i]` indexes this list.
+    pub sources: Vec<String>,
+    pub source: Vec<u16>,
+    pub record_id: StringArray,
+    /// Canonical fields, in the order of `columns`.
+    pub fields: Vec<String>,
+    /// Raw values per field; null where the source lacks the field or the cell is empty.
+    pub columns: Vec<StringArray>,
+}
+
+impl RawTable {
+    pub fn len(&self) -> usize {
+        self.source.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.source.is_empty()
+    }
+
+    pub fn column(&self, field: &str) -> Option<&StringArray> {
+        self.fields
+            .iter()
+            .position(|f| f == field)
+            .map(|i| &self.columns[i])
+    }
+}
+
+/// A row that could not be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct QuarantineRow {
+    pub source: String,
+    /// 1-based data row in the file (header excluded).
+    pub row: u64,
+    pub record_id: Option<String>,
+    pub reason: String,
+    /// The row's mapped values as `column=value` pairs, for whoever repairs it.
+    pub raw: String,
+}
+
+/// Per-source counts of the load stage.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SourceStats {
+    pub source: String,
+    pub kind: EntityKind,
+    pub path: String,
+    pub rows_read: u64,
+    pub records: u64,
+    pub quarantined: u64,
+}
+
+/// Everything stage 1 produces.
+#[derive(Debug)]
+pub struct Loaded {
+    pub tables: Vec<RawTable>,
+    pub quarantine: Vec<QuarantineRow>,
+    pub stats: Vec<SourceStats>,
+}
+
+/// One source after reading: columns as text, before quarantine filtering.
+struct SourceData {
+    record_id: StringArray,
+    /// Mapped fields in the source's `columns` order.
+    fields: Vec<StringArray>,
+    quarantine: Vec<QuarantineRow>,
+    /// Rows that were rejected while decoding (bad UTF-8 or field count), by 0-based row.
+    rejected: Vec<bool>,
+    rows_read: u64,
+}
+
+/// Loads every source of the plan.
+pub fn load(plan: &Plan) -> Result<Loaded> {
+    let read: Vec<Result<SourceData>> = plan.sources.par_iter().map(read_source).collect();
+    let mut data = Vec::with_capacity(read.len());
+    for r in read {
+        data.push(r?);
+    }
+    let mut quarantine = Vec::new();
+    let mut stats = Vec::new();
+    let mut kept: Vec<Vec<u32>> = Vec::with_capacity(data.len());
+    for (src, d) in plan.sources.iter().zip(&mut data) {
+        let rows = screen_rows(src, d);
+        stats.push(SourceStats {
+            source: src.name.clone(),
+            kind: src.kind,
+            path: src.path.display().to_string(),
+            rows_read: d.rows_read,
+            records: rows.len() as u64,
+            quarantined: d.quarantine.len() as u64,
+        });
+        quarantine.append(&mut d.quarantine);
+        kept.push(rows);
+    }
+    quarantine.sort();
+    let mut tables = Vec::new();
+    for kp in &plan.kinds {
+        let idx: Vec<usize> = (0..plan.sources.len())
+            .filter(|&i| plan.sources[i].kind == kp.kind)
+            .collect();
+        tables.push(assemble(
+            plan,
+            kp.kind,
+            &kp.fields.keys().cloned().collect::<Vec<_>>(),
+            &idx,
+            &data,
+            &kept,
+        )?);
+    }
+    Ok(Loaded {
+        tables,
+        quarantine,
+        stats,
+    })
+}
+
+/// Quarantines empty and duplicate record ids; returns the rows kept, sorted by record id.
+fn screen_rows(src: &Source, d: &mut SourceData) -> Vec<u32> {
+    let n = d.record_id.len();
+    let mut rows: Vec<u32> = Vec::with_capacity(n);
+    for i in 0..n {
+        if d.rejected[i] {
+            continue;
+        }
+        let id = (!d.record_id.is_null(i)).then(|| d.record_id.value(i).trim());
+        match id {
+            Some(s) if !s.is_empty() => rows.push(i as u32),
+            _ => d.quarantine.push(QuarantineRow {
+                source: src.name.clone(),
+                row: i as u64 + 1,
+                record_id: None,
+                reason: format!("empty record id (column `{}`)", src.record_id),
+                raw: raw_text(src, d, i),
+            }),
+        }
+    }
+    // Sort by record id, then by row content, so that which duplicate is kept does not
+    // depend on the order of rows in the file.
+    let content = |i: u32| raw_text(src, d, i as usize);
+    rows.sort_by(|&a, &b| {
+        d.record_id
+            .value(a as usize)
+            .trim()
+            .cmp(d.record_id.value(b as usize).trim())
+            .then_with(|| content(a).cmp(&content(b)))
+    });
+    let mut out = Vec::with_capacity(rows.len());
+    for (k, &r) in rows.iter().enumerate() {
+        let id = d.record_id.value(r as usize).trim();
+        if k > 0 && d.record_id.value(rows[k - 1] as usize).trim() == id {
+            d.quarantine.push(QuarantineRow {
+                source: src.name.clone(),
+                row: u64::from(r) + 1,
+                record_id: Some(id.to_string()),
+                reason: format!("duplicate record id `{id}` in this source"),
+                raw: raw_text(src, d, r as usize),
+            });
+        } else {
+            out.push(r);
+        }
+    }
+    out
+}
+
+fn raw_text(src: &Source, d: &SourceData, i: usize) -> String {
+    let mut s = String::new();
+    for ((col, _), arr) in src.columns.iter().zip(&d.fields) {
+        if !arr.is_null(i) {
+            if !s.is_empty() {
+                s.push_str("; ");
+            }
+            s.push_str(col);
+            s.push('=');
+            s.push_str(arr.value(i));
+        }
+    }
+    s
+}
+
+/// Gathers the kept rows of the sources of one kind into one table sorted by (source, id).
+fn assemble(
+    plan: &Plan,
+    kind: EntityKind,
+    fields: &[String],
+    idx: &[usize],
+    data: &[SourceData],
+    kept: &[Vec<u32>],
+) -> Result<RawTable> {
+    let mut order: Vec<usize> = idx.to_vec();
+    order.sort_by(|&a, &b| plan.sources[a].name.cmp(&plan.sources[b].name));
+    let sources: Vec<String> = order
+        .iter()
+        .map(|&i| plan.sources[i].name.clone())
+        .collect();
+    if sources.len() > usize::from(u16::MAX) {
+        return Err(Error::Data {
+            stage: "load",
+            message: "more than 65535 sources of one kind".into(),
+        });
+    }
+    let mut source = Vec::new();
+    let mut take: Vec<(usize, usize)> = Vec::new();
+    for (k, &i) in order.iter().enumerate() {
+        for &r in &kept[i] {
+            source.push(k as u16);
+            take.push((k, r as usize));
+        }
+    }
+    let ids: Vec<&dyn Array> = order
+        .iter()
+        .map(|&i| &data[i].record_id as &dyn Array)
+        .collect();
+    let record_id = trim_strings(&interleave_strings(&ids, &take)?);
+    let null1: ArrayRef = Arc::new(StringArray::new_null(1));
+    let columns = fields
+        .par_iter()
+        .map(|f| {
+            let arrays: Vec<ArrayRef> = order
+                .iter()
+                .map(
+                    |&i| match plan.sources[i].columns.iter().position(|(_, cf)| cf == f) {
+                        Some(p) => Arc::new(data[i].fields[p].clone()) as ArrayRef,
+                        None => null1.clone(),
+                    },
+                )
+                .collect();
+            let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+            let missing: Vec<bool> = order
+                .iter()
+                .map(|&i| !plan.sources[i].columns.iter().any(|(_, cf)| cf == f))
+                .collect();
+            let t: Vec<(usize, usize)> = take
+                .iter()
+                .map(|&(k, r)| if missing[k] { (k, 0) } else { (k, r) })
+                .collect();
+            interleave_strings(&refs, &t)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RawTable {
+        kind,
+        sources,
+        source,
+        record_id,
+        fields: fields.to_vec(),
+        columns,
+    })
+}
+
+fn interleave_strings(arrays: &[&dyn Array], take: &[(usize, usize)]) -> Result<StringArray> {
+    let out = arrow_select::interleave::interleave(arrays, take).map_err(|e| Error::Data {
+        stage: "load",
+        message: e.to_string(),
+    })?;
+    out.as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| Error::Data {
+            stage: "load",
+            message: "internal: gathered column is not text".into(),
+        })
+}
+
+fn trim_strings(a: &StringArray) -> StringArray {
+    a.iter().map(|v| v.map(str::trim)).collect()
+}
+
+fn read_source(src: &Source) -> Result<SourceData> {
+    match src.format {
+        Format::Csv => read_csv(src),
+        Format::Parquet | Format::Ipc => {
+            let batches = read_batches(src)?;
+            from_batches(src, batches)
+        }
+    }
+}
+
+fn read_err(path: &Path, e: impl ToString) -> Error {
+    Error::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn read_batches(src: &Source) -> Result<(arrow_schema::SchemaRef, Vec<RecordBatch>)> {
+    let file = File::open(&src.path).map_err(|e| Error::io(&src.path, e))?;
+    match src.format {
+        Format::Parquet => {
+            let builder =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| {
+                        read_err(&src.path, format!("not a readable Parquet file: {e}"))
+                    })?;
+            let schema = builder.schema().clone();
+            let columns = wanted_columns(src, &schema)?;
+            let mask = parquet::arrow::ProjectionMask::roots(
+                builder.parquet_schema(),
+                columns.iter().copied(),
+            );
+            let reader = builder
+                .with_projection(mask)
+                .with_batch_size(65536)
+                .build()
+                .map_err(|e| read_err(&src.path, e))?;
+            let batches = reader
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| read_err(&src.path, e))?;
+            let projected = Arc::new(
+                schema
+                    .project(&columns)
+                    .map_err(|e| read_err(&src.path, e))?,
+            );
+            Ok((projected, batches))
+        }
+        _ => {
+            let reader =
+                arrow_ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
+                    .map_err(|e| {
+                        read_err(&src.path, format!("not a readable Arrow IPC file: {e}"))
+                    })?;
+            let schema = reader.schema();
+            wanted_columns(src, &schema)?;
+            let batches = reader
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| read_err(&src.path, e))?;
+            Ok((schema, batches))
+        }
+    }
+}
+
+/// Indices of the record-id and mapped columns; an error names a missing one and lists those
+/// that exist.
+fn wanted_columns(src: &Source, schema: &arrow_schema::Schema) -> Result<Vec<usize>> {
+    let mut idx = Vec::new();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    for col in std::iter::once(&src.record_id).chain(src.columns.iter().map(|(c, _)| c)) {
+        match names.iter().position(|n| n == col) {
+            Some(i) => idx.push(i),
+            None => return Err(missing_column(src, col, &names)),
+        }
+    }
+    idx.sort_unstable();
+    idx.dedup();
+    Ok(idx)
+}
+
+fn missing_column(src: &Source, col: &str, names: &[&str]) -> Error {
+    Error::Schema {
+        path: src.path.clone(),
+        column: col.to_string(),
+        message: format!(
+            "not found (source `{}`); columns are: {}",
+            src.name,
+            names.join(", ")
+        ),
+    }
+}
+
+fn from_batches(
+    src: &Source,
+    (schema, batches): (arrow_schema::SchemaRef, Vec<RecordBatch>),
+) -> Result<SourceData> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut rejected = vec![false; rows];
+    let mut quarantine = Vec::new();
+    let mut text_column = |col: &str| -> Result<StringArray> {
+        let i = schema
+            .index_of(col)
+            .map_err(|_| missing_column(src, col, &[]))?;
+        let mut b = StringBuilder::with_capacity(rows, rows * 8);
+        let mut offset = 0usize;
+        for batch in &batches {
+            let arr = batch.column(i);
+            append_text(
+                src,
+                col,
+                arr,
+                offset,
+                &mut b,
+                &mut rejected,
+                &mut quarantine,
+            )?;
+            offset += arr.len();
+        }
+        Ok(b.finish())
+    };
+    let record_id = text_column(&src.record_id)?;
+    let mut fields = Vec::with_capacity(src.columns.len());
+    for (col, _) in &src.columns {
+        fields.push(text_column(col)?);
+    }
+    Ok(SourceData {
+        record_id,
+        fields,
+        quarantine,
+        rejected,
+        rows_read: rows as u64,
+    })
+}
+
+/// Appends one column of any scalar type as text; binary cells that are not UTF-8 become null
+/// and quarantine their row.
+fn append_text(
+    src: &Source,
+    col: &str,
+    arr: &ArrayRef,
+    offset: usize,
+    b: &mut StringBuilder,
+    rejected: &mut [bool],
+    quarantine: &mut Vec<QuarantineRow>,
+) -> Result<()> {
+    let mut binary = |i: usize, v: Option<&[u8]>, b: &mut StringBuilder| match v {
+        None => b.append_null(),
+        Some(bytes) => match std::str::from_utf8(bytes) {
+            Ok(s) => b.append_value(s),
+            Err(_) => {
+                b.append_null();
+                if !rejected[offset + i] {
+                    rejected[offset + i] = true;
+                    quarantine.push(QuarantineRow {
+                        source: src.name.clone(),
+                        row: (offset + i) as u64 + 1,
+                        record_id: None,
+                        reason: format!("invalid UTF-8 in column `{col}`"),
+                        raw: String::from_utf8_lossy(bytes).into_owned(),
+                    });
+                }
+            }
+        },
+    };
+    match arr.data_type() {
+        DataType::Binary => {
+            if let Some(a) = arr.as_any().downcast_ref::<BinaryArray>() {
+                a.iter().enumerate().for_each(|(i, v)| binary(i, v, b));
+            }
+            return Ok(());
+        }
+        DataType::LargeBinary => {
+            if let Some(a) = arr.as_any().downcast_ref::<LargeBinaryArray>() {
+                a.iter().enumerate().for_each(|(i, v)| binary(i, v, b));
+            }
+            return Ok(());
+        }
+        dt if dt.is_nested() => {
+            return Err(Error::Schema {
+                path: src.path.clone(),
+                column: col.to_string(),
+                message: format!(
+                    "has type {dt}, which cannot be read as text; map a column of text, numbers or dates"
+                ),
+            });
+        }
+        _ => {}
+    }
+    let cast = arrow_cast::cast(arr.as_ref(), &DataType::Utf8).map_err(|e| Error::Schema {
+        path: src.path.clone(),
+        column: col.to_string(),
+        message: format!(
+            "has type {}, which cannot be read as text: {e}",
+            arr.data_type()
+        ),
+    })?;
+    let s = cast
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| Error::Schema {
+            path: src.path.clone(),
+            column: col.to_string(),
+            message: "could not be converted to text".into(),
+        })?;
+    for v in s.iter() {
+        b.append_option(v);
+    }
+    Ok(())
+}
+
+fn read_csv(src: &Source) -> Result<SourceData> {
+    let file = File::open(&src.path).map_err(|e| Error::io(&src.path, e))?;
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(std::io::BufReader::new(file));
+    let headers = rdr
+        .byte_headers()
+        .map_err(|e| read_err(&src.path, e))?
+        .clone();
+    if headers.is_empty() {
+        return Err(read_err(
+            &src.path,
+            "the file is empty: a CSV source needs a header row",
+        ));
+    }
+    let names: Vec<String> = headers
+        .iter()
+        .map(|h| {
+            String::from_utf8_lossy(h)
+                .trim_start_matches('\u{feff}')
+                .to_string()
+        })
+        .collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let find = |col: &str| {
+        name_refs
+            .iter()
+            .position(|n| *n == col)
+            .ok_or_else(|| missing_column(src, col, &name_refs))
+    };
+    let id_col = find(&src.record_id)?;
+    let cols: Vec<usize> = src
+        .columns
+        .iter()
+        .map(|(c, _)| find(c))
+        .collect::<Result<_>>()?;
+    let mut id_b = StringBuilder::new();
+    let mut bs: Vec<StringBuilder> = cols.iter().map(|_| StringBuilder::new()).collect();
+    let mut rejected = Vec::new();
+    let mut quarantine = Vec::new();
+    let mut rec = csv::ByteRecord::new();
+    let mut row = 0u64;
+    loop {
+        match rdr.read_byte_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                if let csv::ErrorKind::Io(_) = e.kind() {
+                    return Err(read_err(&src.path, e));
+                }
+                row += 1;
+                reject_row(
+                    src,
+                    row,
+                    format!("unreadable CSV row: {e}"),
+                    String::new(),
+                    &mut quarantine,
+                );
+                push_nulls(&mut id_b, &mut bs);
+                rejected.push(true);
+                continue;
+            }
+        }
+        row += 1;
+        let lossy = || String::from_utf8_lossy(rec.as_slice()).into_owned();
+        if rec.len() != headers.len() {
+            let reason = format!(
+                "row has {} fields, the header has {}",
+                rec.len(),
+                headers.len()
+            );
+            reject_row(src, row, reason, lossy(), &mut quarantine);
+            push_nulls(&mut id_b, &mut bs);
+            rejected.push(true);
+            continue;
+        }
+        let bad = std::iter::once(id_col)
+            .chain(cols.iter().copied())
+            .find(|&c| std::str::from_utf8(&rec[c]).is_err());
+        if let Some(c) = bad {
+            let reason = format!("invalid UTF-8 in column `{}`", names[c]);
+            reject_row(src, row, reason, lossy(), &mut quarantine);
+            push_nulls(&mut id_b, &mut bs);
+            rejected.push(true);
+            continue;
+        }
+        let text = |c: usize| std::str::from_utf8(&rec[c]).ok().filter(|s| !s.is_empty());
+        id_b.append_option(text(id_col));
+        for (b, &c) in bs.iter_mut().zip(&cols) {
+            b.append_option(text(c));
+        }
+        rejected.push(false);
+    }
+    Ok(SourceData {
+        record_id: id_b.finish(),
+        fields: bs.iter_mut().map(StringBuilder::finish).collect(),
+        quarantine,
+        rejected,
+        rows_read: row,
+    })
+}
+
+fn push_nulls(id: &mut StringBuilder, bs: &mut [StringBuilder]) {
+    id.append_null();
+    bs.iter_mut().for_each(StringBuilder::append_null);
+}
+
+fn reject_row(src: &Source, row: u64, reason: String, raw: String, q: &mut Vec<QuarantineRow>) {
+    q.push(QuarantineRow {
+        source: src.name.clone(),
+        row,
+        record_id: None,
+        reason,
+        raw,
+    });
+}

@@ -1,0 +1,45 @@
+//! The `yiku` command line: `run`, `demo`, `generate`, `eval`.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// yiku (一库): matches and deduplicates person and enterprise records across departments
+/// into one master index.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// No progress on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a job file: sources in, master index out.
+    Run(cmd::run::RunArgs),
+    /// Run the bundled demo job on datasets/ and write out/demo.
+    Demo(cmd::demo::DemoArgs),
+    /// Evaluate a run's master index against a truth file.
+    Eval(cmd::eval::EvalArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Run(a) => cmd::run::run(a, cli.quiet),
+        Command::Demo(a) => cmd::demo::run(a, cli.quiet),
+        Command::Eval(a) => cmd::eval::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

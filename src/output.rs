@@ -1,0 +1,301 @@
+//! Writing a run's outputs. Everything is written into a temporary folder beside the output
+//! folder and moved into place at the end: a failed run leaves no half-written output and
+//! does not touch the previous one.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{StringBuilder, UInt8Builder};
+use arrow_array::{
+    ArrayRef, Float64Array, RecordBatch, StringArray, UInt8Array, UInt32Array, UInt64Array,
+};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{Error, Result};
+use crate::load::QuarantineRow;
+use crate::standardise::StdTable;
+
+/// A temporary output folder that becomes the real one on [`OutputDir::commit`].
+pub struct OutputDir {
+    tmp: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl OutputDir {
+    pub fn create(target: &Path) -> Result<OutputDir> {
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into());
+        let parent = target.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok(OutputDir {
+            tmp,
+            target: target.to_path_buf(),
+            committed: false,
+        })
+    }
+
+    /// Path of a file inside the temporary folder.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.tmp.join(name)
+    }
+
+    /// Replaces the target folder by the temporary one.
+    pub fn commit(mut self) -> Result<PathBuf> {
+        let old = self.target.with_file_name(format!(
+            ".{}.old-{}",
+            self.target
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        let had_old = self.target.exists();
+        if had_old {
+            std::fs::rename(&self.target, &old).map_err(|e| Error::io(&self.target, e))?;
+        }
+        if let Err(e) = std::fs::rename(&self.tmp, &self.target) {
+            if had_old {
+                let _ = std::fs::rename(&old, &self.target);
+            }
+            return Err(Error::io(&self.target, e));
+        }
+        self.committed = true;
+        if had_old {
+            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        }
+        Ok(self.target.clone())
+    }
+}
+
+impl Drop for OutputDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+/// Writes batches of one schema to a Parquet file (zstd).
+pub fn write_parquet(path: &Path, schema: Arc<Schema>, batches: &[RecordBatch]) -> Result<()> {
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_created_by("yiku".into())
+        .build();
+    let mut w =
+        ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| Error::write(path, e))?;
+    for b in batches {
+        w.write(b).map_err(|e| Error::write(path, e))?;
+    }
+    w.close().map_err(|e| Error::write(path, e))?;
+    Ok(())
+}
+
+/// Writes JSON, pretty-printed.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::write(path, e))?;
+    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+}
+
+fn err(path: &Path) -> impl Fn(arrow_schema::ArrowError) -> Error + '_ {
+    move |e| Error::write(path, e)
+}
+
+/// `master_index.parquet` rows of one kind.
+pub fn master_batch(
+    table: &StdTable,
+    master_id: &[String],
+    cluster_size: &[u32],
+) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+    let kind = table.kind.as_str();
+    let n = table.len();
+    let sources: StringArray = table
+        .source
+        .iter()
+        .map(|&s| Some(table.sources[s as usize].as_str()))
+        .collect();
+    RecordBatch::try_new(
+        master_schema(),
+        vec![
+            Arc::new(StringArray::from(vec![kind; n])),
+            Arc::new(sources),
+            Arc::new(table.record_id.clone()),
+            Arc::new(StringArray::from_iter_values(master_id)),
+            Arc::new(UInt32Array::from(cluster_size.to_vec())),
+        ],
+    )
+}
+
+pub fn master_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("record_id", DataType::Utf8, false),
+        Field::new("master_id", DataType::Utf8, false),
+        Field::new("cluster_size", DataType::UInt32, false),
+    ]))
+}
+
+/// Schema of `pairs.parquet` / `review.parquet` given the level columns of all kinds.
+pub fn pairs_schema(level_fields: &[String], review: bool) -> Arc<Schema> {
+    let mut f = vec![
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("source_l", DataType::Utf8, false),
+        Field::new("record_id_l", DataType::Utf8, false),
+        Field::new("source_r", DataType::Utf8, false),
+        Field::new("record_id_r", DataType::Utf8, false),
+        Field::new("blocking_rule", DataType::Utf8, false),
+        Field::new("match_weight", DataType::Float64, false),
+        Field::new("match_probability", DataType::Float64, false),
+    ];
+    f.extend(
+        level_fields
+            .iter()
+            .map(|c| Field::new(format!("level_{c}"), DataType::UInt8, true)),
+    );
+    if review {
+        f.push(Field::new("decision", DataType::Utf8, true));
+    }
+    Arc::new(Schema::new(f))
+}
+
+/// What turns one kind's scored batches into rows of the pairs files.
+pub struct PairsLayout<'a> {
+    pub table: &'a StdTable,
+    /// Blocking rule names, indexed by the candidates' rule numbers.
+    pub rule_names: &'a [String],
+    /// Level columns of the file (all kinds).
+    pub level_fields: &'a [String],
+    /// Compared fields of this kind, in the scored batch's order.
+    pub kind_fields: &'a [String],
+}
+
+/// Turns a scored batch into rows of the pairs file, keeping rows whose probability `keep`
+/// accepts; `rules` holds the blocking rule of each row of the batch.
+pub fn pairs_batch(
+    layout: &PairsLayout,
+    scored: &RecordBatch,
+    rules: &[u8],
+    keep: impl Fn(f64) -> bool,
+    review: bool,
+    path: &Path,
+) -> Result<RecordBatch> {
+    let PairsLayout {
+        table,
+        rule_names,
+        level_fields,
+        kind_fields,
+    } = *layout;
+    let col = |name: &str| scored.column_by_name(name).cloned();
+    let get_u32 = |name: &str| {
+        col(name)
+            .and_then(|c| c.as_any().downcast_ref::<UInt32Array>().cloned())
+            .ok_or_else(|| Error::write(path, format!("internal: no `{name}`")))
+    };
+    let (l, r) = (get_u32("left")?, get_u32("right")?);
+    let prob = col("match_probability")
+        .and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned())
+        .ok_or_else(|| Error::write(path, "internal: no probability"))?;
+    let weight = col("match_weight")
+        .and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned())
+        .ok_or_else(|| Error::write(path, "internal: no weight"))?;
+    let rows: Vec<usize> = (0..scored.num_rows())
+        .filter(|&i| keep(prob.value(i)))
+        .collect();
+    let take = |f: &dyn Fn(usize) -> String| -> StringArray {
+        let mut b = StringBuilder::new();
+        for &i in &rows {
+            b.append_value(f(i));
+        }
+        b.finish()
+    };
+    let src = |i: u32| table.sources[table.source[i as usize] as usize].clone();
+    let rid = |i: u32| table.record_id.value(i as usize).to_string();
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(take(&|_| table.kind.as_str().to_string())),
+        Arc::new(take(&|i| src(l.value(i)))),
+        Arc::new(take(&|i| rid(l.value(i)))),
+        Arc::new(take(&|i| src(r.value(i)))),
+        Arc::new(take(&|i| rid(r.value(i)))),
+        Arc::new(take(&|i| rule_names[rules[i] as usize].clone())),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|&i| weight.value(i)),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|&i| prob.value(i)),
+        )),
+    ];
+    for f in level_fields {
+        let mut b = UInt8Builder::new();
+        match kind_fields.iter().position(|k| k == f) {
+            Some(k) => {
+                let lv = scored
+                    .column(2 + k)
+                    .as_any()
+                    .downcast_ref::<UInt8Array>()
+                    .cloned()
+                    .ok_or_else(|| Error::write(path, "internal: levels"))?;
+                rows.iter().for_each(|&i| b.append_value(lv.value(i)));
+            }
+            None => rows.iter().for_each(|_| b.append_null()),
+        }
+        cols.push(Arc::new(b.finish()));
+    }
+    if review {
+        cols.push(Arc::new(StringArray::new_null(rows.len())));
+    }
+    RecordBatch::try_new(pairs_schema(level_fields, review), cols).map_err(err(path))
+}
+
+/// `quarantine.parquet`.
+pub fn quarantine_batch(
+    rows: &[QuarantineRow],
+) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+    RecordBatch::try_new(
+        quarantine_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.source.as_str()),
+            )),
+            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.row))),
+            Arc::new(
+                rows.iter()
+                    .map(|r| r.record_id.as_deref())
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.reason.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.raw.as_str()),
+            )),
+        ],
+    )
+}
+
+pub fn quarantine_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("row", DataType::UInt64, false),
+        Field::new("record_id", DataType::Utf8, true),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("raw", DataType::Utf8, false),
+    ]))
+}
+
+/// Length helper for arrays used by callers that only need a count.
+pub fn rows(batches: &[RecordBatch]) -> u64 {
+    batches.iter().map(|b| b.num_rows() as u64).sum()
+}

@@ -1,0 +1,257 @@
+//! The run: calls the stages in order, per entity kind, and writes the outputs. Nothing else.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::config::Plan;
+use crate::error::{Error, Result};
+use crate::output::{self, OutputDir, PairsLayout};
+use crate::progress::Progress;
+use crate::report::{KindSummary, RunSummary, StageStats};
+use crate::score::model::ModelFile;
+use crate::{block, cluster, compare, load, master, score, standardise};
+
+/// How a run is carried out (beyond the job file).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Reuse a saved model instead of training.
+    pub model: Option<PathBuf>,
+    /// Write here instead of the job's output folder.
+    pub output: Option<PathBuf>,
+    /// Thread count; overrides the job's.
+    pub threads: Option<usize>,
+    pub quiet: bool,
+}
+
+/// Runs a job end to end and returns its summary; outputs land in the output folder.
+pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary> {
+    let threads = opts.threads.unwrap_or(plan.threads);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Data {
+            stage: "setup",
+            message: format!("cannot start {threads} threads: {e}"),
+        })?;
+    pool.install(|| run_in_pool(plan, opts, pool.current_num_threads()))
+}
+
+fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSummary> {
+    let start = Instant::now();
+    let p = Progress::new(opts.quiet);
+    let saved = opts.model.as_deref().map(ModelFile::load).transpose()?;
+    let target = opts.output.clone().unwrap_or_else(|| plan.output.clone());
+    let out = OutputDir::create(&target)?;
+    let mut stages = Vec::new();
+    let mut stage = |name: &str, kind: &str, secs: f64, count: u64| {
+        stages.push(StageStats {
+            stage: name.into(),
+            kind: kind.into(),
+            seconds: secs,
+            count,
+        })
+    };
+
+    let (loaded, secs) = p.stage("load", || load::load(plan));
+    let loaded = loaded?;
+    let records_in: u64 = loaded.tables.iter().map(|t| t.len() as u64).sum();
+    stage("load", "all", secs, records_in);
+
+    let mut kinds = Vec::new();
+    let mut models = Vec::new();
+    let mut master_batches = Vec::new();
+    let mut level_fields: Vec<String> = Vec::new();
+    for kp in &plan.kinds {
+        for c in &kp.comparisons {
+            if !level_fields.contains(&c.field) {
+                level_fields.push(c.field.clone());
+            }
+        }
+    }
+    let mut pair_batches = Vec::new();
+    let mut review_batches = Vec::new();
+    let (pairs_path, review_path) = (out.file("pairs.parquet"), out.file("review.parquet"));
+    for raw in loaded.tables {
+        let kp = plan.kind(raw.kind).ok_or_else(|| Error::Data {
+            stage: "plan",
+            message: format!("no settings for kind {}", raw.kind.as_str()),
+        })?;
+        let k = kp.kind.as_str();
+        let (table, secs) = p.stage(&format!("{k}: standardise"), || {
+            standardise::standardise(raw, kp)
+        });
+        stage("standardise", k, secs, table.len() as u64);
+
+        let (cands, secs) = p.stage(&format!("{k}: block"), || {
+            block::block(&table, &kp.blocking, kp.max_block_size, plan.mode)
+        });
+        stage("block", k, secs, cands.len() as u64);
+        for r in &cands.stats {
+            p.note(&format!(
+                "{k}: {:>12} pairs from rule {} ({} skipped blocks)",
+                r.pairs,
+                r.rule,
+                r.skipped.len()
+            ));
+        }
+
+        let comparators = compare::comparators(&table, &kp.comparisons)?;
+        let (compared, secs) = p.stage(&format!("{k}: compare"), || {
+            compare::compare(&comparators, &kp.comparisons, &cands)
+        });
+        let compared = compared?;
+        stage("compare", k, secs, cands.len() as u64);
+
+        let reused = saved.as_ref().and_then(|m| m.model(kp.kind)).cloned();
+        let model = match reused {
+            Some(m) => {
+                m.check_fits(&kp.comparisons)?;
+                m
+            }
+            None => {
+                let (m, secs) = p.stage(&format!("{k}: train (u sample + EM)"), || {
+                    score::train(
+                        kp,
+                        &comparators,
+                        &table.source,
+                        &compared,
+                        &cands.agree,
+                        plan.mode,
+                        plan.seed,
+                    )
+                });
+                stage("train", k, secs, m.trained_on_pairs);
+                m
+            }
+        };
+        let (scored, secs) = p.stage(&format!("{k}: score"), || {
+            score::score(&model, &comparators, &compared)
+        });
+        let scored = scored?;
+        stage("score", k, secs, cands.len() as u64);
+
+        let mnl: Vec<&arrow_array::StringArray> = kp
+            .must_not_link
+            .iter()
+            .filter_map(|c| table.column(c))
+            .collect();
+        let ((clusters, matches), secs) = p.stage(&format!("{k}: cluster"), || {
+            let edges = cluster::edges(&scored, model.match_probability);
+            let n = edges.len() as u64;
+            (cluster::cluster(table.len(), &edges, &mnl), n)
+        });
+        stage("cluster", k, secs, clusters.edges);
+
+        let (mi, secs) = p.stage(&format!("{k}: master index"), || {
+            master::master_index(&table, &clusters)
+        });
+        stage("master", k, secs, mi.clusters);
+
+        let rule_names: Vec<String> = kp.blocking.iter().map(|r| block::rule_name(r)).collect();
+        let kind_fields: Vec<String> = kp.comparisons.iter().map(|c| c.field.clone()).collect();
+        let layout = PairsLayout {
+            table: &table,
+            rule_names: &rule_names,
+            level_fields: &level_fields,
+            kind_fields: &kind_fields,
+        };
+        let (lo, hi) = (model.review_probability, model.match_probability);
+        let mut review_pairs = 0u64;
+        for (b, sb) in scored.iter().enumerate() {
+            let from = b * compare::BATCH;
+            let rules = &cands.rule[from..from + sb.num_rows()];
+            pair_batches.push(output::pairs_batch(
+                &layout,
+                sb,
+                rules,
+                |_| true,
+                false,
+                &pairs_path,
+            )?);
+            let rb = output::pairs_batch(
+                &layout,
+                sb,
+                rules,
+                |x| x >= lo && x < hi,
+                true,
+                &review_path,
+            )?;
+            review_pairs += rb.num_rows() as u64;
+            review_batches.push(rb);
+        }
+        master_batches.push(
+            output::master_batch(&table, &mi.master_id, &mi.cluster_size)
+                .map_err(|e| Error::write(out.file("master_index.parquet"), e))?,
+        );
+        kinds.push(KindSummary {
+            kind: k.into(),
+            records: table.len() as u64,
+            candidate_pairs: cands.len() as u64,
+            blocking: cands.stats.clone(),
+            standardise: table.stats.clone(),
+            matches,
+            review_pairs,
+            clusters: mi.clusters,
+            must_not_link_conflicts: clusters.conflicts,
+            cut_edges: clusters.cut_edges,
+            model_reused: saved.is_some(),
+            lambda: model.lambda,
+        });
+        models.push(model);
+    }
+
+    let (written, secs) = p.stage("write outputs", || -> Result<u64> {
+        let mi_path = out.file("master_index.parquet");
+        output::write_parquet(&mi_path, output::master_schema(), &master_batches)?;
+        output::write_parquet(
+            &pairs_path,
+            output::pairs_schema(&level_fields, false),
+            &pair_batches,
+        )?;
+        output::write_parquet(
+            &review_path,
+            output::pairs_schema(&level_fields, true),
+            &review_batches,
+        )?;
+        let q = output::quarantine_batch(&loaded.quarantine)
+            .map_err(|e| Error::write(out.file("quarantine.parquet"), e))?;
+        output::write_parquet(
+            &out.file("quarantine.parquet"),
+            output::quarantine_schema(),
+            &[q],
+        )?;
+        output::write_json(
+            &out.file("model.json"),
+            &ModelFile {
+                yiku_version: env!("CARGO_PKG_VERSION").into(),
+                models,
+            },
+        )?;
+        Ok(output::rows(&master_batches))
+    });
+    let in_master = written?;
+    stage("write", "all", secs, in_master);
+    let summary = RunSummary {
+        yiku_version: env!("CARGO_PKG_VERSION").into(),
+        job: plan.name.clone(),
+        threads,
+        sources: loaded.stats,
+        kinds,
+        stages,
+        quarantined: loaded.quarantine.len() as u64,
+        records_in,
+        records_in_master_index: in_master,
+        conservation_ok: records_in == in_master,
+        total_seconds: start.elapsed().as_secs_f64(),
+        peak_rss_mb: crate::report::peak_rss_mb(),
+    };
+    output::write_json(&out.file("run.json"), &summary)?;
+    if !summary.conservation_ok {
+        return Err(Error::Data {
+            stage: "master",
+            message: format!("{records_in} records in but {in_master} in the master index"),
+        });
+    }
+    out.commit()?;
+    Ok(summary)
+}

@@ -1,0 +1,139 @@
+//! Stage 5: score. Consumes: comparison levels of candidate pairs. Produces: a Fellegi-Sunter
+//! [`Model`] (trained without labels: u from random record pairs, m and λ by EM) and, per pair,
+//! a match weight and probability. Cost: EM runs over distinct level patterns, not pairs, so
+//! training is O(pairs) once plus O(patterns × iterations).
+
+pub mod em;
+pub mod model;
+pub mod tf;
+
+pub use model::{ComparisonModel, Model};
+
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, UInt8Array};
+use arrow_schema::{DataType, Field, Schema};
+
+use crate::compare::Comparator;
+use tf::TermFrequencies;
+
+/// Trains a model on the compared candidate pairs of one kind: u from random record pairs,
+/// m and λ by EM.
+pub fn train(
+    plan: &crate::config::KindPlan,
+    comparators: &[Comparator],
+    source: &[u16],
+    compared: &crate::compare::Compared,
+    agree: &[u32],
+    mode: crate::config::Mode,
+    seed: u64,
+) -> Model {
+    let (u, sampled) = em::estimate_u(comparators, source, mode, plan.u_sample_pairs, seed);
+    let patterns = em::patterns(&compared.batches, comparators.len(), agree);
+    em::train(plan, u, &patterns, seed, sampled)
+}
+
+/// Term frequencies of the comparisons that ask for them.
+pub fn term_frequencies(model: &Model, comparators: &[Comparator]) -> Vec<Option<TermFrequencies>> {
+    use rayon::prelude::*;
+    model
+        .comparisons
+        .par_iter()
+        .zip(comparators)
+        .map(|(c, cmp)| {
+            c.spec
+                .term_frequency
+                .then(|| TermFrequencies::of(cmp.column()))
+        })
+        .collect()
+}
+
+/// Scores every compared batch in parallel.
+pub fn score(
+    model: &Model,
+    comparators: &[Comparator],
+    compared: &crate::compare::Compared,
+) -> Result<Vec<RecordBatch>, crate::error::Error> {
+    use rayon::prelude::*;
+    let tfs = term_frequencies(model, comparators);
+    let schema = scored_schema(&compared.schema);
+    compared
+        .batches
+        .par_iter()
+        .map(|b| score_batch(model, &tfs, comparators, &schema, b))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| crate::error::Error::Data {
+            stage: "score",
+            message: e.to_string(),
+        })
+}
+
+/// Schema of a scored batch: the compared batch plus `match_weight` and `match_probability`.
+pub fn scored_schema(levels: &Schema) -> Arc<Schema> {
+    let mut fields: Vec<Field> = levels.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("match_weight", DataType::Float64, false));
+    fields.push(Field::new("match_probability", DataType::Float64, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// Scores a compared batch (`left`, `right`, one level column per comparison in model order).
+pub fn score_batch(
+    model: &Model,
+    tfs: &[Option<TermFrequencies>],
+    comparators: &[Comparator],
+    schema: &Arc<Schema>,
+    batch: &RecordBatch,
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let n = batch.num_rows();
+    let levels: Vec<&UInt8Array> = (0..model.comparisons.len())
+        .map(|k| {
+            batch
+                .column(2 + k)
+                .as_any()
+                .downcast_ref::<UInt8Array>()
+                .ok_or_else(|| {
+                    arrow_schema::ArrowError::SchemaError("level columns must be UInt8".into())
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let index = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<arrow_array::UInt32Array>())
+            .cloned()
+            .ok_or_else(|| arrow_schema::ArrowError::SchemaError(format!("missing `{name}`")))
+    };
+    let l = index("left")?;
+    let prior = model.prior_weight();
+    let mut w = Vec::with_capacity(n);
+    for row in 0..n {
+        let mut total = prior;
+        for (k, cm) in model.comparisons.iter().enumerate() {
+            let lv = levels[k].value(row);
+            total += match (&tfs[k], lv as usize + 1 == cm.m.len()) {
+                (Some(tf), true) => {
+                    let i = l.value(row) as usize;
+                    cm.tf_weight(tf.u_of(comparators[k].value(i)))
+                }
+                _ => cm.weight(lv),
+            };
+        }
+        w.push(total);
+    }
+    let p: Vec<f64> = w.iter().map(|&x| probability(x)).collect();
+    let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+    cols.push(Arc::new(Float64Array::from(w)));
+    cols.push(Arc::new(Float64Array::from(p)));
+    RecordBatch::try_new(schema.clone(), cols)
+}
+
+/// Probability of a match weight (log2 Bayes factor including the prior).
+pub fn probability(w: f64) -> f64 {
+    let b = w.exp2();
+    if b.is_infinite() { 1.0 } else { b / (1.0 + b) }
+}
+
+/// Match weight of a probability.
+pub fn weight_of_probability(p: f64) -> f64 {
+    (p / (1.0 - p)).log2()
+}

@@ -1,0 +1,103 @@
+//! The Fellegi-Sunter model: λ, and m and u per level of every comparison. Saved as JSON with
+//! the settings that produced it, and reusable by later runs.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ComparisonSpec, EntityKind};
+use crate::error::{Error, Result};
+
+/// Smallest probability used in a weight, so that no level weighs infinitely.
+pub const FLOOR: f64 = 1e-9;
+
+/// m and u of one comparison.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ComparisonModel {
+    pub spec: ComparisonSpec,
+    pub levels: Vec<String>,
+    /// P(level | match), index = level; index 0 (null) is unused.
+    pub m: Vec<f64>,
+    /// P(level | non-match).
+    pub u: Vec<f64>,
+}
+
+impl ComparisonModel {
+    /// log2(m/u) of a level; 0 for null.
+    pub fn weight(&self, level: u8) -> f64 {
+        let l = level as usize;
+        if l == 0 || l >= self.m.len() {
+            return 0.0;
+        }
+        (self.m[l].max(FLOOR) / self.u[l].max(FLOOR)).log2()
+    }
+
+    /// Weight of exact agreement on a value whose own u (its frequency) is `u_value`.
+    pub fn tf_weight(&self, u_value: Option<f64>) -> f64 {
+        let top = self.m.len() - 1;
+        match u_value {
+            Some(u) => (self.m[top].max(FLOOR) / u.max(FLOOR)).log2(),
+            None => self.weight(top as u8),
+        }
+    }
+}
+
+/// A trained model of one entity kind.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Model {
+    pub kind: EntityKind,
+    /// Prior probability that a candidate pair is a match.
+    pub lambda: f64,
+    pub comparisons: Vec<ComparisonModel>,
+    /// Blocking rules the model was trained with.
+    pub blocking: Vec<Vec<String>>,
+    pub match_probability: f64,
+    pub review_probability: f64,
+    pub trained_on_pairs: u64,
+    pub u_sample_pairs: u64,
+    pub em_iterations: usize,
+    pub seed: u64,
+}
+
+impl Model {
+    /// log2 of the prior odds.
+    pub fn prior_weight(&self) -> f64 {
+        (self.lambda.max(FLOOR) / (1.0 - self.lambda).max(FLOOR)).log2()
+    }
+
+    /// Checks that a saved model fits the comparisons of a job.
+    pub fn check_fits(&self, specs: &[ComparisonSpec]) -> Result<()> {
+        let have: Vec<&ComparisonSpec> = self.comparisons.iter().map(|c| &c.spec).collect();
+        if have.len() != specs.len() || have.iter().zip(specs).any(|(a, b)| *a != b) {
+            return Err(Error::Data {
+                stage: "score",
+                message: format!(
+                    "the saved {} model was trained with other comparisons than this job's; retrain without --model or align the job",
+                    self.kind.as_str()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The models of every kind of a run, as saved in `model.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelFile {
+    pub yiku_version: String,
+    pub models: Vec<Model>,
+}
+
+impl ModelFile {
+    pub fn load(path: &Path) -> Result<ModelFile> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::Read {
+            path: path.to_path_buf(),
+            message: format!("not a yiku model file: {e}"),
+        })
+    }
+
+    pub fn model(&self, kind: EntityKind) -> Option<&Model> {
+        self.models.iter().find(|m| m.kind == kind)
+    }
+}

@@ -1,0 +1,133 @@
+//! Addresses to comparable text: folded, no spaces, administrative suffixes 省/市 dropped,
+//! Chinese numerals before a unit written as digits (`三号` -> `3号`), and
+//! `3栋2单元501室` written `3-2-501`.
+
+const UNITS: [char; 9] = ['号', '栋', '幢', '单', '楼', '层', '室', '弄', '巷'];
+
+fn digit(c: char) -> Option<u32> {
+    "零一二三四五六七八九"
+        .chars()
+        .position(|d| d == c)
+        .map(|p| p as u32)
+        .or(if c == '〇' { Some(0) } else { None })
+}
+
+/// Value of a Chinese numeral such as `三`, `十二`, `二十五`, `一百零三`, `五〇一`.
+fn numeral_value(s: &[char]) -> Option<u32> {
+    if s.iter().all(|&c| digit(c).is_some()) {
+        return s
+            .iter()
+            .try_fold(0u32, |acc, &c| Some(acc * 10 + digit(c)?));
+    }
+    let (mut total, mut cur) = (0u32, 0u32);
+    for &c in s {
+        match c {
+            '十' => {
+                total += cur.max(1) * 10;
+                cur = 0;
+            }
+            '百' => {
+                total += cur.max(1) * 100;
+                cur = 0;
+            }
+            _ => cur = digit(c)?,
+        }
+    }
+    Some(total + cur)
+}
+
+/// Standardised address text.
+pub fn standardise(folded: &str) -> Option<String> {
+    let chars: Vec<char> = folded
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '省' && *c != '市')
+        .collect();
+    let is_num = |c: char| digit(c).is_some() || c == '十' || c == '百';
+    let mut out = String::with_capacity(folded.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if is_num(chars[i]) {
+            let start = i;
+            while i < chars.len() && is_num(chars[i]) {
+                i += 1;
+            }
+            let run = &chars[start..i];
+            match (chars.get(i), numeral_value(run)) {
+                (Some(u), Some(v)) if UNITS.contains(u) => out.push_str(&v.to_string()),
+                _ => out.extend(run),
+            }
+            continue;
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    let out = building_unit_room(&out);
+    (!out.is_empty()).then_some(out)
+}
+
+/// `3栋2单元501室` / `3幢2单元501` -> `3-2-501`.
+fn building_unit_room(s: &str) -> String {
+    let mut out = s
+        .replace("号楼", "栋")
+        .replace('幢', "栋")
+        .replace("单元", "-");
+    out = out.replace('栋', "-");
+    if let Some(stripped) = out.strip_suffix('室') {
+        out = stripped.to_string();
+    }
+    out
+}
+
+/// Character-bigram Dice similarity of two standardised addresses.
+pub fn dice(a: &str, b: &str) -> f64 {
+    let grams = |s: &str| {
+        let c: Vec<char> = s.chars().collect();
+        let mut g: Vec<(char, char)> = c.windows(2).map(|w| (w[0], w[1])).collect();
+        g.sort_unstable();
+        g
+    };
+    let (ga, gb) = (grams(a), grams(b));
+    if ga.is_empty() || gb.is_empty() {
+        return if a == b { 1.0 } else { 0.0 };
+    }
+    let (mut i, mut j, mut common) = (0, 0, 0usize);
+    while i < ga.len() && j < gb.len() {
+        match ga[i].cmp(&gb[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                common += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    2.0 * common as f64 / (ga.len() + gb.len()) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_agree() {
+        let a = standardise("北京市朝阳区建国路三号3栋2单元501室");
+        let b = standardise("北京朝阳区建国路3号3-2-501");
+        assert_eq!(a, b);
+        assert_eq!(a.as_deref(), Some("北京朝阳区建国路3号3-2-501"));
+        assert_eq!(
+            standardise("幸福路一百零三号").as_deref(),
+            Some("幸福路103号")
+        );
+    }
+
+    #[test]
+    fn dice_is_symmetric_and_one_on_equal() {
+        assert_eq!(dice("北京朝阳", "北京朝阳"), 1.0);
+        assert_eq!(dice("北京朝阳", "上海浦东"), 0.0);
+        assert_eq!(
+            dice("北京朝阳区", "北京朝阳"),
+            dice("北京朝阳", "北京朝阳区")
+        );
+    }
+}

@@ -1,0 +1,311 @@
+//! Stage 2: standardise. Consumes: a [`RawTable`] per kind. Produces: a [`StdTable`] with one
+//! standardised text column per field plus derived columns (`name_pinyin`, `id_number_valid`,
+//! `name_core`, ...), raw values kept beside them, and counts of what was fixed or found
+//! invalid. Cost: one parallel pass per field, O(records).
+//!
+//! Every standardised value is text (or null), so blocking and comparison treat all columns
+//! alike; the field's [`FieldType`] decides how it was made.
+
+pub mod address;
+pub mod date;
+pub mod ident;
+pub mod name;
+pub mod org;
+pub mod phone;
+pub mod text;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::{Array, StringArray};
+use rayon::prelude::*;
+
+use crate::config::{EntityKind, FieldType, KindPlan, derived_columns};
+use crate::load::RawTable;
+
+/// Standardised records of one kind, in the load stage's order.
+#[derive(Debug, Clone)]
+pub struct StdTable {
+    pub kind: EntityKind,
+    pub sources: Vec<String>,
+    pub source: Vec<u16>,
+    pub record_id: StringArray,
+    /// Standardised and derived columns by name.
+    pub columns: BTreeMap<String, StringArray>,
+    /// Raw values per field, as loaded.
+    pub raw: BTreeMap<String, StringArray>,
+    /// What standardisation fixed or rejected, by counter name.
+    pub stats: BTreeMap<String, u64>,
+}
+
+impl StdTable {
+    pub fn len(&self) -> usize {
+        self.source.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.source.is_empty()
+    }
+
+    /// A column by name; `None` if the job has no such column.
+    pub fn column(&self, name: &str) -> Option<&StringArray> {
+        self.columns.get(name)
+    }
+
+    /// Value of a column at a row, `None` when null or absent.
+    pub fn value<'a>(&'a self, col: &'a StringArray, row: usize) -> Option<&'a str> {
+        (!col.is_null(row)).then(|| col.value(row))
+    }
+}
+
+/// Counters incremented in parallel while standardising.
+#[derive(Default)]
+struct Counters(BTreeMap<&'static str, AtomicU64>);
+
+impl Counters {
+    fn new(names: &[&'static str]) -> Self {
+        Counters(names.iter().map(|n| (*n, AtomicU64::new(0))).collect())
+    }
+    fn inc(&self, name: &'static str) {
+        if let Some(c) = self.0.get(name) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+const COUNTERS: [&str; 12] = [
+    "id_valid",
+    "id_invalid",
+    "id_upgraded_from_15",
+    "id_lowercase_x",
+    "uscc_valid",
+    "uscc_invalid",
+    "legacy_reg_number",
+    "org_code_invalid",
+    "date_unparsed",
+    "phone_unusable",
+    "name_pinyin_spelling",
+    "birth_date_disagrees_with_id",
+];
+
+/// Standardises one kind's records.
+pub fn standardise(raw: RawTable, plan: &KindPlan) -> StdTable {
+    let counters = Counters::new(&COUNTERS);
+    let n = raw.len();
+    let mut columns = BTreeMap::new();
+    for (field, arr) in raw.fields.iter().zip(&raw.columns) {
+        let ty = plan.fields.get(field).copied().unwrap_or(FieldType::Text);
+        let names: Vec<String> = std::iter::once(field.clone())
+            .chain(derived_columns(field, ty))
+            .collect();
+        let outs = map_rows(n, names.len(), |i, out| {
+            let v = (!arr.is_null(i)).then(|| arr.value(i));
+            standardise_value(ty, v, out, &counters);
+        });
+        columns.extend(names.into_iter().zip(outs));
+    }
+    derive_kind_columns(raw.kind, &mut columns, &counters);
+    let stats = counters
+        .0
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into_inner()))
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    StdTable {
+        kind: raw.kind,
+        sources: raw.sources,
+        source: raw.source,
+        record_id: raw.record_id,
+        columns,
+        raw: raw.fields.into_iter().zip(raw.columns).collect(),
+        stats,
+    }
+}
+
+/// Runs `f` on every row in parallel chunks; `f` fills `k` output slots per row.
+fn map_rows<F>(n: usize, k: usize, f: F) -> Vec<StringArray>
+where
+    F: Fn(usize, &mut [Option<String>]) + Sync,
+{
+    const CHUNK: usize = 16384;
+    let chunks: Vec<Vec<StringArray>> = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let mut bs: Vec<StringBuilder> = (0..k).map(|_| StringBuilder::new()).collect();
+            let mut out = vec![None; k];
+            for i in c * CHUNK..((c + 1) * CHUNK).min(n) {
+                out.iter_mut().for_each(|o| *o = None);
+                f(i, &mut out);
+                for (b, o) in bs.iter_mut().zip(&out) {
+                    b.append_option(o.as_deref());
+                }
+            }
+            bs.iter_mut().map(StringBuilder::finish).collect()
+        })
+        .collect();
+    (0..k)
+        .map(|j| {
+            let parts: Vec<&dyn Array> = chunks.iter().map(|c| &c[j] as &dyn Array).collect();
+            if parts.is_empty() {
+                return StringArray::from(Vec::<Option<&str>>::new());
+            }
+            arrow_select::concat::concat(&parts)
+                .ok()
+                .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
+                .unwrap_or_else(|| StringArray::new_null(n))
+        })
+        .collect()
+}
+
+/// Fills `out[0]` with the standardised value and `out[1..]` with the derived columns in the
+/// order of [`derived_columns`].
+fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut [Option<String>], c: &Counters) {
+    let Some(f) = text::clean(v) else {
+        return;
+    };
+    match ty {
+        FieldType::Text => out[0] = Some(f.to_lowercase()),
+        FieldType::Exact => out[0] = Some(f),
+        FieldType::PersonName => {
+            if let Some(p) = name::standardise(&f) {
+                if p.name.is_ascii() && p.pinyin.is_some() {
+                    c.inc("name_pinyin_spelling");
+                }
+                out[0] = Some(p.name);
+                out[1] = p.pinyin;
+                out[2] = p.surname;
+            }
+        }
+        FieldType::IdNumber => {
+            let mut id: String = f.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+            if id.ends_with('x') {
+                c.inc("id_lowercase_x");
+            }
+            id.make_ascii_uppercase();
+            if id.len() == 15 {
+                if let Some(up) = ident::upgrade_id15(&id) {
+                    c.inc("id_upgraded_from_15");
+                    id = up;
+                }
+            }
+            if ident::id_is_valid(&id) {
+                c.inc("id_valid");
+                out[2] = ident::id_birth(&id)
+                    .map(|d| format!("{}-{:02}-{:02}", d / 10000, d / 100 % 100, d % 100));
+                out[3] = ident::id_gender(&id).map(str::to_string);
+                out[4] = Some(id[..6].to_string());
+                out[1] = Some(id.clone());
+            } else {
+                c.inc("id_invalid");
+            }
+            out[0] = Some(id);
+        }
+        FieldType::Date => {
+            out[0] = date::standardise(&f);
+            if out[0].is_none() {
+                c.inc("date_unparsed");
+            }
+        }
+        FieldType::Gender => {
+            out[0] = match f.to_lowercase().as_str() {
+                "男" | "m" | "male" | "1" | "男性" => Some("M".into()),
+                "女" | "f" | "female" | "2" | "女性" => Some("F".into()),
+                _ => None,
+            }
+        }
+        FieldType::Phone => {
+            out[0] = phone::standardise(&f);
+            if out[0].is_none() {
+                c.inc("phone_unusable");
+            }
+        }
+        FieldType::Address => out[0] = address::standardise(&f),
+        FieldType::EnterpriseName => {
+            if let Some(e) = org::standardise(&f) {
+                out[0] = Some(e.name);
+                out[1] = (!e.core.is_empty()).then_some(e.core);
+                out[2] = e.region;
+            }
+        }
+        FieldType::Uscc => {
+            let code: String = f
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect::<String>()
+                .to_ascii_uppercase();
+            if code.len() == 18 && ident::uscc_is_valid(&code) {
+                c.inc("uscc_valid");
+                out[1] = Some(code.clone());
+                out[2] = ident::uscc_org_code(&code).map(str::to_string);
+                out[4] = Some(code[2..8].to_string());
+            } else if code.len() == 15 && code.bytes().all(|b| b.is_ascii_digit()) {
+                c.inc("legacy_reg_number");
+                out[3] = Some(code.clone());
+            } else if code.len() == 9 && ident::org_code_is_valid(&code) {
+                out[2] = Some(code.clone());
+            } else {
+                c.inc("uscc_invalid");
+            }
+            out[0] = Some(code);
+        }
+        FieldType::OrgCode => {
+            let code: String = f
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect::<String>()
+                .to_ascii_uppercase();
+            if ident::org_code_is_valid(&code) {
+                out[0] = Some(code);
+            } else {
+                c.inc("org_code_invalid");
+            }
+        }
+    }
+}
+
+/// Kind-level derivations across fields: a person's birth date and gender fall back to those
+/// in a valid ID (and disagreements are counted); an enterprise's organisation code and
+/// registration number fall back to those inside its USCC column.
+fn derive_kind_columns(
+    kind: EntityKind,
+    columns: &mut BTreeMap<String, StringArray>,
+    c: &Counters,
+) {
+    let pairs: &[(&str, &str)] = match kind {
+        EntityKind::Person => &[
+            ("birth_date", "id_number_birth"),
+            ("gender", "id_number_gender"),
+        ],
+        EntityKind::Enterprise => &[
+            ("org_code", "uscc_org_code"),
+            ("reg_number", "uscc_reg_number"),
+        ],
+        EntityKind::Generic => &[],
+    };
+    for (target, from) in pairs {
+        let (Some(t), Some(f)) = (columns.get(*target), columns.get(*from)) else {
+            continue;
+        };
+        if *target == "birth_date" {
+            let disagree = (0..t.len())
+                .filter(|&i| t.is_valid(i) && f.is_valid(i) && t.value(i) != f.value(i))
+                .count();
+            for _ in 0..disagree {
+                c.inc("birth_date_disagrees_with_id");
+            }
+        }
+        let merged: StringArray = (0..t.len())
+            .map(|i| {
+                if t.is_valid(i) {
+                    Some(t.value(i))
+                } else if f.is_valid(i) {
+                    Some(f.value(i))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        columns.insert(target.to_string(), merged);
+    }
+}

@@ -1,0 +1,283 @@
+//! Person names: NFKC, middle-dot variants unified, traditional characters simplified, names
+//! written in pinyin recognised, and a pinyin key that homophones (张/章, 伟/炜) share.
+//!
+//! The pinyin key is the surname's pinyin and the given name's pinyin, sorted and joined by
+//! a space: `张伟`, `章炜`, `ZHANG Wei`, `Wei Zhang` and `zhangwei` all give `wei zhang`.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use pinyin::ToPinyin;
+
+/// Compound surnames: the first two characters of a name that are one surname.
+const COMPOUND_SURNAMES: [&str; 24] = [
+    "欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙", "宇文", "司徒",
+    "夏侯", "轩辕", "令狐", "端木", "独孤", "南宫", "西门", "百里", "呼延", "万俟", "澹台", "公冶",
+];
+
+/// Surname readings that differ from the character's first reading.
+const SURNAME_READINGS: [(&str, &str); 20] = [
+    ("曾", "zeng"),
+    ("单", "shan"),
+    ("解", "xie"),
+    ("仇", "qiu"),
+    ("区", "ou"),
+    ("查", "zha"),
+    ("朴", "piao"),
+    ("盖", "ge"),
+    ("尉迟", "yuchi"),
+    ("万俟", "moqi"),
+    ("乐", "yue"),
+    ("缪", "miao"),
+    ("翟", "zhai"),
+    ("覃", "qin"),
+    ("种", "chong"),
+    ("秘", "bi"),
+    ("员", "yun"),
+    ("召", "shao"),
+    ("长孙", "zhangsun"),
+    ("重", "chong"),
+];
+
+/// Plain lower-case pinyin of a character (its first reading), `None` for non-Han.
+pub fn char_pinyin(c: char) -> Option<&'static str> {
+    c.to_pinyin().map(|p| p.plain())
+}
+
+/// Pinyin of a surname, using the surname readings where they differ.
+pub fn surname_pinyin(surname: &str) -> Option<String> {
+    if let Some((_, r)) = SURNAME_READINGS.iter().find(|(s, _)| *s == surname) {
+        return Some((*r).to_string());
+    }
+    surname.chars().map(char_pinyin).collect::<Option<String>>()
+}
+
+/// Single-character traditional -> simplified map, built once from OpenCC's T2S tables over
+/// the CJK block (the characters names are written in).
+fn t2s_map() -> &'static HashMap<char, char> {
+    static MAP: OnceLock<HashMap<char, char>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        let Ok(cc) =
+            ferrous_opencc::OpenCC::from_config(ferrous_opencc::config::BuiltinConfig::T2s)
+        else {
+            return HashMap::new();
+        };
+        // One conversion call over the whole block, one character per line.
+        let block: Vec<char> = (0x4E00u32..=0x9FFF).filter_map(char::from_u32).collect();
+        let text: String = block.iter().flat_map(|&c| [c, '\n']).collect();
+        let out = cc.convert(&text);
+        block
+            .iter()
+            .zip(out.split('\n'))
+            .filter_map(|(&t, s)| {
+                let mut it = s.chars();
+                match (it.next(), it.next()) {
+                    (Some(c), None) if c != t => Some((t, c)),
+                    _ => None,
+                }
+            })
+            .collect()
+    })
+}
+
+/// Traditional characters of a text replaced by simplified ones.
+pub fn simplify(s: &str) -> String {
+    let map = t2s_map();
+    s.chars().map(|c| *map.get(&c).unwrap_or(&c)).collect()
+}
+
+fn is_han(c: char) -> bool {
+    ('\u{3400}'..='\u{9FFF}').contains(&c) || ('\u{20000}'..='\u{2FFFF}').contains(&c)
+}
+
+/// A standardised person name and its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonName {
+    /// Han names: simplified, no spaces, one middle dot `·`. Pinyin names: lower-case words.
+    pub name: String,
+    /// Sorted `surname given` pinyin key shared by homophones and pinyin spellings.
+    pub pinyin: Option<String>,
+    /// Surname pinyin.
+    pub surname: Option<String>,
+}
+
+/// Standardises a folded (NFKC) person name.
+pub fn standardise(folded: &str) -> Option<PersonName> {
+    let dots = |c: char| matches!(c, '·' | '•' | '・' | '‧' | '⋅' | '∙' | '.' | '。' | '･');
+    if folded.chars().any(is_han) {
+        let name: String = simplify(
+            &folded
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .map(|c| if dots(c) { '·' } else { c })
+                .collect::<String>(),
+        );
+        let (pinyin, surname) = han_key(&name);
+        return Some(PersonName {
+            name,
+            pinyin,
+            surname,
+        });
+    }
+    let words: Vec<&str> = folded
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '-' || dots(c))
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.is_empty()
+        || !words
+            .iter()
+            .all(|w| w.chars().all(|c| c.is_ascii_alphabetic()))
+    {
+        // Neither Han nor pinyin: keep the folded text as it is.
+        let name = folded.to_lowercase();
+        return (!name.is_empty()).then_some(PersonName {
+            name,
+            pinyin: None,
+            surname: None,
+        });
+    }
+    let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
+    let (surname, given) = split_latin(&words, &lower);
+    Some(PersonName {
+        name: lower.join(" "),
+        pinyin: Some(sorted_key(&surname, &given)),
+        surname: Some(surname),
+    })
+}
+
+fn sorted_key(surname: &str, given: &str) -> String {
+    if given.is_empty() {
+        return surname.to_string();
+    }
+    if surname <= given {
+        format!("{surname} {given}")
+    } else {
+        format!("{given} {surname}")
+    }
+}
+
+/// Key of a Han name: surname (compound surnames and surname readings respected) + given.
+fn han_key(name: &str) -> (Option<String>, Option<String>) {
+    if name.contains('·') {
+        // Minority names: the parts in order, as one key.
+        let key: Option<String> = name
+            .chars()
+            .filter(|&c| c != '·')
+            .map(char_pinyin)
+            .collect();
+        return (key, None);
+    }
+    let chars: Vec<char> = name.chars().collect();
+    let head: String = chars.iter().take(2).collect();
+    let split = if chars.len() > 2 && COMPOUND_SURNAMES.contains(&head.as_str()) {
+        2
+    } else {
+        1
+    };
+    let surname: String = chars[..split.min(chars.len())].iter().collect();
+    let Some(sp) = surname_pinyin(&surname) else {
+        return (None, None);
+    };
+    let given: Option<String> = chars[split.min(chars.len())..]
+        .iter()
+        .map(|&c| char_pinyin(c))
+        .collect();
+    match given {
+        Some(g) => (Some(sorted_key(&sp, &g)), Some(sp)),
+        None => (None, Some(sp)),
+    }
+}
+
+/// Pinyin surnames, for telling which word of a Latin name is the surname.
+fn is_surname_pinyin(w: &str) -> bool {
+    static SET: OnceLock<std::collections::HashSet<String>> = OnceLock::new();
+    SET.get_or_init(|| {
+        crate::standardise::name::COMMON_SURNAMES
+            .iter()
+            .chain(COMPOUND_SURNAMES.iter())
+            .filter_map(|s| surname_pinyin(s))
+            .collect()
+    })
+    .contains(w)
+}
+
+/// Splits a pinyin name into (surname, given). An all-capitals word is the surname
+/// (`ZHANG Wei`); otherwise the first word if it is a surname, else the last (`Wei Zhang`); a
+/// single word is split after its longest surname prefix (`zhangwei`).
+fn split_latin(words: &[&str], lower: &[String]) -> (String, String) {
+    if lower.len() == 1 {
+        let w = &lower[0];
+        for cut in (1..w.len()).rev() {
+            if w.is_char_boundary(cut) && is_surname_pinyin(&w[..cut]) {
+                return (w[..cut].to_string(), w[cut..].to_string());
+            }
+        }
+        return (w.clone(), String::new());
+    }
+    let caps: Vec<usize> = (0..words.len())
+        .filter(|&i| words[i].len() > 1 && words[i].chars().all(|c| c.is_ascii_uppercase()))
+        .collect();
+    let s = if caps.len() == 1 {
+        caps[0]
+    } else if is_surname_pinyin(&lower[0]) {
+        0
+    } else {
+        lower.len() - 1
+    };
+    let given: String = (0..lower.len())
+        .filter(|&i| i != s)
+        .map(|i| lower[i].as_str())
+        .collect();
+    (lower[s].clone(), given)
+}
+
+/// The most common surnames (by population share), used to recognise pinyin surnames.
+pub const COMMON_SURNAMES: [&str; 100] = [
+    "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "郭",
+    "何", "高", "林", "罗", "郑", "梁", "谢", "宋", "唐", "许", "韩", "冯", "邓", "曹", "彭", "曾",
+    "肖", "田", "董", "袁", "潘", "于", "蒋", "蔡", "余", "杜", "叶", "程", "苏", "魏", "吕", "丁",
+    "任", "沈", "姚", "卢", "姜", "崔", "钟", "谭", "陆", "汪", "范", "金", "石", "廖", "贾", "夏",
+    "韦", "付", "方", "白", "邹", "孟", "熊", "秦", "邱", "江", "尹", "薛", "闫", "段", "雷", "侯",
+    "龙", "史", "陶", "黎", "贺", "顾", "毛", "郝", "龚", "邵", "万", "钱", "严", "覃", "武", "戴",
+    "莫", "孔", "向", "汤",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> Option<String> {
+        standardise(&crate::standardise::text::fold(s)).and_then(|n| n.pinyin)
+    }
+
+    #[test]
+    fn homophones_and_pinyin_spellings_share_a_key() {
+        let k = key("张伟");
+        assert_eq!(k.as_deref(), Some("wei zhang"));
+        for v in [
+            "章伟",
+            "张炜",
+            "ZHANG Wei",
+            "Wei Zhang",
+            "zhangwei",
+            "張偉",
+            "ZHANG WEI",
+        ] {
+            assert_eq!(key(v), k, "{v}");
+        }
+    }
+
+    #[test]
+    fn traditional_is_simplified_and_dots_unified() {
+        assert_eq!(standardise("張偉").map(|n| n.name).as_deref(), Some("张伟"));
+        let a = standardise("阿卜杜拉•买买提").map(|n| n.name);
+        assert_eq!(a.as_deref(), Some("阿卜杜拉·买买提"));
+    }
+
+    #[test]
+    fn surname_readings_and_compound_surnames() {
+        assert_eq!(key("曾小明").as_deref(), Some("xiaoming zeng"));
+        assert_eq!(key("欧阳翠花").as_deref(), Some("cuihua ouyang"));
+        assert_eq!(surname_pinyin("单").as_deref(), Some("shan"));
+    }
+}
