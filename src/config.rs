@@ -509,21 +509,19 @@ impl KindPlan {
                 return Err(unknown(key, &c.field));
             }
             match c.method {
-                Method::JaroWinkler => {
-                    if c.thresholds.iter().any(|t| !(0.0..=1.0).contains(t)) {
-                        return Err((
-                            format!("{key}.thresholds"),
-                            "Jaro-Winkler thresholds must be between 0 and 1".into(),
-                        ));
-                    }
+                Method::JaroWinkler if c.thresholds.iter().any(|t| !(0.0..=1.0).contains(t)) => {
+                    return Err((
+                        format!("{key}.thresholds"),
+                        "Jaro-Winkler thresholds must be between 0 and 1".into(),
+                    ));
                 }
-                Method::Levenshtein | Method::Damerau => {
-                    if c.thresholds.iter().any(|t| *t < 1.0 || t.fract() != 0.0) {
-                        return Err((
-                            format!("{key}.thresholds"),
-                            "edit-distance thresholds must be whole numbers >= 1".into(),
-                        ));
-                    }
+                Method::Levenshtein | Method::Damerau
+                    if c.thresholds.iter().any(|t| *t < 1.0 || t.fract() != 0.0) =>
+                {
+                    return Err((
+                        format!("{key}.thresholds"),
+                        "edit-distance thresholds must be whole numbers >= 1".into(),
+                    ));
                 }
                 _ => {}
             }

@@ -1,1 +1,8 @@
+//! The one integration-test binary (every extra binary would link Arrow and Parquet again).
 
+mod common;
+
+mod bad_input;
+mod determinism;
+mod febrl;
+mod identifiers;

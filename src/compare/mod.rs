@@ -129,10 +129,12 @@ impl<'a> Comparator<'a> {
                 }
             }
             Method::PersonName => {
-                if let Some(p) = self.aux {
-                    if p.is_valid(i) && p.is_valid(j) && p.value(i) == p.value(j) {
-                        return 3;
-                    }
+                if let Some(p) = self.aux
+                    && p.is_valid(i)
+                    && p.is_valid(j)
+                    && p.value(i) == p.value(j)
+                {
+                    return 3;
                 }
                 let one = within_one_edit(Chars::new(a).as_slice(), Chars::new(b).as_slice());
                 if one { 2 } else { 1 }

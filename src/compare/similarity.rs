@@ -55,8 +55,47 @@ pub fn jaro(a: &[char], b: &[char]) -> f64 {
         return 0.0;
     }
     let (a, b) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if b.len() > 64 {
+        return jaro_long(a, b);
+    }
     let window = (b.len() / 2).saturating_sub(1);
-    // Match flags of the longer string as a bit set (strings here are short).
+    // Matched positions as bit sets: no allocation for strings up to 64 characters.
+    let (mut a_used, mut b_used) = (0u64, 0u64);
+    let mut m = 0usize;
+    for (i, &ca) in a.iter().enumerate() {
+        let lo = i.saturating_sub(window);
+        let hi = (i + window + 1).min(b.len());
+        for (j, &cb) in b.iter().enumerate().take(hi).skip(lo) {
+            if b_used & (1 << j) == 0 && cb == ca {
+                b_used |= 1 << j;
+                a_used |= 1 << i;
+                m += 1;
+                break;
+            }
+        }
+    }
+    if m == 0 {
+        return 0.0;
+    }
+    let (mut t, mut j) = (0usize, 0usize);
+    for (i, &ca) in a.iter().enumerate() {
+        if a_used & (1 << i) != 0 {
+            while b_used & (1 << j) == 0 {
+                j += 1;
+            }
+            if b[j] != ca {
+                t += 1;
+            }
+            j += 1;
+        }
+    }
+    let m = m as f64;
+    (m / a.len() as f64 + m / b.len() as f64 + (m - (t / 2) as f64) / m) / 3.0
+}
+
+/// Jaro for strings longer than 64 characters.
+fn jaro_long(a: &[char], b: &[char]) -> f64 {
+    let window = (b.len() / 2).saturating_sub(1);
     let mut b_used = vec![false; b.len()];
     let mut a_match: Vec<char> = Vec::with_capacity(a.len());
     for (i, &ca) in a.iter().enumerate() {
@@ -75,56 +114,56 @@ pub fn jaro(a: &[char], b: &[char]) -> f64 {
         return 0.0;
     }
     let b_match = b.iter().zip(&b_used).filter(|(_, u)| **u).map(|(c, _)| c);
-    let transpositions = a_match.iter().zip(b_match).filter(|(x, y)| x != y).count() / 2;
+    let t = a_match.iter().zip(b_match).filter(|(x, y)| x != y).count() / 2;
     let m = m as f64;
-    (m / a.len() as f64 + m / b.len() as f64 + (m - transpositions as f64) / m) / 3.0
+    (m / a.len() as f64 + m / b.len() as f64 + (m - t as f64) / m) / 3.0
 }
 
 /// Levenshtein distance of two char slices.
 pub fn levenshtein(a: &[char], b: &[char]) -> usize {
-    if a.is_empty() || b.is_empty() {
-        return a.len().max(b.len());
-    }
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.iter().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
+    edit_distance(a, b, false)
 }
 
 /// Damerau distance (optimal string alignment: adjacent transpositions count one).
 pub fn damerau(a: &[char], b: &[char]) -> usize {
+    edit_distance(a, b, true)
+}
+
+/// Edit distance with three rolling rows, on the stack for strings up to 63 characters.
+fn edit_distance(a: &[char], b: &[char], transpose: bool) -> usize {
     let (n, m) = (a.len(), b.len());
     if n == 0 || m == 0 {
         return n.max(m);
     }
-    let w = m + 1;
-    let mut d = vec![0usize; (n + 1) * w];
-    for i in 0..=n {
-        d[i * w] = i;
-    }
-    for (j, cell) in d.iter_mut().enumerate().take(m + 1) {
-        *cell = j;
+    const MAX: usize = 64;
+    let (mut s0, mut s1, mut s2) = ([0usize; MAX], [0usize; MAX], [0usize; MAX]);
+    let (mut h0, mut h1, mut h2);
+    let (pp, p, c): (&mut [usize], &mut [usize], &mut [usize]) = if m < MAX {
+        (&mut s0[..=m], &mut s1[..=m], &mut s2[..=m])
+    } else {
+        h0 = vec![0; m + 1];
+        h1 = vec![0; m + 1];
+        h2 = vec![0; m + 1];
+        (&mut h0[..], &mut h1[..], &mut h2[..])
+    };
+    let (mut pp, mut p, mut c) = (pp, p, c);
+    for (j, v) in p.iter_mut().enumerate() {
+        *v = j;
     }
     for i in 1..=n {
+        c[0] = i;
         for j in 1..=m {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[(i - 1) * w + j] + 1)
-                .min(d[i * w + j - 1] + 1)
-                .min(d[(i - 1) * w + j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[(i - 2) * w + j - 2] + 1);
+            let mut v = (p[j] + 1).min(c[j - 1] + 1).min(p[j - 1] + cost);
+            if transpose && i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(pp[j - 2] + 1);
             }
-            d[i * w + j] = v;
+            c[j] = v;
         }
+        std::mem::swap(&mut pp, &mut p);
+        std::mem::swap(&mut p, &mut c);
     }
-    d[n * w + m]
+    p[m]
 }
 
 /// True when two strings are within one edit (substitution, insertion, deletion or adjacent
@@ -188,5 +227,10 @@ mod tests {
     fn long_strings_use_the_heap() {
         let s: String = "长".repeat(60);
         assert_eq!(Chars::new(&s).as_slice().len(), 60);
+        let a: Vec<char> = "ab".repeat(40).chars().collect();
+        let b: Vec<char> = "ba".repeat(40).chars().collect();
+        let (x, y) = (&a[..60], &b[..60]);
+        assert!((jaro(x, y) - jaro_long(x, y)).abs() < 1e-12);
+        assert!((jaro(&a, &b) - jaro_long(&a, &b)).abs() < 1e-12);
     }
 }

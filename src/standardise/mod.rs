@@ -183,11 +183,11 @@ fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut [Option<String>],
                 c.inc("id_lowercase_x");
             }
             id.make_ascii_uppercase();
-            if id.len() == 15 {
-                if let Some(up) = ident::upgrade_id15(&id) {
-                    c.inc("id_upgraded_from_15");
-                    id = up;
-                }
+            if id.len() == 15
+                && let Some(up) = ident::upgrade_id15(&id)
+            {
+                c.inc("id_upgraded_from_15");
+                id = up;
             }
             if ident::id_is_valid(&id) {
                 c.inc("id_valid");

@@ -223,7 +223,7 @@ pub fn standardise(folded: &str) -> Option<EnterpriseName> {
             let cut = LEGAL_FORMS
                 .iter()
                 .filter_map(|f| before.rfind(f).map(|i| (i, i + f.len())))
-                .max_by_key(|&(i, _)| i);
+                .max_by_key(|&(i, j)| (j, std::cmp::Reverse(i)));
             match cut {
                 Some((i, j)) => (&core[..i], Some(format!("{}分公司", &before[j..]))),
                 None => (before, Some("分公司".to_string())),

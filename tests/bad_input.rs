@@ -1,0 +1,183 @@
+//! Bad input never crashes and never vanishes: a clear message and exit code 1, or a
+//! quarantine row with its reason.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::common::*;
+
+fn job(dir: &Path, source_block: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        "[job]\noutput = \"out\"\n{extra}\n[[sources]]\nname = \"civil\"\nkind = \"person\"\n{source_block}\n"
+    );
+    let p = dir.join("job.toml");
+    std::fs::write(&p, text).expect("write job");
+    p
+}
+
+fn csv_source(path: &str) -> String {
+    format!(
+        "path = {path:?}\nrecord_id = \"编号\"\n[sources.columns]\n\"姓名\" = \"name\"\n\"身份证号\" = \"id_number\"\n"
+    )
+}
+
+fn run_fails(job: &Path) -> String {
+    let (code, _, err) = yiku(&["-q", "run", &job.display().to_string()]);
+    assert_eq!(code, 1, "exit code; stderr: {err}");
+    err
+}
+
+#[test]
+fn missing_column_names_file_column_and_existing_columns() {
+    let d = scratch("bad-col");
+    std::fs::write(
+        d.join("a.csv"),
+        "编号,名字,身份证号\n1,张三,11010519491231002X\n",
+    )
+    .expect("csv");
+    let err = run_fails(&job(&d, &csv_source("a.csv"), ""));
+    assert!(
+        err.contains("a.csv") && err.contains("姓名") && err.contains("名字"),
+        "{err}"
+    );
+}
+
+#[test]
+fn empty_files_are_refused_clearly() {
+    let d = scratch("bad-empty");
+    std::fs::write(d.join("a.csv"), "").expect("csv");
+    let err = run_fails(&job(&d, &csv_source("a.csv"), ""));
+    assert!(err.contains("a.csv") && err.contains("empty"), "{err}");
+    std::fs::write(d.join("b.parquet"), "").expect("parquet");
+    let src = csv_source("b.parquet");
+    let err = run_fails(&job(&d, &src, ""));
+    assert!(
+        err.contains("b.parquet") && err.contains("Parquet"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unreadable_path_is_named() {
+    let d = scratch("bad-path");
+    let err = run_fails(&job(&d, &csv_source("nowhere.csv"), ""));
+    assert!(err.contains("nowhere.csv"), "{err}");
+}
+
+#[test]
+fn unknown_or_misspelt_config_keys_are_named() {
+    let d = scratch("bad-key");
+    std::fs::write(
+        d.join("a.csv"),
+        "编号,姓名,身份证号\n1,张三,11010519491231002X\n",
+    )
+    .expect("csv");
+    let err = run_fails(&job(&d, &csv_source("a.csv"), "outptu = \"x\""));
+    assert!(err.contains("outptu"), "{err}");
+    let err = run_fails(&job(
+        &d,
+        &csv_source("a.csv"),
+        "[person]\nmatch_probability = 2.0",
+    ));
+    assert!(err.contains("person.match_probability"), "{err}");
+    let err = run_fails(&job(
+        &d,
+        &csv_source("a.csv"),
+        "[person]\nblocking = [[\"nmae\"]]",
+    ));
+    assert!(err.contains("nmae") && err.contains("name_pinyin"), "{err}");
+}
+
+#[test]
+fn wrong_type_column_is_named() {
+    use arrow_array::builder::{ListBuilder, StringBuilder};
+    use arrow_array::{ArrayRef, RecordBatch, StringArray};
+    let d = scratch("bad-type");
+    let mut lb = ListBuilder::new(StringBuilder::new());
+    lb.values().append_value("张三");
+    lb.append(true);
+    let batch = RecordBatch::try_from_iter(vec![
+        ("编号", Arc::new(StringArray::from(vec!["1"])) as ArrayRef),
+        ("姓名", Arc::new(lb.finish()) as ArrayRef),
+        (
+            "身份证号",
+            Arc::new(StringArray::from(vec!["11010519491231002X"])) as ArrayRef,
+        ),
+    ])
+    .expect("batch");
+    let f = std::fs::File::create(d.join("a.parquet")).expect("file");
+    let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).expect("writer");
+    w.write(&batch).expect("write");
+    w.close().expect("close");
+    let err = run_fails(&job(&d, &csv_source("a.parquet"), ""));
+    assert!(
+        err.contains("姓名") && err.contains("cannot be read as text"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_rows_are_quarantined_and_every_other_record_is_indexed_once() {
+    let d = scratch("bad-rows");
+    let mut bytes =
+        "编号,姓名,身份证号\n1,张三,11010519491231002X\n2,李四,\n,王五,\n2,李四四,\n3,赵六,1\n"
+            .as_bytes()
+            .to_vec();
+    bytes.extend_from_slice(b"4,\xff\xfe,x\n5,a,b,c\n");
+    std::fs::write(d.join("a.csv"), bytes).expect("csv");
+    let (code, _, err) = yiku(&[
+        "-q",
+        "run",
+        &job(&d, &csv_source("a.csv"), "").display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let q = columns(&d.join("out/quarantine.parquet"), &["reason"]);
+    let reasons: Vec<String> = q[0].iter().flatten().cloned().collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    for want in [
+        "empty record id",
+        "duplicate record id",
+        "invalid UTF-8",
+        "fields",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(want)),
+            "{want} in {reasons:?}"
+        );
+    }
+    let mi = columns(&d.join("out/master_index.parquet"), &["record_id"]);
+    let mut ids: Vec<String> = mi[0].iter().flatten().cloned().collect();
+    ids.sort();
+    assert_eq!(ids, ["1", "2", "3"]);
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("out/run.json")).expect("run.json"))
+            .expect("json");
+    assert_eq!(run["records_in"], run["records_in_master_index"]);
+    assert_eq!(run["quarantined"], 4);
+}
+
+#[test]
+fn a_failed_run_leaves_the_previous_output_untouched() {
+    let d = scratch("bad-atomic");
+    std::fs::write(
+        d.join("a.csv"),
+        "编号,姓名,身份证号\n1,张三,11010519491231002X\n",
+    )
+    .expect("csv");
+    let j = job(&d, &csv_source("a.csv"), "");
+    let (code, _, _) = yiku(&["-q", "run", &j.display().to_string()]);
+    assert_eq!(code, 0);
+    let before = std::fs::read(d.join("out/master_index.parquet")).expect("output");
+    std::fs::write(d.join("a.csv"), "编号,名字\n1,张三\n").expect("csv");
+    run_fails(&j);
+    assert_eq!(
+        std::fs::read(d.join("out/master_index.parquet")).expect("output"),
+        before
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&d)
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
