@@ -7,7 +7,7 @@
 //! unique. A pair belongs to the first rule whose key both records share in a block that was
 //! not skipped; later rules skip it, so no global set of pairs is ever built.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 
 use arrow_array::Array;
 use rayon::prelude::*;
@@ -80,13 +80,12 @@ pub fn rule_keys(table: &StdTable, rule: &[String]) -> Vec<u64> {
             if cols.iter().any(|c| c.is_null(i)) {
                 return 0;
             }
-            let h = hasher.hash_one(
-                cols.iter()
-                    .map(|c| c.value(i))
-                    .collect::<Vec<&str>>()
-                    .join("\u{1f}"),
-            );
-            h.max(1)
+            let mut h = hasher.build_hasher();
+            for c in &cols {
+                h.write(c.value(i).as_bytes());
+                h.write_u8(0x1f);
+            }
+            h.finish().max(1)
         })
         .collect()
 }

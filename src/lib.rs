@@ -38,6 +38,7 @@ pub mod output;
 pub mod pipeline;
 pub mod mask;
 pub mod progress;
+pub mod synth;
 
 pub use config::Plan;
 pub use error::{Error, Result};

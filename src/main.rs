@@ -26,6 +26,8 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Evaluate a run's master index against a truth file.
     Eval(cmd::eval::EvalArgs),
+    /// Generate departmental person and enterprise data with ground truth.
+    Generate(cmd::generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::run::run(a, cli.quiet),
         Command::Demo(a) => cmd::demo::run(a, cli.quiet),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Generate(a) => cmd::generate::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

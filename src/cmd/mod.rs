@@ -2,4 +2,5 @@
 
 pub mod demo;
 pub mod eval;
+pub mod generate;
 pub mod run;

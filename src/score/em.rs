@@ -40,6 +40,8 @@ pub fn estimate_u(
     seed: u64,
 ) -> (Vec<Vec<f64>>, u64) {
     let n = source.len() as u64;
+    // Enough pairs for small inputs without paying for a million comparisons.
+    let sample = sample.min((n as usize).saturating_mul(20).max(100_000));
     let mut rng = SplitMix(seed ^ 0x7531_u64);
     let mut pairs = Vec::with_capacity(sample);
     let multi_source = source.first() != source.last();

@@ -16,7 +16,7 @@ const COMPOUND_SURNAMES: [&str; 24] = [
 ];
 
 /// Surname readings that differ from the character's first reading.
-const SURNAME_READINGS: [(&str, &str); 20] = [
+const SURNAME_READINGS: [(&str, &str); 21] = [
     ("曾", "zeng"),
     ("单", "shan"),
     ("解", "xie"),
@@ -35,6 +35,7 @@ const SURNAME_READINGS: [(&str, &str); 20] = [
     ("秘", "bi"),
     ("员", "yun"),
     ("召", "shao"),
+    ("繁", "po"),
     ("长孙", "zhangsun"),
     ("重", "chong"),
 ];

@@ -1,0 +1,70 @@
+//! The bundled demo: departmental persons and enterprises against their truth.
+
+use crate::common::*;
+
+#[test]
+fn demo_reaches_f1_097_and_indexes_every_record_once() {
+    let dir = root().join("datasets/demo");
+    let out = scratch("demo");
+    let s = run_job(&dir.join("job.toml"), &out, 2);
+    assert!(s.conservation_ok);
+    let mi = columns(&out.join("master_index.parquet"), &["source", "record_id"]);
+    let mut keys: Vec<(String, String)> = mi[0]
+        .iter()
+        .zip(&mi[1])
+        .map(|(a, b)| (a.clone().expect("source"), b.clone().expect("id")))
+        .collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "a record appears twice in the master index");
+    let loaded: u64 = s.sources.iter().map(|x| x.records).sum();
+    assert_eq!(n as u64, loaded);
+    for kind in ["persons", "enterprises"] {
+        let e = yiku::report::evaluate_run(&dir.join(format!("truth_{kind}.parquet")), &out)
+            .expect("eval");
+        assert_eq!(e.records_not_in_run, 0);
+        assert!(
+            e.pairwise.precision > 0.97,
+            "{kind} precision {}",
+            e.pairwise.precision
+        );
+        assert!(
+            e.pairwise.recall > 0.97,
+            "{kind} recall {}",
+            e.pairwise.recall
+        );
+        assert!(e.pairwise.f1 > 0.97, "{kind} F1 {}", e.pairwise.f1);
+    }
+}
+
+#[test]
+fn demo_command_prints_where_outputs_are() {
+    let out = scratch("demo-cmd");
+    let (code, stdout, stderr) = yiku(&["-q", "demo", "--out", &out.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("outputs:") && stdout.contains("F1"),
+        "{stdout}"
+    );
+    assert!(out.join("master_index.parquet").exists());
+}
+
+#[test]
+fn a_saved_model_is_reused_and_gives_the_same_clusters() {
+    let dir = root().join("datasets/demo");
+    let (a, b) = (scratch("model-a"), scratch("model-b"));
+    run_job(&dir.join("job.toml"), &a, 2);
+    let plan = yiku::Plan::from_file(&dir.join("job.toml")).expect("plan");
+    let opts = yiku::RunOptions {
+        output: Some(b.clone()),
+        model: Some(a.join("model.json")),
+        quiet: true,
+        ..Default::default()
+    };
+    let s = yiku::run(&plan, &opts).expect("run with saved model");
+    assert!(s.kinds.iter().all(|k| k.model_reused));
+    let x = std::fs::read(a.join("master_index.parquet")).expect("a");
+    let y = std::fs::read(b.join("master_index.parquet")).expect("b");
+    assert_eq!(x, y);
+}
