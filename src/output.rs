@@ -259,6 +259,28 @@ pub fn pairs_batch(
     RecordBatch::try_new(pairs_schema(level_fields, review), cols).map_err(err(path))
 }
 
+/// A kind's standardised records: `source`, `record_id`, then every standardised column.
+pub fn standardised_batch(
+    table: &StdTable,
+) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+    let sources: StringArray = table
+        .source
+        .iter()
+        .map(|&s| Some(table.sources[s as usize].as_str()))
+        .collect();
+    let mut cols: Vec<(String, ArrayRef)> = vec![
+        ("source".into(), Arc::new(sources)),
+        ("record_id".into(), Arc::new(table.record_id.clone())),
+    ];
+    cols.extend(
+        table
+            .columns
+            .iter()
+            .map(|(name, a)| (name.clone(), Arc::new(a.clone()) as ArrayRef)),
+    );
+    RecordBatch::try_from_iter(cols)
+}
+
 /// `quarantine.parquet`.
 pub fn quarantine_batch(
     rows: &[QuarantineRow],

@@ -21,6 +21,8 @@ pub struct RunOptions {
     /// Thread count; overrides the job's.
     pub threads: Option<usize>,
     pub quiet: bool,
+    /// Also write each kind's standardised records (`standardised_<kind>.parquet`).
+    pub write_standardised: bool,
 }
 
 /// Runs a job end to end and returns its summary; outputs land in the output folder.
@@ -82,6 +84,11 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
         stage("standardise", k, secs, table.len() as u64);
 
+        if opts.write_standardised {
+            let path = out.file(&format!("standardised_{k}.parquet"));
+            let batch = output::standardised_batch(&table).map_err(|e| Error::write(&path, e))?;
+            output::write_parquet(&path, batch.schema(), &[batch])?;
+        }
         let (cands, secs) = p.stage(&format!("{k}: block"), || {
             block::block(&table, &kp.blocking, kp.max_block_size, plan.mode)
         });

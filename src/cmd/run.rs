@@ -19,6 +19,9 @@ pub struct RunArgs {
     /// Threads (default: the job's `threads`, else all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Also write each kind's standardised records (`standardised_<kind>.parquet`).
+    #[arg(long)]
+    pub write_standardised: bool,
 }
 
 pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<()> {
@@ -28,6 +31,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<()> {
         output: args.out.clone(),
         threads: args.threads,
         quiet,
+        write_standardised: args.write_standardised,
     };
     let summary =
         yiku::run(&plan, &opts).with_context(|| format!("running {}", args.job.display()))?;

@@ -80,15 +80,48 @@ fn building_unit_room(s: &str) -> String {
 
 /// Character-bigram Dice similarity of two standardised addresses.
 pub fn dice(a: &str, b: &str) -> f64 {
+    const MAX: usize = 96;
+    // Bigrams packed into u64 and sorted, on the stack for addresses up to 96 characters.
+    fn grams(s: &str, buf: &mut [u64; MAX]) -> Option<usize> {
+        let mut prev: Option<char> = None;
+        let mut n = 0;
+        for c in s.chars() {
+            if let Some(p) = prev {
+                if n == MAX {
+                    return None;
+                }
+                buf[n] = (u64::from(u32::from(p)) << 32) | u64::from(u32::from(c));
+                n += 1;
+            }
+            prev = Some(c);
+        }
+        buf[..n].sort_unstable();
+        Some(n)
+    }
+    let (mut ba, mut bb) = ([0u64; MAX], [0u64; MAX]);
+    let (Some(na), Some(nb)) = (grams(a, &mut ba), grams(b, &mut bb)) else {
+        return dice_long(a, b);
+    };
+    common_ratio(&ba[..na], &bb[..nb], a == b)
+}
+
+fn dice_long(a: &str, b: &str) -> f64 {
     let grams = |s: &str| {
         let c: Vec<char> = s.chars().collect();
-        let mut g: Vec<(char, char)> = c.windows(2).map(|w| (w[0], w[1])).collect();
+        let mut g: Vec<u64> = c
+            .windows(2)
+            .map(|w| (u64::from(u32::from(w[0])) << 32) | u64::from(u32::from(w[1])))
+            .collect();
         g.sort_unstable();
         g
     };
-    let (ga, gb) = (grams(a), grams(b));
+    common_ratio(&grams(a), &grams(b), a == b)
+}
+
+/// 2 × common / total over two sorted multisets.
+fn common_ratio(ga: &[u64], gb: &[u64], equal: bool) -> f64 {
     if ga.is_empty() || gb.is_empty() {
-        return if a == b { 1.0 } else { 0.0 };
+        return if equal { 1.0 } else { 0.0 };
     }
     let (mut i, mut j, mut common) = (0, 0, 0usize);
     while i < ga.len() && j < gb.len() {

@@ -19,12 +19,21 @@ pub fn fold(s: &str) -> String {
             out.push(c);
         }
     };
-    if s.is_ascii() {
+    if s.chars().all(nfkc_stable) {
         s.chars().for_each(|c| push(c, &mut out));
     } else {
         s.nfkc().for_each(|c| push(c, &mut out));
     }
     out
+}
+
+/// Characters that NFKC leaves as they are and that make up most records: ASCII and the CJK
+/// unified ideographs. Text made only of them skips normalisation.
+fn nfkc_stable(c: char) -> bool {
+    c.is_ascii()
+        || ('\u{4E00}'..='\u{9FFF}').contains(&c)
+        || ('\u{3400}'..='\u{4DBF}').contains(&c)
+        || c == '·'
 }
 
 /// Values that departments write for "unknown": they become null.
