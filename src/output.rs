@@ -103,6 +103,15 @@ pub fn write_parquet(path: &Path, schema: Arc<Schema>, batches: &[RecordBatch]) 
     Ok(())
 }
 
+/// Writes several Parquet files in parallel: (path, schema, batches) each.
+pub fn write_parquets(files: &[(PathBuf, Arc<Schema>, &[RecordBatch])]) -> Result<()> {
+    use rayon::prelude::*;
+    files
+        .par_iter()
+        .map(|(path, schema, batches)| write_parquet(path, schema.clone(), batches))
+        .collect()
+}
+
 /// Writes JSON, pretty-printed.
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::write(path, e))?;
@@ -184,8 +193,8 @@ pub struct PairsLayout<'a> {
 
 /// Turns a scored batch into rows of the pairs file, keeping rows whose probability `keep`
 /// accepts; `rules` holds the blocking rule of each row of the batch.
-pub fn pairs_batch(
-    layout: &PairsLayout,
+pub fn pairs_batch<'a>(
+    layout: &PairsLayout<'a>,
     scored: &RecordBatch,
     rules: &[u8],
     keep: impl Fn(f64) -> bool,
@@ -214,22 +223,22 @@ pub fn pairs_batch(
     let rows: Vec<usize> = (0..scored.num_rows())
         .filter(|&i| keep(prob.value(i)))
         .collect();
-    let take = |f: &dyn Fn(usize) -> String| -> StringArray {
-        let mut b = StringBuilder::new();
+    let take = |f: &dyn Fn(usize) -> &'a str| -> StringArray {
+        let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 12);
         for &i in &rows {
             b.append_value(f(i));
         }
         b.finish()
     };
-    let src = |i: u32| table.sources[table.source[i as usize] as usize].clone();
-    let rid = |i: u32| table.record_id.value(i as usize).to_string();
+    let src = |i: u32| table.sources[table.source[i as usize] as usize].as_str();
+    let rid = |i: u32| table.record_id.value(i as usize);
     let mut cols: Vec<ArrayRef> = vec![
-        Arc::new(take(&|_| table.kind.as_str().to_string())),
+        Arc::new(take(&|_| table.kind.as_str())),
         Arc::new(take(&|i| src(l.value(i)))),
         Arc::new(take(&|i| rid(l.value(i)))),
         Arc::new(take(&|i| src(r.value(i)))),
         Arc::new(take(&|i| rid(r.value(i)))),
-        Arc::new(take(&|i| rule_names[rules[i] as usize].clone())),
+        Arc::new(take(&|i| rule_names[rules[i] as usize].as_str())),
         Arc::new(Float64Array::from_iter_values(
             rows.iter().map(|&i| weight.value(i)),
         )),
@@ -279,6 +288,37 @@ pub fn standardised_batch(
             .map(|(name, a)| (name.clone(), Arc::new(a.clone()) as ArrayRef)),
     );
     RecordBatch::try_from_iter(cols)
+}
+
+/// Rows of `pairs.parquet` (every pair) and `review.parquet` (probability within
+/// `[review, match)`) for one kind's scored batches; `rules` holds every candidate's rule.
+pub fn pair_rows(
+    layout: &PairsLayout,
+    scored: &[RecordBatch],
+    rules: &[u8],
+    (review, matched): (f64, f64),
+    path: &Path,
+) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
+    use rayon::prelude::*;
+    let both: Vec<(RecordBatch, RecordBatch)> = scored
+        .par_iter()
+        .enumerate()
+        .map(|(b, sb)| {
+            let from = b * crate::compare::BATCH;
+            let rules = &rules[from..from + sb.num_rows()];
+            let all = pairs_batch(layout, sb, rules, |_| true, false, path)?;
+            let rev = pairs_batch(
+                layout,
+                sb,
+                rules,
+                |p| p >= review && p < matched,
+                true,
+                path,
+            )?;
+            Ok((all, rev))
+        })
+        .collect::<Result<_>>()?;
+    Ok(both.into_iter().unzip())
 }
 
 /// `quarantine.parquet`.

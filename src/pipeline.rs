@@ -162,30 +162,16 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             level_fields: &level_fields,
             kind_fields: &kind_fields,
         };
-        let (lo, hi) = (model.review_probability, model.match_probability);
-        let mut review_pairs = 0u64;
-        for (b, sb) in scored.iter().enumerate() {
-            let from = b * compare::BATCH;
-            let rules = &cands.rule[from..from + sb.num_rows()];
-            pair_batches.push(output::pairs_batch(
-                &layout,
-                sb,
-                rules,
-                |_| true,
-                false,
-                &pairs_path,
-            )?);
-            let rb = output::pairs_batch(
-                &layout,
-                sb,
-                rules,
-                |x| x >= lo && x < hi,
-                true,
-                &review_path,
-            )?;
-            review_pairs += rb.num_rows() as u64;
-            review_batches.push(rb);
-        }
+        let (mut pairs, mut review) = output::pair_rows(
+            &layout,
+            &scored,
+            &cands.rule,
+            (model.review_probability, model.match_probability),
+            &pairs_path,
+        )?;
+        let review_pairs = output::rows(&review);
+        pair_batches.append(&mut pairs);
+        review_batches.append(&mut review);
         master_batches.push(
             output::master_batch(&table, &mi.master_id, &mi.cluster_size)
                 .map_err(|e| Error::write(out.file("master_index.parquet"), e))?,
@@ -208,25 +194,30 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     }
 
     let (written, secs) = p.stage("write outputs", || -> Result<u64> {
-        let mi_path = out.file("master_index.parquet");
-        output::write_parquet(&mi_path, output::master_schema(), &master_batches)?;
-        output::write_parquet(
-            &pairs_path,
-            output::pairs_schema(&level_fields, false),
-            &pair_batches,
-        )?;
-        output::write_parquet(
-            &review_path,
-            output::pairs_schema(&level_fields, true),
-            &review_batches,
-        )?;
         let q = output::quarantine_batch(&loaded.quarantine)
             .map_err(|e| Error::write(out.file("quarantine.parquet"), e))?;
-        output::write_parquet(
-            &out.file("quarantine.parquet"),
-            output::quarantine_schema(),
-            &[q],
-        )?;
+        output::write_parquets(&[
+            (
+                out.file("master_index.parquet"),
+                output::master_schema(),
+                &master_batches,
+            ),
+            (
+                pairs_path.clone(),
+                output::pairs_schema(&level_fields, false),
+                &pair_batches,
+            ),
+            (
+                review_path.clone(),
+                output::pairs_schema(&level_fields, true),
+                &review_batches,
+            ),
+            (
+                out.file("quarantine.parquet"),
+                output::quarantine_schema(),
+                &[q],
+            ),
+        ])?;
         output::write_json(
             &out.file("model.json"),
             &ModelFile {
