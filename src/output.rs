@@ -251,7 +251,7 @@ pub fn pairs_batch<'a>(
         match kind_fields.iter().position(|k| k == f) {
             Some(k) => {
                 let lv = scored
-                    .column(2 + k)
+                    .column(crate::compare::FIRST_LEVEL + k)
                     .as_any()
                     .downcast_ref::<UInt8Array>()
                     .cloned()
@@ -319,6 +319,54 @@ pub fn pair_rows(
         })
         .collect::<Result<_>>()?;
     Ok(both.into_iter().unzip())
+}
+
+/// `events.parquet`: the lineage of master ids; `time` is when the run wrote it.
+pub fn events_batch(
+    run_id: &str,
+    events: &[(&str, crate::master::Event)],
+) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+    let n = events.len();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    RecordBatch::try_new(
+        events_schema(),
+        vec![
+            Arc::new(StringArray::from(vec![run_id; n])),
+            Arc::new(UInt64Array::from(vec![now; n])),
+            Arc::new(StringArray::from_iter_values(
+                events.iter().map(|(k, _)| *k),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                events.iter().map(|(_, e)| e.master_id.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                events.iter().map(|(_, e)| e.event),
+            )),
+            Arc::new(
+                events
+                    .iter()
+                    .map(|(_, e)| e.other_id.as_deref())
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(StringArray::from_iter_values(
+                events.iter().map(|(_, e)| e.records.as_str()),
+            )),
+        ],
+    )
+}
+
+pub fn events_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("unix_time", DataType::UInt64, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("master_id", DataType::Utf8, false),
+        Field::new("event", DataType::Utf8, false),
+        Field::new("other_id", DataType::Utf8, true),
+        Field::new("records", DataType::Utf8, false),
+    ]))
 }
 
 /// `quarantine.parquet`.

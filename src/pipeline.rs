@@ -21,6 +21,8 @@ pub struct RunOptions {
     /// Thread count; overrides the job's.
     pub threads: Option<usize>,
     pub quiet: bool,
+    /// The output folder of the previous run, whose master ids this run keeps.
+    pub previous: Option<PathBuf>,
     /// Also write each kind's standardised records (`standardised_<kind>.parquet`).
     pub write_standardised: bool,
 }
@@ -42,6 +44,13 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     let start = Instant::now();
     let p = Progress::new(opts.quiet);
     let saved = opts.model.as_deref().map(ModelFile::load).transpose()?;
+    let previous = opts
+        .previous
+        .as_deref()
+        .map(master::Previous::load)
+        .transpose()?;
+    let run = master::Previous::next_run(previous.as_ref());
+    let run_id = format!("R{run:06}");
     let target = opts.output.clone().unwrap_or_else(|| plan.output.clone());
     let out = OutputDir::create(&target)?;
     let mut stages = Vec::new();
@@ -62,6 +71,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     let mut kinds = Vec::new();
     let mut models = Vec::new();
     let mut master_batches = Vec::new();
+    let mut events = Vec::new();
     let mut level_fields: Vec<String> = Vec::new();
     for kp in &plan.kinds {
         for c in &kp.comparisons {
@@ -150,7 +160,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         stage("cluster", k, secs, clusters.edges);
 
         let (mi, secs) = p.stage(&format!("{k}: master index"), || {
-            master::master_index(&table, &clusters)
+            master::master_index(&table, &clusters, previous.as_ref(), run)
         });
         stage("master", k, secs, mi.clusters);
 
@@ -172,6 +182,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         let review_pairs = output::rows(&review);
         pair_batches.append(&mut pairs);
         review_batches.append(&mut review);
+        events.extend(mi.events.iter().map(|e| (k, e.clone())));
         master_batches.push(
             output::master_batch(&table, &mi.master_id, &mi.cluster_size)
                 .map_err(|e| Error::write(out.file("master_index.parquet"), e))?,
@@ -196,6 +207,8 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     let (written, secs) = p.stage("write outputs", || -> Result<u64> {
         let q = output::quarantine_batch(&loaded.quarantine)
             .map_err(|e| Error::write(out.file("quarantine.parquet"), e))?;
+        let ev = output::events_batch(&run_id, &events)
+            .map_err(|e| Error::write(out.file("events.parquet"), e))?;
         output::write_parquets(&[
             (
                 out.file("master_index.parquet"),
@@ -217,11 +230,13 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 output::quarantine_schema(),
                 &[q],
             ),
+            (out.file("events.parquet"), output::events_schema(), &[ev]),
         ])?;
         output::write_json(
             &out.file("model.json"),
             &ModelFile {
                 yiku_version: env!("CARGO_PKG_VERSION").into(),
+                run_id: run_id.clone(),
                 models,
             },
         )?;
@@ -232,6 +247,13 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     let summary = RunSummary {
         yiku_version: env!("CARGO_PKG_VERSION").into(),
         job: plan.name.clone(),
+        run,
+        run_id: run_id.clone(),
+        previous: opts.previous.as_ref().map(|p| p.display().to_string()),
+        model: match &opts.model {
+            Some(m) => m.display().to_string(),
+            None => "trained in this run (model.json)".into(),
+        },
         threads,
         sources: loaded.stats,
         kinds,

@@ -44,6 +44,13 @@ pub struct KindSummary {
 pub struct RunSummary {
     pub yiku_version: String,
     pub job: String,
+    /// Run number within this master index's history (1 for a first run).
+    pub run: u64,
+    pub run_id: String,
+    /// Output folder of the previous run whose master ids were kept.
+    pub previous: Option<String>,
+    /// Which model scored the pairs.
+    pub model: String,
     pub threads: usize,
     pub sources: Vec<SourceStats>,
     pub kinds: Vec<KindSummary>,

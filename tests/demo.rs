@@ -68,3 +68,28 @@ fn a_saved_model_is_reused_and_gives_the_same_clusters() {
     let y = std::fs::read(b.join("master_index.parquet")).expect("b");
     assert_eq!(x, y);
 }
+
+#[test]
+fn a_rerun_with_previous_keeps_every_master_id() {
+    let dir = root().join("datasets/demo");
+    let (a, b) = (scratch("prev-a"), scratch("prev-b"));
+    run_job(&dir.join("job.toml"), &a, 2);
+    let plan = yiku::Plan::from_file(&dir.join("job.toml")).expect("plan");
+    let opts = yiku::RunOptions {
+        output: Some(b.clone()),
+        previous: Some(a.clone()),
+        quiet: true,
+        ..Default::default()
+    };
+    let s = yiku::run(&plan, &opts).expect("second night");
+    assert_eq!(s.run, 2);
+    let x = columns(&a.join("master_index.parquet"), &["record_id", "master_id"]);
+    let y = columns(&b.join("master_index.parquet"), &["record_id", "master_id"]);
+    assert_eq!(x, y);
+    let ev = columns(&b.join("events.parquet"), &["event"]);
+    assert!(
+        ev[0].is_empty(),
+        "no changes expected: {:?}",
+        &ev[0][..ev[0].len().min(5)]
+    );
+}

@@ -19,6 +19,9 @@ pub struct RunArgs {
     /// Threads (default: the job's `threads`, else all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Output folder of the previous run: its master ids are kept (stable ids).
+    #[arg(long)]
+    pub previous: Option<PathBuf>,
     /// Also write each kind's standardised records (`standardised_<kind>.parquet`).
     #[arg(long)]
     pub write_standardised: bool,
@@ -32,6 +35,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<()> {
         threads: args.threads,
         quiet,
         write_standardised: args.write_standardised,
+        previous: args.previous.clone(),
     };
     let summary =
         yiku::run(&plan, &opts).with_context(|| format!("running {}", args.job.display()))?;

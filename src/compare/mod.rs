@@ -200,6 +200,9 @@ pub fn days_apart(a: &str, b: &str) -> Option<i64> {
 /// Pairs per Arrow batch.
 pub const BATCH: usize = 65536;
 
+/// Column of the first level in a compared batch (after `left`, `right`, `rule`).
+pub const FIRST_LEVEL: usize = 3;
+
 /// The compared candidate pairs of one kind: batches of [`BATCH`] pairs, in candidate order.
 pub struct Compared {
     pub schema: Arc<Schema>,
@@ -234,12 +237,14 @@ pub fn compare(
         .left
         .par_chunks(BATCH)
         .zip(candidates.right.par_chunks(BATCH))
-        .map(|(l, r)| {
+        .zip(candidates.rule.par_chunks(BATCH))
+        .map(|((l, r), rule)| {
             let pairs = RecordBatch::try_new(
                 pairs_schema(),
                 vec![
                     Arc::new(UInt32Array::from(l.to_vec())),
                     Arc::new(UInt32Array::from(r.to_vec())),
+                    Arc::new(UInt8Array::from(rule.to_vec())),
                 ],
             )?;
             compare_batch(comparators, &schema, &pairs)
@@ -252,19 +257,22 @@ pub fn compare(
     Ok(Compared { schema, batches })
 }
 
-/// Schema of a batch of candidate pairs: `left`, `right` record indices.
+/// Schema of a batch of candidate pairs: `left`, `right` record indices and the blocking
+/// `rule` that found the pair.
 pub fn pairs_schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
         Field::new("left", DataType::UInt32, false),
         Field::new("right", DataType::UInt32, false),
+        Field::new("rule", DataType::UInt8, false),
     ]))
 }
 
-/// Schema of a compared batch: `left`, `right`, then one level column per comparison.
+/// Schema of a compared batch: `left`, `right`, `rule`, then one level column per comparison.
 pub fn levels_schema(specs: &[ComparisonSpec]) -> Arc<Schema> {
     let mut fields = vec![
         Field::new("left", DataType::UInt32, false),
         Field::new("right", DataType::UInt32, false),
+        Field::new("rule", DataType::UInt8, false),
     ];
     fields.extend(
         specs
@@ -274,8 +282,8 @@ pub fn levels_schema(specs: &[ComparisonSpec]) -> Arc<Schema> {
     Arc::new(Schema::new(fields))
 }
 
-/// Compares a batch of candidate pairs (`left`, `right` as `UInt32`): the kernel that runs
-/// unchanged wherever the batch comes from.
+/// Compares a batch of candidate pairs (`left`, `right` as `UInt32`, `rule` as `UInt8`): the
+/// kernel that runs unchanged wherever the batch comes from.
 pub fn compare_batch(
     comparators: &[Comparator],
     schema: &Arc<Schema>,
@@ -293,7 +301,10 @@ pub fn compare_batch(
             })
     };
     let (l, r) = (idx("left")?, idx("right")?);
-    let mut cols: Vec<ArrayRef> = vec![Arc::new(l.clone()), Arc::new(r.clone())];
+    let rule = pairs.column_by_name("rule").cloned().ok_or_else(|| {
+        arrow_schema::ArrowError::SchemaError("pairs need a UInt8 `rule` column".into())
+    })?;
+    let mut cols: Vec<ArrayRef> = vec![Arc::new(l.clone()), Arc::new(r.clone()), rule];
     for c in comparators {
         let levels: UInt8Array = l
             .values()

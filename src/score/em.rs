@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::model::{ComparisonModel, FLOOR, Model};
+use super::model::{ComparisonModel, FLOOR, Model, rule_covers};
 use crate::compare::{Comparator, level_names};
 use crate::config::{KindPlan, Mode};
 
@@ -100,7 +100,7 @@ pub struct Pattern {
     pub count: u64,
 }
 
-/// Distinct patterns of compared batches (level columns from column 2), sorted. `agree`
+/// Distinct patterns of compared batches, sorted. `agree`
 /// holds each candidate pair's rule-agreement bits, in batch order.
 pub fn patterns(
     batches: &[arrow_array::RecordBatch],
@@ -119,7 +119,11 @@ pub fn patterns(
         .zip(offsets)
         .map(|(b, off)| {
             let cols: Vec<&UInt8Array> = (0..comparisons)
-                .filter_map(|k| b.column(2 + k).as_any().downcast_ref::<UInt8Array>())
+                .filter_map(|k| {
+                    b.column(crate::compare::FIRST_LEVEL + k)
+                        .as_any()
+                        .downcast_ref::<UInt8Array>()
+                })
                 .collect();
             let mut m: HashMap<(u64, u32), u64> = HashMap::new();
             for i in 0..b.num_rows() {
@@ -226,18 +230,12 @@ fn initial_m(u: &[Vec<f64>]) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// True when a blocking rule's column is (or is derived from) a comparison's field, so that
-/// pairs selected by the rule agree on the comparison by construction.
-fn rule_covers(rule: &[String], field: &str) -> bool {
-    rule.iter().any(|c| {
-        c == field || c.starts_with(&format!("{field}_")) || field.starts_with(&format!("{c}_"))
-    })
-}
-
 /// Trains m and λ with u fixed, the way that survives blocking: one EM session per blocking
 /// rule over the pairs that share the rule's key, with the rule's own comparisons left out;
 /// each comparison's m is the average of the sessions that estimated it, weighted by their
-/// expected matches. λ is then estimated over all candidate pairs with m and u fixed.
+/// expected matches. Then, with m and u fixed, one λ per rule over the pairs that rule found
+/// first, again without the rule's own comparisons: this is the prior those pairs are scored
+/// with.
 pub fn train(
     plan: &KindPlan,
     u: Vec<Vec<f64>>,
@@ -301,19 +299,37 @@ pub fn train(
             (None, false) => initial_m(&u)[k].clone(),
         })
         .collect();
-    let (m, lambda, _) = em(
-        &all,
-        &u,
-        m,
-        0.1,
-        &vec![false; kc],
-        plan.em_iterations.max(50),
-        false,
-    );
     let total: u64 = patterns.iter().map(|p| p.count).sum();
+    let mut lambda_by_rule = Vec::with_capacity(plan.blocking.len());
+    let mut expected = 0.0;
+    for (r, rule) in plan.blocking.iter().enumerate() {
+        let first: Vec<&Pattern> = patterns
+            .iter()
+            .filter(|p| p.agree.trailing_zeros() as usize == r)
+            .collect();
+        let masked: Vec<bool> = specs.iter().map(|s| rule_covers(rule, &s.field)).collect();
+        let (l, matches) = if first.is_empty() {
+            (0.5, 0.0)
+        } else {
+            let (_, l, matches) = em(
+                &first,
+                &u,
+                m.clone(),
+                0.5,
+                &masked,
+                plan.em_iterations.max(50),
+                false,
+            );
+            (l, matches)
+        };
+        lambda_by_rule.push(l);
+        expected += matches;
+    }
+    let lambda = (expected / total.max(1) as f64).clamp(1e-9, 1.0 - 1e-9);
     Model {
         kind: plan.kind,
         lambda,
+        lambda_by_rule,
         comparisons: specs
             .iter()
             .zip(m)
@@ -356,6 +372,7 @@ mod tests {
         let b = RecordBatch::try_from_iter(vec![
             ("left", Arc::new(UInt32Array::from(vec![0, 0, 1, 2])) as _),
             ("right", Arc::new(UInt32Array::from(vec![1, 2, 2, 3])) as _),
+            ("rule", Arc::new(UInt8Array::from(vec![0u8, 0, 0, 0])) as _),
             ("a", Arc::new(UInt8Array::from(vec![1u8, 2, 2, 0])) as _),
             ("b", Arc::new(UInt8Array::from(vec![3u8, 3, 3, 1])) as _),
         ])

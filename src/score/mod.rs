@@ -88,7 +88,7 @@ pub fn score_batch(
     let levels: Vec<&UInt8Array> = (0..model.comparisons.len())
         .map(|k| {
             batch
-                .column(2 + k)
+                .column(crate::compare::FIRST_LEVEL + k)
                 .as_any()
                 .downcast_ref::<UInt8Array>()
                 .ok_or_else(|| {
@@ -104,11 +104,29 @@ pub fn score_batch(
             .ok_or_else(|| arrow_schema::ArrowError::SchemaError(format!("missing `{name}`")))
     };
     let l = index("left")?;
-    let prior = model.prior_weight();
+    let rules = batch
+        .column_by_name("rule")
+        .and_then(|c| c.as_any().downcast_ref::<UInt8Array>())
+        .cloned()
+        .ok_or_else(|| arrow_schema::ArrowError::SchemaError("missing `rule`".into()))?;
+    let counted = model.counted();
+    let priors: Vec<f64> = (0..model.blocking.len())
+        .map(|r| model.prior_weight(r))
+        .collect();
     let mut w = Vec::with_capacity(n);
     for row in 0..n {
-        let mut total = prior;
+        let r = rules.value(row) as usize;
+        let (Some(prior), Some(counts)) = (priors.get(r), counted.get(r)) else {
+            return Err(arrow_schema::ArrowError::SchemaError(format!(
+                "pair found by blocking rule {r}, but the model has {} rules",
+                priors.len()
+            )));
+        };
+        let mut total = *prior;
         for (k, cm) in model.comparisons.iter().enumerate() {
+            if !counts[k] {
+                continue;
+            }
             let lv = levels[k].value(row);
             total += match (&tfs[k], lv as usize + 1 == cm.m.len()) {
                 (Some(tf), true) => {

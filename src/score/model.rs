@@ -46,8 +46,12 @@ impl ComparisonModel {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Model {
     pub kind: EntityKind,
-    /// Prior probability that a candidate pair is a match.
+    /// Share of candidate pairs that are matches (for information).
     pub lambda: f64,
+    /// Prior probability that a pair found by blocking rule `r` is a match. A pair is scored
+    /// with the prior of the rule that found it, and without the comparisons of that rule's
+    /// own fields, on which such pairs agree by construction.
+    pub lambda_by_rule: Vec<f64>,
     pub comparisons: Vec<ComparisonModel>,
     /// Blocking rules the model was trained with.
     pub blocking: Vec<Vec<String>>,
@@ -59,10 +63,36 @@ pub struct Model {
     pub seed: u64,
 }
 
+/// True when a blocking rule's column is (or is derived from) a comparison's field, so that
+/// the pairs the rule finds agree on the comparison by construction.
+pub fn rule_covers(rule: &[String], field: &str) -> bool {
+    rule.iter().any(|c| {
+        c == field || c.starts_with(&format!("{field}_")) || field.starts_with(&format!("{c}_"))
+    })
+}
+
 impl Model {
-    /// log2 of the prior odds.
-    pub fn prior_weight(&self) -> f64 {
-        (self.lambda.max(FLOOR) / (1.0 - self.lambda).max(FLOOR)).log2()
+    /// log2 of the prior odds of a pair found by rule `rule`.
+    pub fn prior_weight(&self, rule: usize) -> f64 {
+        let l = self
+            .lambda_by_rule
+            .get(rule)
+            .copied()
+            .unwrap_or(self.lambda);
+        (l.max(FLOOR) / (1.0 - l).max(FLOOR)).log2()
+    }
+
+    /// `counted[r][k]`: whether comparison `k` counts for pairs found by rule `r`.
+    pub fn counted(&self) -> Vec<Vec<bool>> {
+        self.blocking
+            .iter()
+            .map(|rule| {
+                self.comparisons
+                    .iter()
+                    .map(|c| !rule_covers(rule, &c.spec.field))
+                    .collect()
+            })
+            .collect()
     }
 
     /// Checks that a saved model fits the comparisons of a job.
@@ -85,6 +115,9 @@ impl Model {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelFile {
     pub yiku_version: String,
+    /// The run that trained (or reused) the models.
+    #[serde(default)]
+    pub run_id: String,
     pub models: Vec<Model>,
 }
 
