@@ -446,7 +446,10 @@ impl KindPlan {
                 .must_not_link
                 .or(p.map(|p| p.must_not_link.clone()))
                 .unwrap_or_default(),
-            u_sample_pairs: s.u_sample_pairs.unwrap_or(1_000_000),
+            u_sample_pairs: s
+                .u_sample_pairs
+                .or(p.map(|p| p.u_sample_pairs))
+                .unwrap_or(300_000),
             em_iterations: s.em_iterations.unwrap_or(25),
             fields,
         };

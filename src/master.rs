@@ -188,11 +188,16 @@ pub fn master_index(
                     o
                 };
                 if origins.is_empty() {
+                    // On a first run the master index itself lists the records.
+                    let records = match previous {
+                        Some(_) => join(ms.iter().map(|&i| key(i))),
+                        None => String::new(),
+                    };
                     events.push(Event {
                         master_id: id.clone(),
                         event: "created",
                         other_id: None,
-                        records: join(ms.iter().map(|&i| key(i))),
+                        records,
                     });
                 }
                 for o in origins {

@@ -55,7 +55,7 @@ pub fn preset(kind: EntityKind) -> Option<KindPlan> {
             match_probability: 0.5,
             review_probability: 0.1,
             must_not_link: vec!["id_number_valid".into()],
-            u_sample_pairs: 1_000_000,
+            u_sample_pairs: 300_000,
             em_iterations: 25,
         }),
         EntityKind::Enterprise => Some(KindPlan {
@@ -90,7 +90,7 @@ pub fn preset(kind: EntityKind) -> Option<KindPlan> {
             match_probability: 0.5,
             review_probability: 0.1,
             must_not_link: vec!["uscc_valid".into()],
-            u_sample_pairs: 1_000_000,
+            u_sample_pairs: 300_000,
             em_iterations: 25,
         }),
         EntityKind::Generic => None,

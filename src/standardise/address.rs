@@ -36,7 +36,7 @@ fn numeral_value(s: &[char]) -> Option<u32> {
     Some(total + cur)
 }
 
-/// Standardised address text.
+/// Standardised address text, in one pass over the characters.
 pub fn standardise(folded: &str) -> Option<String> {
     let chars: Vec<char> = folded
         .chars()
@@ -46,36 +46,37 @@ pub fn standardise(folded: &str) -> Option<String> {
     let mut out = String::with_capacity(folded.len());
     let mut i = 0;
     while i < chars.len() {
-        if is_num(chars[i]) {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if is_num(c) {
             let start = i;
             while i < chars.len() && is_num(chars[i]) {
                 i += 1;
             }
             let run = &chars[start..i];
             match (chars.get(i), numeral_value(run)) {
-                (Some(u), Some(v)) if UNITS.contains(u) => out.push_str(&v.to_string()),
+                (Some(u), Some(v)) if UNITS.contains(u) => {
+                    use std::fmt::Write;
+                    let _ = write!(out, "{v}");
+                }
                 _ => out.extend(run),
             }
             continue;
         }
-        out.push(chars[i]);
+        // 3栋2单元501室, 3幢, 3号楼 -> 3-2-501
+        match (c, next) {
+            ('号', Some('楼')) | ('单', Some('元')) => {
+                out.push('-');
+                i += 2;
+                continue;
+            }
+            ('栋' | '幢', _) => out.push('-'),
+            ('室', None) => {}
+            _ => out.push(c),
+        }
         i += 1;
     }
-    let out = building_unit_room(&out);
     (!out.is_empty()).then_some(out)
-}
-
-/// `3栋2单元501室` / `3幢2单元501` -> `3-2-501`.
-fn building_unit_room(s: &str) -> String {
-    let mut out = s
-        .replace("号楼", "栋")
-        .replace('幢', "栋")
-        .replace("单元", "-");
-    out = out.replace('栋', "-");
-    if let Some(stripped) = out.strip_suffix('室') {
-        out = stripped.to_string();
-    }
-    out
 }
 
 /// Character-bigram Dice similarity of two standardised addresses.
