@@ -123,6 +123,24 @@ pub struct KindSettings {
     /// Record pairs drawn at random to estimate u.
     pub u_sample_pairs: Option<usize>,
     pub em_iterations: Option<usize>,
+    /// Survivorship rule per field for the golden records (default: `most_frequent`, IDs and
+    /// codes valid only).
+    pub golden: Option<BTreeMap<String, Survivorship>>,
+    /// Sources in order of authority for golden records (default: the job's source order).
+    pub source_priority: Option<Vec<String>>,
+}
+
+/// How a golden record picks a field's value among a cluster's records. Ties go to the more
+/// authoritative source, then to the first record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Survivorship {
+    /// The value most records agree on.
+    MostFrequent,
+    /// The value of the most authoritative source that has one.
+    SourcePriority,
+    /// The value of the record with the latest `updated_at`.
+    MostRecent,
 }
 
 /// `[job]` of a job file.
@@ -204,6 +222,10 @@ pub struct KindPlan {
     pub must_not_link: Vec<String>,
     pub u_sample_pairs: usize,
     pub em_iterations: usize,
+    /// Survivorship rule per field (fields not named use `most_frequent`).
+    pub golden: BTreeMap<String, Survivorship>,
+    /// Source names in order of authority (empty: the job's source order).
+    pub source_priority: Vec<String>,
 }
 
 /// A validated job.
@@ -346,6 +368,14 @@ impl Plan {
                     }
                 }
             }
+            for s in &plan.source_priority {
+                if !kind_sources.iter().any(|x| &x.name == s) {
+                    return Err(cfg_err(
+                        &format!("{}.source_priority", kind.as_str()),
+                        format!("`{s}` is not a {} source of this job", kind.as_str()),
+                    ));
+                }
+            }
             kinds.push(plan);
         }
         let output = match job.output {
@@ -451,6 +481,8 @@ impl KindPlan {
                 .or(p.map(|p| p.u_sample_pairs))
                 .unwrap_or(300_000),
             em_iterations: s.em_iterations.unwrap_or(25),
+            golden: s.golden.or(p.map(|p| p.golden.clone())).unwrap_or_default(),
+            source_priority: s.source_priority.unwrap_or_default(),
             fields,
         };
         plan.check()?;
@@ -558,6 +590,14 @@ impl KindPlan {
         }
         if self.max_block_size < 2 {
             return Err((format!("{k}.max_block_size"), "must be at least 2".into()));
+        }
+        for f in self.golden.keys() {
+            if !self.fields.contains_key(f) {
+                return Err((
+                    format!("{k}.golden.{f}"),
+                    format!("`{f}` is not a field of this kind"),
+                ));
+            }
         }
         if self.em_iterations == 0 {
             return Err((format!("{k}.em_iterations"), "must be at least 1".into()));

@@ -17,7 +17,8 @@
 //! | 4 compare | [`compare`] | Arrow batches of pairs | one level (`UInt8`) per comparison per pair |
 //! | 5 score | [`score`] | levels | Fellegi-Sunter [`score::Model`] (u by sampling, m and λ by EM), weight and probability per pair |
 //! | 6 cluster | [`cluster`] | pairs above the threshold | [`cluster::Clusters`]: parallel union-find, must-not-link respected |
-//! | 7 master | [`master`] | cluster labels | [`master::MasterIndex`]: every record once, a master id each |
+//! | 7 master | [`master`] | cluster labels, previous run | [`master::MasterIndex`]: every record once, stable master ids, lineage events |
+//! | 7b golden | [`golden`] | records + master ids | one golden record per master id, each value with its source record |
 //! | 8 report | [`report`] | every stage's counts | `run.json`, evaluation against a truth file |
 //!
 //! Around them: [`config`] (the job file and presets), [`output`] (atomic output folder),
@@ -33,6 +34,7 @@ pub mod compare;
 pub mod score;
 pub mod cluster;
 pub mod master;
+pub mod golden;
 pub mod report;
 pub mod output;
 pub mod pipeline;

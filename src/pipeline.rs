@@ -9,7 +9,7 @@ use crate::output::{self, OutputDir, PairsLayout};
 use crate::progress::Progress;
 use crate::report::{KindSummary, RunSummary, StageStats};
 use crate::score::model::ModelFile;
-use crate::{block, cluster, compare, load, master, score, standardise};
+use crate::{block, cluster, compare, golden, load, master, score, standardise};
 
 /// How a run is carried out (beyond the job file).
 #[derive(Debug, Clone, Default)]
@@ -182,6 +182,19 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         let review_pairs = output::rows(&review);
         pair_batches.append(&mut pairs);
         review_batches.append(&mut review);
+        let (golden, secs) = p.stage(&format!("{k}: golden records"), || {
+            let job_sources: Vec<String> = plan
+                .sources
+                .iter()
+                .filter(|s| s.kind == kp.kind)
+                .map(|s| s.name.clone())
+                .collect();
+            golden::golden_records(&table, kp, &job_sources, &mi.master_id)
+        });
+        let golden_path = out.file(&format!("golden_{k}s.parquet"));
+        let golden = golden.map_err(|e| Error::write(&golden_path, e))?;
+        output::write_parquet(&golden_path, golden.schema(), &[golden])?;
+        stage("golden", k, secs, mi.clusters);
         events.extend(mi.events.iter().map(|e| (k, e.clone())));
         master_batches.push(
             output::master_batch(&table, &mi.master_id, &mi.cluster_size)

@@ -93,3 +93,29 @@ fn a_rerun_with_previous_keeps_every_master_id() {
         &ev[0][..ev[0].len().min(5)]
     );
 }
+
+#[test]
+fn golden_records_have_one_row_per_master_id_with_valid_ids() {
+    let out = scratch("golden");
+    run_job(&root().join("datasets/demo/job.toml"), &out, 2);
+    let mi = columns(&out.join("master_index.parquet"), &["kind", "master_id"]);
+    let mut persons: Vec<&String> = mi[0]
+        .iter()
+        .zip(&mi[1])
+        .filter(|(k, _)| k.as_deref() == Some("person"))
+        .filter_map(|(_, m)| m.as_ref())
+        .collect();
+    persons.sort();
+    persons.dedup();
+    let g = columns(
+        &out.join("golden_persons.parquet"),
+        &["master_id", "id_number", "id_number_source"],
+    );
+    assert_eq!(g[0].len(), persons.len());
+    for (id, src) in g[1].iter().zip(&g[2]) {
+        if let Some(id) = id {
+            assert!(yiku::standardise::ident::id_is_valid(id), "{id}");
+            assert!(src.is_some());
+        }
+    }
+}

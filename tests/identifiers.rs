@@ -60,6 +60,8 @@ fn standardised_id_column_upgrades_and_fixes_case() {
         must_not_link: vec![],
         u_sample_pairs: 10,
         em_iterations: 1,
+        golden: Default::default(),
+        source_priority: vec![],
     };
     let t = yiku::standardise::standardise(raw, &plan);
     let valid = t.column("id_valid").expect("derived column");

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ComparisonSpec, EntityKind, FieldType, KindPlan, Method};
+use super::{ComparisonSpec, EntityKind, FieldType, KindPlan, Method, Survivorship};
 
 fn cmp(field: &str, method: Method, term_frequency: bool) -> ComparisonSpec {
     ComparisonSpec {
@@ -36,6 +36,7 @@ pub fn preset(kind: EntityKind) -> Option<KindPlan> {
                 ("phone".into(), T::Phone),
                 ("address".into(), T::Address),
                 ("employer".into(), T::EnterpriseName),
+                ("updated_at".into(), T::Date),
             ]),
             blocking: rules(&[
                 &["id_number_valid"],
@@ -57,6 +58,13 @@ pub fn preset(kind: EntityKind) -> Option<KindPlan> {
             must_not_link: vec!["id_number_valid".into()],
             u_sample_pairs: 300_000,
             em_iterations: 25,
+            golden: BTreeMap::from([
+                ("name".into(), Survivorship::SourcePriority),
+                ("id_number".into(), Survivorship::SourcePriority),
+                ("address".into(), Survivorship::MostRecent),
+                ("phone".into(), Survivorship::MostRecent),
+            ]),
+            source_priority: Vec::new(),
         }),
         EntityKind::Enterprise => Some(KindPlan {
             kind,
@@ -69,6 +77,7 @@ pub fn preset(kind: EntityKind) -> Option<KindPlan> {
                 ("legal_rep_id".into(), T::IdNumber),
                 ("address".into(), T::Address),
                 ("phone".into(), T::Phone),
+                ("updated_at".into(), T::Date),
             ]),
             blocking: rules(&[
                 &["uscc_valid"],
@@ -92,6 +101,13 @@ pub fn preset(kind: EntityKind) -> Option<KindPlan> {
             must_not_link: vec!["uscc_valid".into()],
             u_sample_pairs: 300_000,
             em_iterations: 25,
+            golden: BTreeMap::from([
+                ("name".into(), Survivorship::SourcePriority),
+                ("uscc".into(), Survivorship::SourcePriority),
+                ("address".into(), Survivorship::MostRecent),
+                ("phone".into(), Survivorship::MostRecent),
+            ]),
+            source_priority: Vec::new(),
         }),
         EntityKind::Generic => None,
     }
