@@ -30,7 +30,7 @@ fn cluster(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements(edges.len() as u64));
     g.bench_function("union_find_must_not_link", |b| {
-        b.iter(|| yiku::cluster::cluster(table.len(), &edges, &mnl))
+        b.iter(|| yiku::cluster::cluster(table.len(), &edges, &mnl, &[]))
     });
     g.finish();
 }

@@ -128,8 +128,77 @@ pub fn edges(scored: &[arrow_array::RecordBatch], threshold: f64) -> Vec<Edge> {
     out
 }
 
+/// Clerks' decisions resolved to records of one table: `match` pairs as must-link edges,
+/// `non_match` pairs as cannot-link pairs. Decisions on records of other kinds, or on records
+/// not in this run, are not applied.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decisions {
+    pub must_link: Vec<(u32, u32)>,
+    pub cannot_link: Vec<(u32, u32)>,
+}
+
+impl Decisions {
+    pub fn resolve(
+        table: &crate::standardise::StdTable,
+        labels: &[crate::load::Label],
+    ) -> Decisions {
+        let mut d = Decisions::default();
+        if labels.is_empty() {
+            return d;
+        }
+        let index: HashMap<(&str, &str), u32> = (0..table.len())
+            .map(|i| {
+                (
+                    (
+                        table.sources[table.source[i] as usize].as_str(),
+                        table.record_id.value(i),
+                    ),
+                    i as u32,
+                )
+            })
+            .collect();
+        for l in labels {
+            let a = index.get(&(l.source_l.as_str(), l.record_id_l.as_str()));
+            let b = index.get(&(l.source_r.as_str(), l.record_id_r.as_str()));
+            if let (Some(&a), Some(&b)) = (a, b) {
+                let pair = (a.min(b), a.max(b));
+                if l.is_match {
+                    d.must_link.push(pair);
+                } else {
+                    d.cannot_link.push(pair);
+                }
+            }
+        }
+        d.must_link.sort_unstable();
+        d.cannot_link.sort_unstable();
+        d
+    }
+
+    pub fn applied(&self) -> u64 {
+        (self.must_link.len() + self.cannot_link.len()) as u64
+    }
+
+    /// Model edges plus must-link edges (strongest of all), minus edges a clerk rejected.
+    pub fn edges(&self, mut edges: Vec<Edge>) -> Vec<Edge> {
+        if !self.cannot_link.is_empty() {
+            edges.retain(|e| self.cannot_link.binary_search(&(e.left, e.right)).is_err());
+        }
+        edges.extend(self.must_link.iter().map(|&(left, right)| Edge {
+            left,
+            right,
+            weight: f64::INFINITY,
+        }));
+        edges
+    }
+}
+
 /// Clusters `n` records from the edges (pairs at or above the threshold).
-pub fn cluster(n: usize, edges: &[Edge], must_not_link: &[&StringArray]) -> Clusters {
+pub fn cluster(
+    n: usize,
+    edges: &[Edge],
+    must_not_link: &[&StringArray],
+    cannot_link: &[(u32, u32)],
+) -> Clusters {
     let uf = AtomicUnionFind::new(n);
     edges.par_iter().for_each(|e| uf.union(e.left, e.right));
     let mut label: Vec<u32> = (0..n as u32).into_par_iter().map(|i| uf.find(i)).collect();
@@ -159,6 +228,12 @@ pub fn cluster(n: usize, edges: &[Edge], must_not_link: &[&StringArray]) -> Clus
             }
         }
     }
+    // Pairs a clerk decided are not the same entity.
+    for &(a, b) in cannot_link {
+        if label[a as usize] == label[b as usize] {
+            conflicted.push(label[a as usize]);
+        }
+    }
     conflicted.sort_unstable();
     conflicted.dedup();
     let mut cut_edges = 0u64;
@@ -180,10 +255,17 @@ pub fn cluster(n: usize, edges: &[Edge], must_not_link: &[&StringArray]) -> Clus
                 members[k].push(i);
             }
         }
+        let mut comp_cannot: Vec<Vec<(u32, u32)>> = vec![Vec::new(); conflicted.len()];
+        for &(a, b) in cannot_link {
+            if let Some(&k) = slot.get(&label[a as usize]) {
+                comp_cannot[k].push((a, b));
+            }
+        }
         let results: Vec<(Vec<(u32, u32)>, u64)> = comp_edges
             .into_par_iter()
             .zip(members.par_iter())
-            .map(|(es, ms)| recluster(ms, es, must_not_link))
+            .zip(comp_cannot.par_iter())
+            .map(|((es, ms), cl)| recluster(ms, es, must_not_link, cl))
             .collect();
         for (relabels, cut) in results {
             cut_edges += cut;
@@ -206,6 +288,7 @@ fn recluster(
     members: &[u32],
     mut edges: Vec<Edge>,
     mnl: &[&StringArray],
+    cannot_link: &[(u32, u32)],
 ) -> (Vec<(u32, u32)>, u64) {
     edges.sort_by(|a, b| {
         b.weight
@@ -243,6 +326,14 @@ fn recluster(
             .iter()
             .zip(&vals[rb as usize])
             .any(|(x, y)| matches!((x, y), (Some(x), Some(y)) if x != y));
+        let clash = clash
+            || cannot_link.iter().any(|(x, y)| {
+                let (Some(&x), Some(&y)) = (local.get(x), local.get(y)) else {
+                    return false;
+                };
+                let (fx, fy) = (uf.find(x), uf.find(y));
+                (fx == ra && fy == rb) || (fx == rb && fy == ra)
+            });
         if clash {
             cut += 1;
             continue;
@@ -278,7 +369,7 @@ mod tests {
 
     #[test]
     fn components_are_labelled_by_their_smallest_member() {
-        let c = cluster(5, &[e(3, 4, 5.0), e(1, 3, 5.0)], &[]);
+        let c = cluster(5, &[e(3, 4, 5.0), e(1, 3, 5.0)], &[], &[]);
         assert_eq!(c.label, vec![0, 1, 2, 1, 1]);
         assert_eq!(c.conflicts, 0);
     }
@@ -287,9 +378,17 @@ mod tests {
     fn weakest_link_between_different_ids_is_cut() {
         let ids = StringArray::from(vec![Some("A"), None, Some("B")]);
         // 0 -(9)- 1 -(2)- 2 : record 1 joins A, the weaker link to B is cut.
-        let c = cluster(3, &[e(0, 1, 9.0), e(1, 2, 2.0)], &[&ids]);
+        let c = cluster(3, &[e(0, 1, 9.0), e(1, 2, 2.0)], &[&ids], &[]);
         assert_eq!(c.label, vec![0, 0, 2]);
         assert_eq!(c.conflicts, 1);
+        assert_eq!(c.cut_edges, 1);
+    }
+
+    #[test]
+    fn a_clerks_non_match_splits_the_weakest_link() {
+        // 0 -(9)- 1 -(3)- 2, and a clerk said 0 and 2 are different.
+        let c = cluster(3, &[e(0, 1, 9.0), e(1, 2, 3.0)], &[], &[(0, 2)]);
+        assert_eq!(c.label, vec![0, 0, 2]);
         assert_eq!(c.cut_edges, 1);
     }
 }

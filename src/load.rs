@@ -286,6 +286,121 @@ fn trim_strings(a: &StringArray) -> StringArray {
     a.iter().map(|v| v.map(str::trim)).collect()
 }
 
+/// Reads the named text columns of a Parquet file (columns that are absent come back `None`).
+pub fn read_text_columns(path: &Path, names: &[&str]) -> Result<Vec<Option<Vec<Option<String>>>>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| Error::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let batches: Vec<RecordBatch> =
+        reader
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::Read {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+    let mut out = Vec::new();
+    for name in names {
+        let mut col: Option<Vec<Option<String>>> = None;
+        for b in &batches {
+            let Some(a) = b.column_by_name(name) else {
+                continue;
+            };
+            let s =
+                arrow_cast::cast(a, &arrow_schema::DataType::Utf8).map_err(|e| Error::Schema {
+                    path: path.to_path_buf(),
+                    column: name.to_string(),
+                    message: e.to_string(),
+                })?;
+            if let Some(s) = s.as_any().downcast_ref::<StringArray>() {
+                col.get_or_insert_with(Vec::new)
+                    .extend(s.iter().map(|v| v.map(str::to_string)));
+            }
+        }
+        if col.is_none()
+            && batches.iter().all(|b| b.column_by_name(name).is_none())
+            && !batches.is_empty()
+        {
+            out.push(None);
+        } else {
+            out.push(Some(col.unwrap_or_default()));
+        }
+    }
+    Ok(out)
+}
+
+/// A clerk's decision on a pair of records (from a filled-in `review.parquet`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub source_l: String,
+    pub record_id_l: String,
+    pub source_r: String,
+    pub record_id_r: String,
+    pub is_match: bool,
+}
+
+/// Reads clerks' decisions: `source_l, record_id_l, source_r, record_id_r, decision`
+/// (`match` / `non_match`; rows without a decision are skipped).
+pub fn load_labels(path: &Path) -> Result<Vec<Label>> {
+    let cols = read_text_columns(
+        path,
+        &[
+            "source_l",
+            "record_id_l",
+            "source_r",
+            "record_id_r",
+            "decision",
+        ],
+    )?;
+    let names = [
+        "source_l",
+        "record_id_l",
+        "source_r",
+        "record_id_r",
+        "decision",
+    ];
+    let mut got = Vec::new();
+    for (c, name) in cols.into_iter().zip(names) {
+        got.push(c.ok_or_else(|| Error::Schema {
+            path: path.to_path_buf(),
+            column: name.into(),
+            message: "not found; a labels file has source_l, record_id_l, source_r, record_id_r, decision (a filled-in review.parquet)".into(),
+        })?);
+    }
+    let mut out = Vec::new();
+    #[allow(clippy::needless_range_loop)] // one row across five columns
+    for i in 0..got[0].len() {
+        let cell = |c: usize| got[c][i].as_deref().map(str::trim);
+        let is_match = match cell(4) {
+            None | Some("") => continue,
+            Some("match") => true,
+            Some("non_match") => false,
+            Some(other) => {
+                return Err(Error::Read {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "row {}: decision `{other}` must be `match` or `non_match`",
+                        i + 1
+                    ),
+                });
+            }
+        };
+        if let (Some(a), Some(b), Some(c), Some(d)) = (cell(0), cell(1), cell(2), cell(3)) {
+            out.push(Label {
+                source_l: a.into(),
+                record_id_l: b.into(),
+                source_r: c.into(),
+                record_id_r: d.into(),
+                is_match,
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn read_source(src: &Source) -> Result<SourceData> {
     match src.format {
         Format::Csv => read_csv(src),

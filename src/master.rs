@@ -57,7 +57,7 @@ impl Previous {
     pub fn load(dir: &Path) -> Result<Previous> {
         let mi = dir.join("master_index.parquet");
         let cols =
-            crate::report::read_text_columns(&mi, &["kind", "source", "record_id", "master_id"])?;
+            crate::load::read_text_columns(&mi, &["kind", "source", "record_id", "master_id"])?;
         let [Some(k), Some(s), Some(r), Some(m)] =
             <[Option<Vec<Option<String>>>; 4]>::try_from(cols).unwrap_or([None, None, None, None])
         else {

@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// The output folder of the previous run, whose master ids this run keeps.
     pub previous: Option<PathBuf>,
+    /// Clerks' decisions (a filled-in review.parquet) applied as must-link / cannot-link.
+    pub labels: Option<PathBuf>,
     /// Also write each kind's standardised records (`standardised_<kind>.parquet`).
     pub write_standardised: bool,
 }
@@ -49,6 +51,10 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         .as_deref()
         .map(master::Previous::load)
         .transpose()?;
+    let labels = match &opts.labels {
+        Some(path) => load::load_labels(path)?,
+        None => Vec::new(),
+    };
     let run = master::Previous::next_run(previous.as_ref());
     let run_id = format!("R{run:06}");
     let target = opts.output.clone().unwrap_or_else(|| plan.output.clone());
@@ -119,8 +125,9 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         let compared = compared?;
         stage("compare", k, secs, cands.len() as u64);
 
+        let decisions = cluster::Decisions::resolve(&table, &labels);
         let reused = saved.as_ref().and_then(|m| m.model(kp.kind)).cloned();
-        let model = match reused {
+        let mut model = match reused {
             Some(m) => {
                 m.check_fits(&kp.comparisons)?;
                 m
@@ -141,6 +148,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 m
             }
         };
+        score::refine_with_labels(&mut model, &comparators, &decisions.must_link);
         let (scored, secs) = p.stage(&format!("{k}: score"), || {
             score::score(&model, &comparators, &compared)
         });
@@ -153,9 +161,12 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             .filter_map(|c| table.column(c))
             .collect();
         let ((clusters, matches), secs) = p.stage(&format!("{k}: cluster"), || {
-            let edges = cluster::edges(&scored, model.match_probability);
+            let edges = decisions.edges(cluster::edges(&scored, model.match_probability));
             let n = edges.len() as u64;
-            (cluster::cluster(table.len(), &edges, &mnl), n)
+            (
+                cluster::cluster(table.len(), &edges, &mnl, &decisions.cannot_link),
+                n,
+            )
         });
         stage("cluster", k, secs, clusters.edges);
 
@@ -212,6 +223,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             must_not_link_conflicts: clusters.conflicts,
             cut_edges: clusters.cut_edges,
             model_reused: saved.is_some(),
+            decisions_applied: decisions.applied(),
             lambda: model.lambda,
         });
         models.push(model);

@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use arrow_array::{Array, RecordBatch, StringArray};
 use serde::Serialize;
 
 use crate::block::RuleStats;
@@ -36,6 +35,8 @@ pub struct KindSummary {
     pub must_not_link_conflicts: u64,
     pub cut_edges: u64,
     pub model_reused: bool,
+    /// Clerks' decisions applied (must-link and cannot-link pairs).
+    pub decisions_applied: u64,
     pub lambda: f64,
 }
 
@@ -282,56 +283,10 @@ pub fn evaluate(
     }
 }
 
-/// Reads the named text columns of a Parquet file (columns that are absent come back `None`).
-pub fn read_text_columns(path: &Path, names: &[&str]) -> Result<Vec<Option<Vec<Option<String>>>>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .map_err(|e| Error::Read {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    let batches: Vec<RecordBatch> =
-        reader
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| Error::Read {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-    let mut out = Vec::new();
-    for name in names {
-        let mut col: Option<Vec<Option<String>>> = None;
-        for b in &batches {
-            let Some(a) = b.column_by_name(name) else {
-                continue;
-            };
-            let s =
-                arrow_cast::cast(a, &arrow_schema::DataType::Utf8).map_err(|e| Error::Schema {
-                    path: path.to_path_buf(),
-                    column: name.to_string(),
-                    message: e.to_string(),
-                })?;
-            if let Some(s) = s.as_any().downcast_ref::<StringArray>() {
-                col.get_or_insert_with(Vec::new)
-                    .extend(s.iter().map(|v| v.map(str::to_string)));
-            }
-        }
-        if col.is_none()
-            && batches.iter().all(|b| b.column_by_name(name).is_none())
-            && !batches.is_empty()
-        {
-            out.push(None);
-        } else {
-            out.push(Some(col.unwrap_or_default()));
-        }
-    }
-    Ok(out)
-}
-
 /// Evaluates the run in `run_dir` against a truth file (`source`, `record_id`, `entity_id`;
 /// `source` may be absent when the run has one source).
 pub fn evaluate_run(truth: &Path, run_dir: &Path) -> Result<Evaluation> {
-    let t = read_text_columns(truth, &["source", "record_id", "entity_id"])?;
+    let t = crate::load::read_text_columns(truth, &["source", "record_id", "entity_id"])?;
     let missing = |c: &str| Error::Schema {
         path: truth.to_path_buf(),
         column: c.into(),
@@ -342,7 +297,7 @@ pub fn evaluate_run(truth: &Path, run_dir: &Path) -> Result<Evaluation> {
     let t_ent = t[2].clone().ok_or_else(|| missing("entity_id"))?;
     let t_src = t[0].clone();
     let mi = run_dir.join("master_index.parquet");
-    let m = read_text_columns(&mi, &["source", "record_id", "master_id"])?;
+    let m = crate::load::read_text_columns(&mi, &["source", "record_id", "master_id"])?;
     let (m_src, m_rec, m_id) = match (&m[0], &m[1], &m[2]) {
         (Some(a), Some(b), Some(c)) => (a, b, c),
         _ => {
@@ -386,7 +341,7 @@ pub fn evaluate_run(truth: &Path, run_dir: &Path) -> Result<Evaluation> {
     }
     let pairs_path = run_dir.join("pairs.parquet");
     let cands = if pairs_path.exists() {
-        let p = read_text_columns(
+        let p = crate::load::read_text_columns(
             &pairs_path,
             &["source_l", "record_id_l", "source_r", "record_id_r"],
         )?;

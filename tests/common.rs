@@ -49,7 +49,7 @@ pub fn yiku(args: &[&str]) -> (i32, String, String) {
 
 /// Text columns of a Parquet file.
 pub fn columns(path: &Path, names: &[&str]) -> Vec<Vec<Option<String>>> {
-    yiku::report::read_text_columns(path, names)
+    yiku::load::read_text_columns(path, names)
         .expect("readable parquet")
         .into_iter()
         .map(|c| c.expect("column present"))

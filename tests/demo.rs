@@ -119,3 +119,106 @@ fn golden_records_have_one_row_per_master_id_with_valid_ids() {
         }
     }
 }
+
+/// Writes a labels file: (source_l, record_id_l, source_r, record_id_r, decision).
+fn write_labels(path: &std::path::Path, rows: &[[&str; 5]]) {
+    use arrow_array::{ArrayRef, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let col =
+        |k: usize| Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r[k]))) as ArrayRef;
+    let names = [
+        "source_l",
+        "record_id_l",
+        "source_r",
+        "record_id_r",
+        "decision",
+    ];
+    let batch = RecordBatch::try_from_iter((0..5).map(|k| (names[k], col(k)))).expect("batch");
+    let f = std::fs::File::create(path).expect("labels file");
+    let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).expect("writer");
+    w.write(&batch).expect("write");
+    w.close().expect("close");
+}
+
+#[test]
+fn clerks_decisions_change_the_clusters_they_should() {
+    let dir = root().join("datasets/demo");
+    let a = scratch("labels-a");
+    run_job(&dir.join("job.toml"), &a, 2);
+    // A merged pair to split, and a review pair (not merged) to join.
+    let p = columns(
+        &a.join("pairs.parquet"),
+        &[
+            "source_l",
+            "record_id_l",
+            "source_r",
+            "record_id_r",
+            "match_probability",
+        ],
+    );
+    let prob = |i: usize| {
+        p[4][i]
+            .as_deref()
+            .and_then(|x| x.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let cell = |c: usize, i: usize| p[c][i].clone().expect("cell");
+    let merged = (0..p[0].len())
+        .find(|&i| prob(i) > 0.99)
+        .expect("a merged pair");
+    let review = (0..p[0].len())
+        .find(|&i| prob(i) < 0.5 && prob(i) > 0.01)
+        .expect("a review pair");
+    let (m, r) = (
+        [
+            cell(0, merged),
+            cell(1, merged),
+            cell(2, merged),
+            cell(3, merged),
+        ],
+        [
+            cell(0, review),
+            cell(1, review),
+            cell(2, review),
+            cell(3, review),
+        ],
+    );
+    let labels = a.join("decisions.parquet");
+    write_labels(
+        &labels,
+        &[
+            [&m[0], &m[1], &m[2], &m[3], "non_match"],
+            [&r[0], &r[1], &r[2], &r[3], "match"],
+        ],
+    );
+    let b = scratch("labels-b");
+    let plan = yiku::Plan::from_file(&dir.join("job.toml")).expect("plan");
+    let opts = yiku::RunOptions {
+        output: Some(b.clone()),
+        labels: Some(labels),
+        quiet: true,
+        ..Default::default()
+    };
+    let s = yiku::run(&plan, &opts).expect("run with labels");
+    assert_eq!(s.kinds.iter().map(|k| k.decisions_applied).sum::<u64>(), 2);
+    let mi = columns(
+        &b.join("master_index.parquet"),
+        &["source", "record_id", "master_id"],
+    );
+    let id_of = |src: &str, rid: &str| {
+        (0..mi[0].len())
+            .find(|&i| mi[0][i].as_deref() == Some(src) && mi[1][i].as_deref() == Some(rid))
+            .and_then(|i| mi[2][i].clone())
+            .expect("record in master index")
+    };
+    assert_ne!(
+        id_of(&m[0], &m[1]),
+        id_of(&m[2], &m[3]),
+        "non_match decision must split"
+    );
+    assert_eq!(
+        id_of(&r[0], &r[1]),
+        id_of(&r[2], &r[3]),
+        "match decision must join"
+    );
+}

@@ -19,6 +19,9 @@ pub struct RunArgs {
     /// Threads (default: the job's `threads`, else all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Clerks' decisions: a filled-in review.parquet (`decision` = match / non_match).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
     /// Output folder of the previous run: its master ids are kept (stable ids).
     #[arg(long)]
     pub previous: Option<PathBuf>,
@@ -36,6 +39,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<()> {
         quiet,
         write_standardised: args.write_standardised,
         previous: args.previous.clone(),
+        labels: args.labels.clone(),
     };
     let summary =
         yiku::run(&plan, &opts).with_context(|| format!("running {}", args.job.display()))?;

@@ -33,6 +33,28 @@ pub fn train(
     em::train(plan, u, &patterns, seed, sampled)
 }
 
+/// Refines m with pairs that clerks decided are matches: each comparison's level counts among
+/// them are added to the EM estimate, weighted as that many more matches.
+pub fn refine_with_labels(model: &mut Model, comparators: &[Comparator], matches: &[(u32, u32)]) {
+    if matches.is_empty() {
+        return;
+    }
+    let weight = model.lambda * model.trained_on_pairs as f64;
+    for (cm, cmp) in model.comparisons.iter_mut().zip(comparators) {
+        let mut counts = vec![0.0; cm.m.len()];
+        for &(a, b) in matches {
+            counts[cmp.level(a as usize, b as usize) as usize] += 1.0;
+        }
+        let labelled: f64 = counts[1..].iter().sum();
+        if labelled == 0.0 {
+            continue;
+        }
+        for (m, c) in cm.m.iter_mut().zip(&counts).skip(1) {
+            *m = (*m * weight + c) / (weight + labelled);
+        }
+    }
+}
+
 /// Term frequencies of the comparisons that ask for them.
 pub fn term_frequencies(model: &Model, comparators: &[Comparator]) -> Vec<Option<TermFrequencies>> {
     use rayon::prelude::*;
