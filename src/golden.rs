@@ -31,7 +31,7 @@ pub fn golden_records(
     table: &StdTable,
     plan: &KindPlan,
     job_sources: &[String],
-    master_id: &[String],
+    master_id: &StringArray,
 ) -> Result<RecordBatch, arrow_schema::ArrowError> {
     // Authority of each source index of the table: lower is more authoritative.
     let rank: Vec<usize> = table
@@ -49,10 +49,11 @@ pub fn golden_records(
     let mut order: Vec<&str> = Vec::new();
     let mut members: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, m) in master_id.iter().enumerate() {
+        let m = m.unwrap_or_default();
         members
-            .entry(m.as_str())
+            .entry(m)
             .or_insert_with(|| {
-                order.push(m.as_str());
+                order.push(m);
                 Vec::new()
             })
             .push(i);

@@ -159,7 +159,7 @@ fn screen_rows(src: &Source, d: &mut SourceData) -> Vec<u32> {
     // Sort by record id, then by row content, so that which duplicate is kept does not
     // depend on the order of rows in the file.
     let content = |i: u32| raw_text(src, d, i as usize);
-    rows.sort_by(|&a, &b| {
+    rows.par_sort_by(|&a, &b| {
         d.record_id
             .value(a as usize)
             .trim()

@@ -25,7 +25,7 @@ use crate::standardise::StdTable;
 /// The master index of one kind, in the table's record order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MasterIndex {
-    pub master_id: Vec<String>,
+    pub master_id: arrow_array::StringArray,
     pub cluster_size: Vec<u32>,
     pub clusters: u64,
     pub events: Vec<Event>,
@@ -272,14 +272,17 @@ pub fn master_index(
         }
     }
     events.sort();
-    let mut master_id = vec![String::new(); n];
+    let mut cluster_of = vec![0u32; n];
     let mut cluster_size = vec![0u32; n];
     for (c, ms) in members.iter().enumerate() {
         for &i in ms {
-            master_id[i] = id_of[c].clone();
+            cluster_of[i] = c as u32;
             cluster_size[i] = ms.len() as u32;
         }
     }
+    let master_id = arrow_array::StringArray::from_iter_values(
+        cluster_of.iter().map(|&c| id_of[c as usize].as_str()),
+    );
     MasterIndex {
         master_id,
         cluster_size,
@@ -330,6 +333,10 @@ mod tests {
         }
     }
 
+    fn ids(mi: &MasterIndex) -> Vec<&str> {
+        mi.master_id.iter().flatten().collect()
+    }
+
     fn kinds(mi: &MasterIndex) -> Vec<&'static str> {
         mi.events.iter().map(|e| e.event).collect()
     }
@@ -338,7 +345,7 @@ mod tests {
     fn first_run_creates_ids_in_cluster_order() {
         let mi = master_index(&table(&["a", "b", "c"]), &clusters(&[0, 0, 2]), None, 1);
         assert_eq!(
-            mi.master_id,
+            ids(&mi),
             ["P000001000000001", "P000001000000001", "P000001000000002"]
         );
         assert_eq!(mi.cluster_size, [2, 2, 1]);
@@ -354,7 +361,7 @@ mod tests {
             Some(&p),
             2,
         );
-        assert_eq!(mi.master_id, ["P1", "P1", "P2", "P2"]);
+        assert_eq!(ids(&mi), ["P1", "P1", "P2", "P2"]);
         assert_eq!(kinds(&mi), ["record_added"]);
         assert_eq!(mi.events[0].records, "s:d");
     }
@@ -363,7 +370,7 @@ mod tests {
     fn a_merge_keeps_the_larger_then_older_id() {
         let p = previous(1, &[("a", "P2"), ("b", "P2"), ("c", "P1")]);
         let mi = master_index(&table(&["a", "b", "c"]), &clusters(&[0, 0, 0]), Some(&p), 2);
-        assert_eq!(mi.master_id, ["P2", "P2", "P2"]);
+        assert_eq!(ids(&mi), ["P2", "P2", "P2"]);
         assert_eq!(mi.events[0].event, "merged_into");
         assert_eq!(
             (
@@ -375,14 +382,14 @@ mod tests {
         // Equal sizes: the older (smaller) id survives.
         let p = previous(1, &[("a", "P2"), ("c", "P1")]);
         let mi = master_index(&table(&["a", "c"]), &clusters(&[0, 0]), Some(&p), 2);
-        assert_eq!(mi.master_id, ["P1", "P1"]);
+        assert_eq!(ids(&mi), ["P1", "P1"]);
     }
 
     #[test]
     fn a_split_gives_the_largest_part_the_id_and_new_ids_to_the_rest() {
         let p = previous(4, &[("a", "P1"), ("b", "P1"), ("c", "P1")]);
         let mi = master_index(&table(&["a", "b", "c"]), &clusters(&[0, 1, 1]), Some(&p), 5);
-        assert_eq!(mi.master_id, ["P000005000000001", "P1", "P1"]);
+        assert_eq!(ids(&mi), ["P000005000000001", "P1", "P1"]);
         assert_eq!(kinds(&mi), ["split_from"]);
         assert_eq!(mi.events[0].other_id.as_deref(), Some("P1"));
     }
@@ -391,7 +398,7 @@ mod tests {
     fn removed_records_are_recorded() {
         let p = previous(1, &[("a", "P1"), ("b", "P1")]);
         let mi = master_index(&table(&["a"]), &clusters(&[0]), Some(&p), 2);
-        assert_eq!(mi.master_id, ["P1"]);
+        assert_eq!(ids(&mi), ["P1"]);
         assert_eq!(kinds(&mi), ["record_removed"]);
         assert_eq!(mi.events[0].records, "s:b");
     }

@@ -125,7 +125,7 @@ fn err(path: &Path) -> impl Fn(arrow_schema::ArrowError) -> Error + '_ {
 /// `master_index.parquet` rows of one kind.
 pub fn master_batch(
     table: &StdTable,
-    master_id: &[String],
+    master_id: &StringArray,
     cluster_size: &[u32],
 ) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
     let kind = table.kind.as_str();
@@ -141,7 +141,7 @@ pub fn master_batch(
             Arc::new(StringArray::from(vec![kind; n])),
             Arc::new(sources),
             Arc::new(table.record_id.clone()),
-            Arc::new(StringArray::from_iter_values(master_id)),
+            Arc::new(master_id.clone()),
             Arc::new(UInt32Array::from(cluster_size.to_vec())),
         ],
     )
