@@ -181,3 +181,9 @@ fn a_failed_run_leaves_the_previous_output_untouched() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+#[test]
+fn the_example_job_is_valid() {
+    let plan = yiku::Plan::from_file(&root().join("jobs/persons.toml")).expect("example job parses");
+    assert_eq!(plan.sources.len(), 2);
+}
