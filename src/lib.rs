@@ -20,6 +20,7 @@
 //! | 7 master | [`master`] | cluster labels, previous run | [`master::MasterIndex`]: every record once, stable master ids, lineage events |
 //! | 7b golden | [`golden`] | records + master ids | one golden record per master id, each value with its source record |
 //! | 8 report | [`report`] | every stage's counts | `run.json`, evaluation against a truth file |
+//! | 8b html | [`html`] | the run's output files | `report.html`: the auditor's self-contained report, pairs near the threshold explained ([`score::explain`]) |
 //!
 //! Around them: [`config`] (the job file and presets), [`output`] (atomic output folder),
 //! [`pipeline`] (calls the stages), [`synth`] (departmental data with ground truth).
@@ -36,6 +37,7 @@ pub mod cluster;
 pub mod master;
 pub mod golden;
 pub mod report;
+pub mod html;
 pub mod output;
 pub mod pipeline;
 pub mod mask;

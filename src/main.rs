@@ -1,4 +1,4 @@
-//! The `yiku` command line: `run`, `demo`, `generate`, `eval`.
+//! The `yiku` command line: `run`, `demo`, `generate`, `eval`, `explain`, `report`.
 
 mod cmd;
 
@@ -28,6 +28,10 @@ enum Command {
     Eval(cmd::eval::EvalArgs),
     /// Generate departmental person and enterprise data with ground truth.
     Generate(cmd::generate::GenerateArgs),
+    /// Explain the match weight of two records of a run (SOURCE:ID SOURCE:ID).
+    Explain(cmd::explain::ExplainArgs),
+    /// (Re)write a run's report.html, optionally with a truth file or personal data shown.
+    Report(cmd::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +41,8 @@ fn main() -> ExitCode {
         Command::Demo(a) => cmd::demo::run(a, cli.quiet),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Generate(a) => cmd::generate::run(a),
+        Command::Explain(a) => cmd::explain::run(a),
+        Command::Report(a) => cmd::report::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -297,6 +297,9 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             message: format!("{records_in} records in but {in_master} in the master index"),
         });
     }
+    if let Some(dir) = out.file("report.html").parent() {
+        crate::html::write_report(dir, &crate::html::ReportOptions::default())?;
+    }
     out.commit()?;
     Ok(summary)
 }

@@ -184,6 +184,7 @@ fn a_failed_run_leaves_the_previous_output_untouched() {
 
 #[test]
 fn the_example_job_is_valid() {
-    let plan = yiku::Plan::from_file(&root().join("jobs/persons.toml")).expect("example job parses");
+    let plan =
+        yiku::Plan::from_file(&root().join("jobs/persons.toml")).expect("example job parses");
     assert_eq!(plan.sources.len(), 2);
 }

@@ -7,3 +7,4 @@ mod demo;
 mod determinism;
 mod febrl;
 mod identifiers;
+mod report;

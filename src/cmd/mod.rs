@@ -2,5 +2,7 @@
 
 pub mod demo;
 pub mod eval;
+pub mod explain;
 pub mod generate;
+pub mod report;
 pub mod run;

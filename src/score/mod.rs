@@ -4,6 +4,7 @@
 //! training is O(pairs) once plus O(patterns × iterations).
 
 pub mod em;
+pub mod explain;
 pub mod model;
 pub mod tf;
 

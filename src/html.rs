@@ -1,0 +1,1968 @@
+//! The auditor's report: `report.html`, one self-contained file (inline CSS and SVG, no
+//! scripts, no network) that shows what a run did and why: the run summary, the "one
+//! database" picture across departments, data quality, blocking, the model, the match
+//! weights, the clusters, explanations of pairs near the threshold and, with a truth file,
+//! precision and recall by threshold.
+//!
+//! It reads only the run's output folder. Personal data (names, ID numbers, phones,
+//! addresses, every record value) is masked unless [`ReportOptions::show_pii`] is set.
+//! Cost: one streaming pass over `master_index.parquet` and two over `pairs.parquet`
+//! (a few columns each); the page holds samples and capped tables only.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::hash::BuildHasher;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use arrow_array::{Array, Float64Array, RecordBatch, StringArray};
+use serde_json::Value;
+
+use crate::config::EntityKind;
+use crate::error::{Error, Result};
+use crate::mask::mask;
+use crate::score::explain::{self, StoredPair, Waterfall};
+use crate::score::model::{Model, ModelFile};
+use crate::score::weight_of_probability;
+
+/// How the report is written.
+#[derive(Debug, Clone, Default)]
+pub struct ReportOptions {
+    /// Show personal data unmasked (the report says so at the top).
+    pub show_pii: bool,
+    /// A truth file (`source`, `record_id`, `entity_id`) for precision and recall.
+    pub truth: Option<PathBuf>,
+}
+
+/// Pairs explained on each side of the match threshold, per kind.
+const NEAR: usize = 4;
+/// Largest clusters listed, per kind.
+const LARGEST: usize = 10;
+/// Members listed per large cluster.
+const MEMBERS: usize = 12;
+/// Rows of capped tables (quarantine samples, skipped blocks).
+const ROWS: usize = 20;
+
+/// Writes `report.html` into a run's output folder.
+pub fn write_report(out_dir: &Path, opts: &ReportOptions) -> Result<()> {
+    let html = render(out_dir, opts)?;
+    let path = out_dir.join("report.html");
+    std::fs::write(&path, html).map_err(|e| Error::io(&path, e))
+}
+
+/// The report of a run's output folder as HTML text.
+pub fn render(out_dir: &Path, opts: &ReportOptions) -> Result<String> {
+    let start = Instant::now();
+    let run_path = out_dir.join("run.json");
+    let text = std::fs::read_to_string(&run_path).map_err(|e| Error::io(&run_path, e))?;
+    let run: Value = serde_json::from_str(&text).map_err(|e| Error::Read {
+        path: run_path.clone(),
+        message: format!("not a yiku run summary: {e}"),
+    })?;
+    let models = ModelFile::load(&out_dir.join("model.json"))?;
+    let index = read_index(out_dir)?;
+    let pairs = read_pairs(out_dir, &models)?;
+    let quarantine = read_quarantine(out_dir)?;
+    let empty = KindPairs::default();
+    let mut kinds = Vec::new();
+    for model in &models.models {
+        let k = model.kind.as_str();
+        let Some(ix) = index.get(k) else { continue };
+        let pk = pairs.get(k).unwrap_or(&empty);
+        let std = standardised(out_dir, model, pk)?;
+        kinds.push((model, ix, pk, std));
+    }
+    let truth = match &opts.truth {
+        Some(t) => Some(truth_curves(t, out_dir, &models)?),
+        None => None,
+    };
+    let mut p = Page {
+        html: String::with_capacity(256 * 1024),
+        show_pii: opts.show_pii,
+    };
+    p.head(&run);
+    p.summary(&run, &quarantine);
+    p.one_database(&kinds);
+    p.quality(&run, &kinds, &quarantine);
+    p.blocking(&run);
+    p.model(&models);
+    p.weights(&kinds);
+    p.clusters(&run, &kinds);
+    p.near_threshold(&kinds);
+    if let Some(t) = &truth {
+        p.truth(t, opts.truth.as_deref());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let _ = write!(
+        p.html,
+        "<footer>Written by yiku {} from the files of <code>{}</code> in {secs:.2} s. \
+         Regenerate with <code>yiku report --run OUT [--truth FILE] [--show-pii]</code>; \
+         explain any two records with <code>yiku explain --run OUT SOURCE:ID SOURCE:ID</code>.</footer>\
+         </main></body></html>",
+        esc(env!("CARGO_PKG_VERSION")),
+        esc(&out_dir.display().to_string()),
+    );
+    p.html.push('\n');
+    Ok(p.html)
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading the run's files.
+
+/// A large cluster: master id, size, members (source, record id).
+type Largest = (String, u64, Vec<(String, String)>);
+/// Per source: (source, records, nulls per field, invalid ids, invalid usccs).
+type QualityRow = (String, u64, Vec<u64>, Option<u64>, Option<u64>);
+/// (threshold, precision, recall, F1).
+type PrfPoint = (f64, f64, f64, f64);
+/// Rows nearest the threshold: (key, row) above and below.
+type Near = (Vec<(f64, usize)>, Vec<(f64, usize)>);
+/// Per kind: the index so far, and master id -> (source bit mask, records).
+type Entities<'a> = (KindIndex, HashMap<u64, (&'a str, u64, u64), Fast>);
+/// A fast, fixed hasher (the report hashes every master id).
+type Fast = foldhash::fast::FixedState;
+
+/// What the master index says about one kind.
+#[derive(Default)]
+struct KindIndex {
+    sources: Vec<String>,
+    records: Vec<u64>,
+    /// Master entities with at least one record in the source.
+    entities: Vec<u64>,
+    /// `in_k[k]`: entities with records in exactly k departments.
+    in_k: Vec<u64>,
+    /// `overlap[a][b]`: entities with records in both departments.
+    overlap: Vec<Vec<u64>>,
+    /// Cluster size -> clusters of that size.
+    sizes: BTreeMap<u64, u64>,
+    clusters: u64,
+    /// The largest clusters: master id, size, members (source, record id).
+    largest: Vec<Largest>,
+}
+
+fn str_col<'a>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a StringArray> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| Error::Schema {
+            path: path.to_path_buf(),
+            column: name.into(),
+            message: "missing or not text".into(),
+        })
+}
+
+fn read_index(out_dir: &Path) -> Result<BTreeMap<String, KindIndex>> {
+    let path = out_dir.join("master_index.parquet");
+    let batches = explain::read_parquet(
+        &path,
+        Some(&["kind", "source", "record_id", "master_id", "cluster_size"]),
+    )?;
+    // Per kind: master id -> (source bit mask, records).
+    let mut by_kind: BTreeMap<String, Entities> = BTreeMap::new();
+    let hasher = Fast::with_seed(0x7969_6b75);
+    for b in &batches {
+        let (kind, src, mid) = (
+            str_col(b, "kind", &path)?,
+            str_col(b, "source", &path)?,
+            str_col(b, "master_id", &path)?,
+        );
+        // Rows come sorted by kind and source: look them up only when they change.
+        let mut last: Option<(&str, &str, usize)> = None;
+        for i in 0..b.num_rows() {
+            let (k, s) = (kind.value(i), src.value(i));
+            let (ix, ents) = match by_kind.get_mut(k) {
+                Some(e) => e,
+                None => by_kind.entry(k.to_string()).or_default(),
+            };
+            let si = match last {
+                Some((lk, ls, si)) if lk == k && ls == s => si,
+                _ => {
+                    let si = match ix.sources.iter().position(|x| x == s) {
+                        Some(si) => si,
+                        None => {
+                            ix.sources.push(s.to_string());
+                            ix.records.push(0);
+                            ix.sources.len() - 1
+                        }
+                    };
+                    last = Some((k, s, si));
+                    si
+                }
+            };
+            ix.records[si] += 1;
+            // Keyed by a 64-bit hash of the master id (a collision is a 1 in 10^7 event at
+            // a million entities, and would only blur the report's counts).
+            let id = mid.value(i);
+            let e = ents.entry(hasher.hash_one(id)).or_insert((id, 0, 0));
+            if si < 64 {
+                e.1 |= 1 << si;
+            }
+            e.2 += 1;
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (kind, (mut ix, ents)) in by_kind {
+        let n = ix.sources.len();
+        ix.entities = vec![0; n];
+        ix.in_k = vec![0; n + 1];
+        ix.overlap = vec![vec![0; n]; n];
+        ix.clusters = ents.len() as u64;
+        // Entities by their set of departments (few distinct sets), then counted per set.
+        let mut by_set: HashMap<u64, u64, Fast> = HashMap::default();
+        let mut biggest = 0;
+        for &(_, m, size) in ents.values() {
+            *ix.sizes.entry(size).or_default() += 1;
+            *by_set.entry(m).or_default() += 1;
+            biggest = biggest.max(size);
+        }
+        for (&m, &count) in &by_set {
+            let set: Vec<usize> = (0..n.min(64)).filter(|&s| m >> s & 1 == 1).collect();
+            ix.in_k[set.len()] += count;
+            for (x, &a) in set.iter().enumerate() {
+                ix.entities[a] += count;
+                for &b in &set[x..] {
+                    ix.overlap[a][b] += count;
+                    if a != b {
+                        ix.overlap[b][a] += count;
+                    }
+                }
+            }
+        }
+        // The largest clusters: only sizes that can make the list are sorted.
+        let mut floor = biggest;
+        let mut at_least = 0;
+        for (&size, &count) in ix.sizes.iter().rev() {
+            floor = size;
+            at_least += count;
+            if at_least >= LARGEST as u64 {
+                break;
+            }
+        }
+        let mut big: Vec<(&str, u64)> = ents
+            .values()
+            .filter(|v| v.2 > 1 && v.2 >= floor)
+            .map(|v| (v.0, v.2))
+            .collect();
+        big.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        big.truncate(LARGEST);
+        ix.largest = big
+            .iter()
+            .map(|(k, s)| (k.to_string(), *s, Vec::new()))
+            .collect();
+        out.insert(kind, ix);
+    }
+    // Members of the largest clusters.
+    let wanted: HashMap<String, (String, usize)> = out
+        .iter()
+        .flat_map(|(k, ix)| {
+            ix.largest
+                .iter()
+                .enumerate()
+                .map(move |(p, (m, _, _))| (m.clone(), (k.clone(), p)))
+        })
+        .collect();
+    // Only records of clusters at least as large as the smallest listed one can be members.
+    let smallest = out
+        .values()
+        .flat_map(|ix| ix.largest.iter().map(|l| l.1))
+        .min()
+        .unwrap_or(0);
+    for b in &batches {
+        let (src, rid, mid) = (
+            str_col(b, "source", &path)?,
+            str_col(b, "record_id", &path)?,
+            str_col(b, "master_id", &path)?,
+        );
+        let size = b
+            .column_by_name("cluster_size")
+            .and_then(|c| c.as_any().downcast_ref::<arrow_array::UInt32Array>());
+        for i in 0..b.num_rows() {
+            if size.is_some_and(|s| u64::from(s.value(i)) < smallest) {
+                continue;
+            }
+            if let Some((k, p)) = wanted.get(mid.value(i))
+                && let Some(ix) = out.get_mut(k)
+            {
+                let members = &mut ix.largest[*p].2;
+                if members.len() < MEMBERS {
+                    members.push((src.value(i).to_string(), rid.value(i).to_string()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The scored pairs of one kind: every weight, and samples near the match threshold.
+#[derive(Default)]
+struct KindPairs {
+    weights: Vec<f64>,
+    above: Vec<StoredPair>,
+    below: Vec<StoredPair>,
+}
+
+fn read_pairs(out_dir: &Path, models: &ModelFile) -> Result<BTreeMap<String, KindPairs>> {
+    let path = out_dir.join("pairs.parquet");
+    let mut out: BTreeMap<String, KindPairs> = BTreeMap::new();
+    // Pass 1: weights; the rows nearest the threshold on each side.
+    let mut near: BTreeMap<String, Near> = BTreeMap::new();
+    let mut row = 0usize;
+    for b in explain::read_parquet(&path, Some(&["kind", "match_weight", "match_probability"]))? {
+        let kind = str_col(&b, "kind", &path)?;
+        let f = |n: &str| {
+            b.column_by_name(n)
+                .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
+                .ok_or_else(|| Error::Schema {
+                    path: path.clone(),
+                    column: n.into(),
+                    message: "missing or not Float64".into(),
+                })
+        };
+        let (w, p) = (f("match_weight")?, f("match_probability")?);
+        for i in 0..b.num_rows() {
+            let k = kind.value(i);
+            let Some(model) = models.models.iter().find(|m| m.kind.as_str() == k) else {
+                continue;
+            };
+            out.entry(k.to_string())
+                .or_default()
+                .weights
+                .push(w.value(i));
+            let (above, below) = near.entry(k.to_string()).or_default();
+            let (side, key) = if p.value(i) >= model.match_probability {
+                (above, w.value(i))
+            } else {
+                (below, -w.value(i))
+            };
+            side.push((key, row + i));
+            if side.len() >= 64 * NEAR {
+                keep_smallest(side);
+            }
+        }
+        row += b.num_rows();
+    }
+    let mut want: HashMap<usize, (String, bool)> = HashMap::new();
+    for (k, (mut above, mut below)) in near {
+        keep_smallest(&mut above);
+        keep_smallest(&mut below);
+        for (_, r) in above {
+            want.insert(r, (k.clone(), true));
+        }
+        for (_, r) in below {
+            want.insert(r, (k.clone(), false));
+        }
+    }
+    if want.is_empty() {
+        return Ok(out);
+    }
+    // Pass 2: the sampled rows in full (only their pages are decoded).
+    let mut rows: Vec<usize> = want.keys().copied().collect();
+    rows.sort_unstable();
+    let mut cols: Vec<String> = Vec::new();
+    for m in &models.models {
+        for c in explain::pair_columns(m) {
+            if !cols.contains(&c) {
+                cols.push(c);
+            }
+        }
+    }
+    let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
+    let mut at = 0usize;
+    for b in explain::read_parquet_rows(&path, &refs, &rows)? {
+        for m in &models.models {
+            let k = m.kind.as_str();
+            let mut sides = Vec::new();
+            let got = explain::stored_pairs(m, &b, |i, kind, _, _| {
+                match rows.get(at + i).and_then(|r| want.get(r)) {
+                    Some((wk, up)) if wk == k && kind == k => {
+                        sides.push(*up);
+                        true
+                    }
+                    _ => false,
+                }
+            });
+            if let Some(kp) = out.get_mut(k) {
+                for (p, up) in got.into_iter().zip(sides) {
+                    if up {
+                        kp.above.push(p);
+                    } else {
+                        kp.below.push(p);
+                    }
+                }
+            }
+        }
+        at += b.num_rows();
+    }
+    for kp in out.values_mut() {
+        kp.above
+            .sort_by(|a, b| a.match_weight.total_cmp(&b.match_weight));
+        kp.below
+            .sort_by(|a, b| b.match_weight.total_cmp(&a.match_weight));
+    }
+    Ok(out)
+}
+
+/// Keeps the `NEAR` entries with the smallest key (ties by row).
+fn keep_smallest(v: &mut Vec<(f64, usize)>) {
+    v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    v.truncate(NEAR);
+}
+
+/// Quarantined rows: per source and reason, and a few samples (source, row, record id, reason).
+#[derive(Default)]
+struct Quarantine {
+    counts: BTreeMap<(String, String), u64>,
+    samples: Vec<(String, u64, Option<String>, String)>,
+}
+
+fn read_quarantine(out_dir: &Path) -> Result<Quarantine> {
+    let path = out_dir.join("quarantine.parquet");
+    let mut q = Quarantine::default();
+    if !path.exists() {
+        return Ok(q);
+    }
+    for b in explain::read_parquet(&path, Some(&["source", "row", "record_id", "reason"]))? {
+        let (src, reason) = (str_col(&b, "source", &path)?, str_col(&b, "reason", &path)?);
+        let rid = b
+            .column_by_name("record_id")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        let row = b
+            .column_by_name("row")
+            .and_then(|c| c.as_any().downcast_ref::<arrow_array::UInt64Array>());
+        for i in 0..b.num_rows() {
+            *q.counts
+                .entry((src.value(i).to_string(), reason.value(i).to_string()))
+                .or_default() += 1;
+            if q.samples.len() < ROWS {
+                q.samples.push((
+                    src.value(i).to_string(),
+                    row.map_or(0, |r| r.value(i)),
+                    rid.filter(|r| r.is_valid(i))
+                        .map(|r| r.value(i).to_string()),
+                    reason.value(i).to_string(),
+                ));
+            }
+        }
+    }
+    Ok(q)
+}
+
+/// What the standardised records (when the run kept them) add: null rates per source and
+/// field, invalid identifier rates, and waterfalls computed from the values.
+struct Standardised {
+    /// Columns whose null rates are shown.
+    fields: Vec<String>,
+    /// Per source: (source, records, nulls per field, invalid ids, invalid usccs).
+    rows: Vec<QualityRow>,
+    /// Waterfalls of the sampled pairs, in the order above then below.
+    above: Vec<Waterfall>,
+    below: Vec<Waterfall>,
+}
+
+fn standardised(out_dir: &Path, model: &Model, pk: &KindPairs) -> Result<Option<Standardised>> {
+    let canonical: &[&str] = match model.kind {
+        EntityKind::Person => &[
+            "name",
+            "id_number",
+            "gender",
+            "birth_date",
+            "phone",
+            "address",
+            "employer",
+        ],
+        EntityKind::Enterprise => &[
+            "name",
+            "uscc",
+            "org_code",
+            "reg_number",
+            "legal_rep",
+            "legal_rep_id",
+            "address",
+            "phone",
+        ],
+        EntityKind::Generic => &[],
+    };
+    let mut want: Vec<String> = canonical.iter().map(|s| s.to_string()).collect();
+    for c in &model.comparisons {
+        for f in [c.spec.field.clone(), format!("{}_pinyin", c.spec.field)] {
+            if !want.contains(&f) {
+                want.push(f);
+            }
+        }
+    }
+    want.extend(["id_number_valid".to_string(), "uscc_valid".to_string()]);
+    let refs: Vec<&str> = want.iter().map(String::as_str).collect();
+    let Some(table) = explain::read_standardised(out_dir, model.kind, Some(&refs))? else {
+        return Ok(None);
+    };
+    let mut fields: Vec<String> = canonical
+        .iter()
+        .map(|s| s.to_string())
+        .filter(|f| table.column(f).is_some())
+        .collect();
+    for c in &model.comparisons {
+        if !fields.contains(&c.spec.field) && table.column(&c.spec.field).is_some() {
+            fields.push(c.spec.field.clone());
+        }
+    }
+    let ns = table.sources.len();
+    let mut records = vec![0u64; ns];
+    let mut nulls = vec![vec![0u64; fields.len()]; ns];
+    for &s in &table.source {
+        records[s as usize] += 1;
+    }
+    for (f, name) in fields.iter().enumerate() {
+        if let Some(col) = table.column(name) {
+            for i in 0..table.len() {
+                if col.is_null(i) {
+                    nulls[table.source[i] as usize][f] += 1;
+                }
+            }
+        }
+    }
+    let invalid = |raw: &str, valid: &str| -> Option<Vec<u64>> {
+        let (r, v) = (table.column(raw)?, table.column(valid)?);
+        let mut n = vec![0u64; ns];
+        for i in 0..table.len() {
+            if r.is_valid(i) && v.is_null(i) {
+                n[table.source[i] as usize] += 1;
+            }
+        }
+        Some(n)
+    };
+    let (bad_id, bad_uscc) = (
+        invalid("id_number", "id_number_valid"),
+        invalid("uscc", "uscc_valid"),
+    );
+    let rows = (0..ns)
+        .map(|s| {
+            (
+                table.sources[s].clone(),
+                records[s],
+                nulls[s].clone(),
+                bad_id.as_ref().map(|v| v[s]),
+                bad_uscc.as_ref().map(|v| v[s]),
+            )
+        })
+        .collect();
+    // Waterfalls of the sampled pairs, from the values.
+    let specs: Vec<_> = model.comparisons.iter().map(|c| c.spec.clone()).collect();
+    let (mut above, mut below) = (Vec::new(), Vec::new());
+    if let Ok(comparators) = crate::compare::comparators(&table, &specs) {
+        let tfs = crate::score::term_frequencies(model, &comparators);
+        let mut idx: HashMap<(&str, &str), usize> = HashMap::new();
+        let wanted: HashSet<(&str, &str)> = pk
+            .above
+            .iter()
+            .chain(&pk.below)
+            .flat_map(|p| {
+                [
+                    (p.left.0.as_str(), p.left.1.as_str()),
+                    (p.right.0.as_str(), p.right.1.as_str()),
+                ]
+            })
+            .collect();
+        for i in 0..table.len() {
+            let key = (
+                table.sources[table.source[i] as usize].as_str(),
+                table.record_id.value(i),
+            );
+            if let Some(w) = wanted.get(&key) {
+                idx.insert(*w, i);
+            }
+        }
+        for (side, out) in [(&pk.above, &mut above), (&pk.below, &mut below)] {
+            for p in side {
+                let (Some(&a), Some(&b)) = (
+                    idx.get(&(p.left.0.as_str(), p.left.1.as_str())),
+                    idx.get(&(p.right.0.as_str(), p.right.1.as_str())),
+                ) else {
+                    continue;
+                };
+                let rule = explain::rule_index(model, &p.blocking_rule);
+                out.push(explain::from_records(model, &comparators, &tfs, a, b, rule));
+            }
+        }
+    }
+    Ok(Some(Standardised {
+        fields,
+        rows,
+        above,
+        below,
+    }))
+}
+
+/// Precision, recall and F1 of the scored pairs by match-weight threshold, per kind.
+struct TruthCurves {
+    /// kind -> (threshold, precision, recall, F1) points, and the true pairs in the run.
+    curves: BTreeMap<String, (Vec<PrfPoint>, u64)>,
+    eval: Option<crate::report::Evaluation>,
+}
+
+fn truth_curves(truth: &Path, out_dir: &Path, models: &ModelFile) -> Result<TruthCurves> {
+    let t = crate::load::read_text_columns(truth, &["source", "record_id", "entity_id"])?;
+    let (Some(rid), Some(ent)) = (&t[1], &t[2]) else {
+        return Err(Error::Schema {
+            path: truth.to_path_buf(),
+            column: "record_id/entity_id".into(),
+            message: "not found; a truth file has `record_id`, `entity_id` and optionally `source`"
+                .into(),
+        });
+    };
+    let has_source = t[0].is_some();
+    let key = |s: &str, r: &str| {
+        if has_source {
+            format!("{s}\u{1f}{r}")
+        } else {
+            r.to_string()
+        }
+    };
+    let mut entity: HashMap<String, &str> = HashMap::new();
+    for i in 0..rid.len() {
+        if let (Some(r), Some(e)) = (&rid[i], &ent[i]) {
+            let s = t[0].as_ref().and_then(|v| v[i].as_deref()).unwrap_or("");
+            entity.insert(key(s, r), e.as_str());
+        }
+    }
+    // True pairs among the run's records, per kind.
+    let mi_path = out_dir.join("master_index.parquet");
+    let mut per_entity: HashMap<(String, &str), u64> = HashMap::new();
+    for b in explain::read_parquet(&mi_path, Some(&["kind", "source", "record_id"]))? {
+        let (k, s, r) = (
+            str_col(&b, "kind", &mi_path)?,
+            str_col(&b, "source", &mi_path)?,
+            str_col(&b, "record_id", &mi_path)?,
+        );
+        for i in 0..b.num_rows() {
+            if let Some(e) = entity.get(&key(s.value(i), r.value(i))) {
+                *per_entity.entry((k.value(i).to_string(), e)).or_default() += 1;
+            }
+        }
+    }
+    let mut true_pairs: BTreeMap<String, u64> = BTreeMap::new();
+    for ((k, _), n) in &per_entity {
+        *true_pairs.entry(k.clone()).or_default() += n * n.saturating_sub(1) / 2;
+    }
+    // Scored pairs with a label.
+    let path = out_dir.join("pairs.parquet");
+    let mut labelled: BTreeMap<String, Vec<(f64, bool)>> = BTreeMap::new();
+    let cols = [
+        "kind",
+        "source_l",
+        "record_id_l",
+        "source_r",
+        "record_id_r",
+        "match_weight",
+    ];
+    for b in explain::read_parquet(&path, Some(&cols))? {
+        let w = b
+            .column_by_name("match_weight")
+            .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
+            .ok_or_else(|| Error::Schema {
+                path: path.clone(),
+                column: "match_weight".into(),
+                message: "missing".into(),
+            })?;
+        let (k, sl, rl, sr, rr) = (
+            str_col(&b, "kind", &path)?,
+            str_col(&b, "source_l", &path)?,
+            str_col(&b, "record_id_l", &path)?,
+            str_col(&b, "source_r", &path)?,
+            str_col(&b, "record_id_r", &path)?,
+        );
+        for i in 0..b.num_rows() {
+            let (Some(x), Some(y)) = (
+                entity.get(&key(sl.value(i), rl.value(i))),
+                entity.get(&key(sr.value(i), rr.value(i))),
+            ) else {
+                continue;
+            };
+            labelled
+                .entry(k.value(i).to_string())
+                .or_default()
+                .push((w.value(i), x == y));
+        }
+    }
+    let mut curves = BTreeMap::new();
+    for (k, mut v) in labelled {
+        let total = true_pairs.get(&k).copied().unwrap_or(0);
+        v.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let (lo, hi) = (
+            v.last().map_or(0.0, |x| x.0).max(-40.0),
+            v.first().map_or(0.0, |x| x.0).min(60.0),
+        );
+        let steps = 80;
+        let mut pts = Vec::new();
+        let (mut at, mut tp) = (0usize, 0u64);
+        for s in 0..=steps {
+            let t = hi - (hi - lo) * s as f64 / steps as f64;
+            while at < v.len() && v[at].0 >= t {
+                tp += v[at].1 as u64;
+                at += 1;
+            }
+            let pred = at as u64;
+            let p = if pred > 0 {
+                tp as f64 / pred as f64
+            } else {
+                1.0
+            };
+            let r = if total > 0 {
+                tp as f64 / total as f64
+            } else {
+                1.0
+            };
+            let f = if p + r > 0.0 {
+                2.0 * p * r / (p + r)
+            } else {
+                0.0
+            };
+            pts.push((t, p, r, f));
+        }
+        pts.reverse();
+        if models.models.iter().any(|m| m.kind.as_str() == k) {
+            curves.insert(k, (pts, total));
+        }
+    }
+    let eval = crate::report::evaluate_run(truth, out_dir).ok();
+    Ok(TruthCurves { curves, eval })
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing the page.
+
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            _ => o.push(c),
+        }
+    }
+    o
+}
+
+/// 1,234,567.
+fn int(n: u64) -> String {
+    let s = n.to_string();
+    let mut o = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            o.push(',');
+        }
+        o.push(c);
+    }
+    o
+}
+
+fn pct(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "–".into()
+    } else {
+        format!("{:.1}%", 100.0 * part as f64 / whole as f64)
+    }
+}
+
+fn signed(w: f64) -> String {
+    if w >= 0.0 {
+        format!("+{w:.2}")
+    } else {
+        format!("−{:.2}", -w)
+    }
+}
+
+const CSS: &str = r#"
+*{box-sizing:border-box}
+body{margin:0;background:#f4f5f7;color:#1d2330;font:14px/1.5 system-ui,-apple-system,"Segoe UI","Noto Sans CJK SC","WenQuanYi Micro Hei","PingFang SC","Microsoft YaHei",sans-serif}
+main{max-width:1180px;margin:0 auto;padding:20px 24px 40px}
+header.top{background:#1d2b45;color:#fff;padding:18px 24px}
+header.top .in{max-width:1180px;margin:0 auto;padding:0 24px}
+header.top h1{margin:0;font-size:22px;font-weight:600}
+header.top .sub{opacity:.8;font-size:13px}
+nav{margin-top:10px;font-size:13px}
+nav a{color:#c9d6f2;margin-right:14px;text-decoration:none}
+.pii{background:#b00020;color:#fff;font-weight:700;padding:12px 24px;font-size:16px;text-align:center}
+.masked{background:#e7f0e7;color:#1e5a2a;padding:6px 24px;font-size:13px;text-align:center}
+section{background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:16px 20px;margin:16px 0}
+h2{font-size:18px;margin:0 0 10px;color:#1d2b45}
+h3{font-size:15px;margin:16px 0 6px;color:#33405a}
+p.note{color:#5b6478;font-size:13px;margin:4px 0 10px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px;margin-bottom:12px}
+.card{border:1px solid #e1e4ea;border-radius:6px;padding:8px 12px;background:#fafbfc}
+.card .v{font-size:20px;font-weight:600}
+.card .l{font-size:12px;color:#5b6478}
+.ok{color:#1e7a34}.bad{color:#b00020}
+table{border-collapse:collapse;font-size:13px;margin:6px 0}
+th,td{padding:3px 8px;border-bottom:1px solid #eceef2;text-align:left;vertical-align:middle}
+th{background:#f6f7f9;font-weight:600;color:#33405a}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.grid2{display:grid;grid-template-columns:1fr 1fr;gap:18px}
+.grid2>div{min-width:0}
+code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;background:#f1f3f6;padding:1px 4px;border-radius:3px}
+.wf{border:1px solid #e1e4ea;border-radius:6px;padding:8px 12px;margin:10px 0}
+.wf .t{font-weight:600}
+.wf table{width:100%;table-layout:fixed}
+.wf col.f{width:100px}.wf col.v{width:190px}.wf col.l{width:170px}.wf col.a{width:170px}.wf col.b{width:262px}
+.wf td{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.wf td.v{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
+.muted{color:#8a93a6}
+svg text{font-family:inherit}
+footer{color:#5b6478;font-size:12px;margin-top:20px}
+"#;
+
+struct Page {
+    html: String,
+    show_pii: bool,
+}
+
+impl Page {
+    /// A record value: masked unless personal data is shown.
+    fn val(&self, v: Option<&str>) -> String {
+        match v {
+            None => "<span class=muted>null</span>".into(),
+            Some(s) if self.show_pii => esc(s),
+            Some(s) => esc(&mask(s)),
+        }
+    }
+
+    /// A record id: shown, unless it looks like a personal identifier (11+ digits in a row).
+    fn rid(&self, s: &str) -> String {
+        let mut run = 0;
+        let mut longest = 0;
+        for c in s.chars() {
+            run = if c.is_ascii_digit() { run + 1 } else { 0 };
+            longest = longest.max(run);
+        }
+        if self.show_pii || longest < 11 {
+            esc(s)
+        } else {
+            esc(&mask(s))
+        }
+    }
+
+    fn w(&mut self, s: &str) {
+        self.html.push_str(s);
+    }
+
+    fn head(&mut self, run: &Value) {
+        let title = format!(
+            "yiku report — {} {}",
+            run["job"].as_str().unwrap_or(""),
+            run["run_id"].as_str().unwrap_or("")
+        );
+        let _ = write!(
+            self.html,
+            "<!DOCTYPE html><html lang=zh><head><meta charset=utf-8>\
+             <meta name=viewport content=\"width=device-width,initial-scale=1\">\
+             <title>{}</title><style>{CSS}</style></head><body>",
+            esc(&title)
+        );
+        if self.show_pii {
+            self.w("<div class=pii>⚠ This report shows personal data unmasked (--show-pii): names, ID numbers, phones and addresses. Handle it as personal data.</div>");
+        }
+        let _ = write!(
+            self.html,
+            "<header class=top><div class=in><h1>{}</h1><div class=sub>yiku {} · {} threads · {}</div>\
+             <nav><a href=#summary>Summary</a><a href=#one>One database</a><a href=#quality>Data quality</a>\
+             <a href=#blocking>Blocking</a><a href=#model>Model</a><a href=#weights>Match weights</a>\
+             <a href=#clusters>Clusters</a><a href=#near>Near the threshold</a><a href=#truth>Truth</a></nav></div></header>",
+            esc(&title),
+            esc(run["yiku_version"].as_str().unwrap_or("")),
+            run["threads"].as_u64().unwrap_or(0),
+            esc(run["model"].as_str().unwrap_or("")),
+        );
+        if !self.show_pii {
+            self.w("<div class=masked>Personal data is masked (ID <code>110105********002X</code>, phone <code>138****5678</code>, name <code>张*</code>).</div>");
+        }
+        self.w("<main>");
+    }
+
+    fn summary(&mut self, run: &Value, q: &Quarantine) {
+        self.w("<section id=summary><h2>Run summary</h2><div class=cards>");
+        let ok = run["conservation_ok"].as_bool().unwrap_or(false);
+        let records_in = run["records_in"].as_u64().unwrap_or(0);
+        let in_mi = run["records_in_master_index"].as_u64().unwrap_or(0);
+        let clusters: u64 = run["kinds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|k| k["clusters"].as_u64().unwrap_or(0))
+            .sum();
+        let cards = [
+            (
+                esc(run["run_id"].as_str().unwrap_or("")),
+                "run id".to_string(),
+            ),
+            (int(records_in), "records in".into()),
+            (int(clusters), "master entities".into()),
+            (
+                format!(
+                    "<span class={}>{}</span>",
+                    if ok { "ok" } else { "bad" },
+                    if ok {
+                        "✓ conserved"
+                    } else {
+                        "✗ NOT conserved"
+                    }
+                ),
+                format!("{} in = {} in master index", int(records_in), int(in_mi)),
+            ),
+            (
+                int(run["quarantined"].as_u64().unwrap_or(0)),
+                "rows quarantined".into(),
+            ),
+            (
+                format!("{:.2} s", run["total_seconds"].as_f64().unwrap_or(0.0)),
+                format!(
+                    "wall time · peak {:.0} MB",
+                    run["peak_rss_mb"].as_f64().unwrap_or(0.0)
+                ),
+            ),
+        ];
+        for (v, l) in cards {
+            let _ = write!(
+                self.html,
+                "<div class=card><div class=v>{v}</div><div class=l>{}</div></div>",
+                esc(&l)
+            );
+        }
+        self.w("</div><div class=grid2><div><h3>Sources</h3><table><tr><th>department</th><th>kind</th><th class=n>rows read</th><th class=n>records</th><th class=n>quarantined</th></tr>");
+        for s in run["sources"].as_array().into_iter().flatten() {
+            let _ = write!(
+                self.html,
+                "<tr><td title=\"{}\">{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
+                esc(s["path"].as_str().unwrap_or("")),
+                esc(s["source"].as_str().unwrap_or("")),
+                esc(s["kind"].as_str().unwrap_or("")),
+                int(s["rows_read"].as_u64().unwrap_or(0)),
+                int(s["records"].as_u64().unwrap_or(0)),
+                int(s["quarantined"].as_u64().unwrap_or(0)),
+            );
+        }
+        self.w("</table>");
+        if !q.counts.is_empty() {
+            let _ = write!(
+                self.html,
+                "<p class=note>{} rows quarantined; see Data quality.</p>",
+                int(q.counts.values().sum())
+            );
+        }
+        self.w("</div><div><h3>Stage timings</h3>");
+        // Seconds per stage, summed over kinds, in run order.
+        let mut order: Vec<String> = Vec::new();
+        let mut secs: HashMap<String, f64> = HashMap::new();
+        for s in run["stages"].as_array().into_iter().flatten() {
+            let name = s["stage"].as_str().unwrap_or("").to_string();
+            if !order.contains(&name) {
+                order.push(name.clone());
+            }
+            *secs.entry(name).or_default() += s["seconds"].as_f64().unwrap_or(0.0);
+        }
+        let rows: Vec<(String, Vec<f64>)> = order
+            .iter()
+            .map(|n| (n.clone(), vec![secs.get(n).copied().unwrap_or(0.0)]))
+            .collect();
+        self.w(&hbars(&rows, &[("seconds", "#4c72b0")], |v| {
+            format!("{v:.2} s")
+        }));
+        self.w("</div></div></section>");
+    }
+
+    fn one_database(&mut self, kinds: &[(&Model, &KindIndex, &KindPairs, Option<Standardised>)]) {
+        self.w("<section id=one><h2>One database</h2><p class=note>Every record gets one master id; a master entity is a person or enterprise as recognised across departments.</p>");
+        for (model, ix, _, _) in kinds {
+            let total: u64 = ix.records.iter().sum();
+            let _ = write!(
+                self.html,
+                "<h3>{}: {} records → {} master entities</h3><div class=grid2><div>",
+                esc(model.kind.as_str()),
+                int(total),
+                int(ix.clusters)
+            );
+            let rows: Vec<(String, Vec<f64>)> = ix
+                .sources
+                .iter()
+                .enumerate()
+                .map(|(s, n)| (n.clone(), vec![ix.records[s] as f64, ix.entities[s] as f64]))
+                .collect();
+            self.w(&hbars(
+                &rows,
+                &[("records", "#4c72b0"), ("master entities", "#55a868")],
+                |v| int(v as u64),
+            ));
+            self.w("</div><div><p class=note>Master entities by the number of departments they appear in</p>");
+            let bins: Vec<(String, f64)> = ix
+                .in_k
+                .iter()
+                .enumerate()
+                .skip(1)
+                .map(|(k, n)| (k.to_string(), *n as f64))
+                .collect();
+            self.w(&vbars(&bins, "#8172b2", false, "departments"));
+            self.w("</div></div>");
+            // Overlap matrix.
+            let n = ix.sources.len();
+            let max = ix
+                .overlap
+                .iter()
+                .enumerate()
+                .flat_map(|(a, r)| r.iter().enumerate().filter(move |(b, _)| *b != a))
+                .map(|(_, v)| *v)
+                .max()
+                .unwrap_or(0)
+                .max(1);
+            self.w("<p class=note>Shared master entities between departments (diagonal: the department's own entities).</p><table><tr><th></th>");
+            for s in &ix.sources {
+                let _ = write!(self.html, "<th class=n>{}</th>", esc(s));
+            }
+            self.w("</tr>");
+            for a in 0..n {
+                let _ = write!(self.html, "<tr><th>{}</th>", esc(&ix.sources[a]));
+                for b in 0..n {
+                    let v = ix.overlap[a][b];
+                    let style = if a == b {
+                        "background:#eef0f4;font-weight:600".to_string()
+                    } else {
+                        let t = v as f64 / max as f64;
+                        format!(
+                            "background:rgba(76,114,176,{:.2});color:{}",
+                            0.08 + 0.85 * t,
+                            if t > 0.55 { "#fff" } else { "#1d2330" }
+                        )
+                    };
+                    let _ = write!(self.html, "<td class=n style=\"{style}\">{}</td>", int(v));
+                }
+                self.w("</tr>");
+            }
+            self.w("</table>");
+        }
+        self.w("</section>");
+    }
+
+    fn quality(
+        &mut self,
+        run: &Value,
+        kinds: &[(&Model, &KindIndex, &KindPairs, Option<Standardised>)],
+        q: &Quarantine,
+    ) {
+        self.w("<section id=quality><h2>Data quality</h2>");
+        for (model, _, _, std) in kinds {
+            let k = model.kind.as_str();
+            let _ = write!(
+                self.html,
+                "<h3>{}: empty values per department</h3>",
+                esc(k)
+            );
+            match std {
+                Some(st) => {
+                    self.w("<table><tr><th>department</th><th class=n>records</th>");
+                    for f in &st.fields {
+                        let _ = write!(self.html, "<th class=n>{}</th>", esc(f));
+                    }
+                    let (has_id, has_uscc) = (
+                        st.rows.iter().any(|r| r.3.is_some()),
+                        st.rows.iter().any(|r| r.4.is_some()),
+                    );
+                    if has_id {
+                        self.w("<th class=n>invalid ID</th>");
+                    }
+                    if has_uscc {
+                        self.w("<th class=n>invalid USCC</th>");
+                    }
+                    self.w("</tr>");
+                    for (src, n, nulls, bad_id, bad_uscc) in &st.rows {
+                        let _ = write!(
+                            self.html,
+                            "<tr><td>{}</td><td class=n>{}</td>",
+                            esc(src),
+                            int(*n)
+                        );
+                        for &z in nulls {
+                            let t = if *n > 0 { z as f64 / *n as f64 } else { 0.0 };
+                            let cell = if t >= 0.999 {
+                                "<td class=\"n muted\" title=\"not mapped or always empty\">—</td>".to_string()
+                            } else {
+                                format!(
+                                    "<td class=n style=\"background:rgba(221,132,82,{:.2})\">{}</td>",
+                                    0.75 * t,
+                                    pct(z, *n)
+                                )
+                            };
+                            self.w(&cell);
+                        }
+                        for (show, v) in [(has_id, bad_id), (has_uscc, bad_uscc)] {
+                            if show {
+                                let _ = write!(
+                                    self.html,
+                                    "<td class=n>{}</td>",
+                                    v.map_or("–".into(), |v| pct(v, *n))
+                                );
+                            }
+                        }
+                        self.w("</tr>");
+                    }
+                    self.w("</table><p class=note>Share of records with no usable value after standardisation; — : the department does not supply the field. Invalid: present but failing the check digit.</p>");
+                }
+                None => self.w("<p class=note>Null rates per field need the standardised records: run with <code>--write-standardised</code> (not written by default: it costs about 10% of a large run).</p>"),
+            }
+            // Standardisation counters from run.json.
+            if let Some(kv) = run["kinds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|x| x["kind"].as_str() == Some(k))
+                && let Some(m) = kv["standardise"].as_object()
+                && !m.is_empty()
+            {
+                self.w("<p class=note>Standardisation (all departments): ");
+                let parts: Vec<String> = m
+                    .iter()
+                    .map(|(name, v)| {
+                        format!(
+                            "{} <b>{}</b>",
+                            esc(&name.replace('_', " ")),
+                            int(v.as_u64().unwrap_or(0))
+                        )
+                    })
+                    .collect();
+                self.w(&parts.join(" · "));
+                self.w("</p>");
+            }
+        }
+        self.w("<h3>Quarantine</h3>");
+        if q.counts.is_empty() {
+            self.w("<p class=note>No rows were quarantined.</p>");
+        } else {
+            self.w("<div class=grid2><div><table><tr><th>department</th><th>reason</th><th class=n>rows</th></tr>");
+            for ((s, r), n) in &q.counts {
+                let _ = write!(
+                    self.html,
+                    "<tr><td>{}</td><td>{}</td><td class=n>{}</td></tr>",
+                    esc(s),
+                    esc(r),
+                    int(*n)
+                );
+            }
+            self.w("</table></div><div><table><tr><th>department</th><th class=n>row</th><th>record id</th><th>reason</th></tr>");
+            for (s, row, rid, reason) in &q.samples {
+                let rid = rid
+                    .as_deref()
+                    .map_or("<span class=muted>none</span>".into(), |r| self.rid(r));
+                let _ = write!(
+                    self.html,
+                    "<tr><td>{}</td><td class=n>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(s),
+                    row,
+                    rid,
+                    esc(reason)
+                );
+            }
+            let _ = write!(
+                self.html,
+                "</table><p class=note>First {ROWS} quarantined rows; their raw text is in <code>quarantine.parquet</code>.</p></div></div>"
+            );
+        }
+        self.w("</section>");
+    }
+
+    fn blocking(&mut self, run: &Value) {
+        self.w("<section id=blocking><h2>Blocking</h2><p class=note>Candidate pairs are the record pairs that agree exactly on all columns of at least one rule; each pair counts for the first rule that finds it. Blocks larger than the cap are skipped (and listed) so that one common value cannot explode the work.</p>");
+        for kv in run["kinds"].as_array().into_iter().flatten() {
+            let rules: Vec<&Value> = kv["blocking"].as_array().into_iter().flatten().collect();
+            if rules.is_empty() {
+                continue;
+            }
+            let _ = write!(
+                self.html,
+                "<h3>{}: {} candidate pairs</h3><div class=grid2><div><table><tr><th>rule</th><th class=n>pairs</th><th class=n>blocks</th><th class=n>largest block</th><th class=n>skipped blocks</th></tr>",
+                esc(kv["kind"].as_str().unwrap_or("")),
+                int(kv["candidate_pairs"].as_u64().unwrap_or(0))
+            );
+            let mut skipped = Vec::new();
+            for r in &rules {
+                let sk = r["skipped"].as_array().map_or(0, |v| v.len());
+                let _ = write!(
+                    self.html,
+                    "<tr><td><code>{}</code></td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
+                    esc(r["rule"].as_str().unwrap_or("")),
+                    int(r["pairs"].as_u64().unwrap_or(0)),
+                    int(r["blocks"].as_u64().unwrap_or(0)),
+                    int(r["largest_block"].as_u64().unwrap_or(0)),
+                    sk
+                );
+                skipped.extend(r["skipped"].as_array().into_iter().flatten());
+            }
+            self.w("</table></div><div>");
+            let bars: Vec<(String, Vec<f64>)> = rules
+                .iter()
+                .map(|r| {
+                    (
+                        r["rule"].as_str().unwrap_or("").to_string(),
+                        vec![r["pairs"].as_u64().unwrap_or(0) as f64],
+                    )
+                })
+                .collect();
+            self.w(&hbars(&bars, &[("pairs", "#4c72b0")], |v| int(v as u64)));
+            self.w("</div></div>");
+            if !skipped.is_empty() {
+                self.w("<table><tr><th>rule</th><th>key (masked)</th><th class=n>records</th><th class=n>pairs not formed</th></tr>");
+                for s in skipped.iter().take(ROWS) {
+                    let key = s["key"].as_str().unwrap_or("");
+                    let _ = write!(
+                        self.html,
+                        "<tr><td><code>{}</code></td><td>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
+                        esc(s["rule"].as_str().unwrap_or("")),
+                        esc(key),
+                        int(s["records"].as_u64().unwrap_or(0)),
+                        int(s["pairs"].as_u64().unwrap_or(0))
+                    );
+                }
+                let _ = write!(
+                    self.html,
+                    "</table><p class=note>{} skipped blocks{}.</p>",
+                    skipped.len(),
+                    if skipped.len() > ROWS {
+                        format!(", first {ROWS} shown")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+        self.w("</section>");
+    }
+
+    fn model(&mut self, models: &ModelFile) {
+        self.w("<section id=model><h2>Model</h2><p class=note>Fellegi-Sunter: for each comparison level, m = P(level | same entity) and u = P(level | different entities); the level adds log2(m/u) to the match weight. A pair starts from the prior of the blocking rule that found it, and the comparisons of that rule's own fields are not counted (its pairs agree on them by construction).</p>");
+        for m in &models.models {
+            let _ = write!(
+                self.html,
+                "<h3>{}: overall λ = {:.4}, merge at probability ≥ {} (weight ≥ {:.2}), review from {} (weight ≥ {:.2})</h3><div class=grid2><div>",
+                esc(m.kind.as_str()),
+                m.lambda,
+                m.match_probability,
+                weight_of_probability(m.match_probability),
+                m.review_probability,
+                weight_of_probability(m.review_probability)
+            );
+            let rows: Vec<(String, f64)> = m
+                .comparisons
+                .iter()
+                .flat_map(|c| {
+                    (1..c.m.len()).map(move |l| {
+                        (
+                            format!(
+                                "{} · {}",
+                                c.spec.field,
+                                c.levels.get(l).map_or("?", String::as_str)
+                            ),
+                            c.weight(l as u8),
+                        )
+                    })
+                })
+                .collect();
+            self.w(&diverging(&rows));
+            self.w("</div><div><table><tr><th>rule</th><th class=n>λ</th><th class=n>prior weight</th><th>not counted</th></tr>");
+            let counted = m.counted();
+            for (r, rule) in m.blocking.iter().enumerate() {
+                let skip: Vec<String> = m
+                    .comparisons
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| {
+                        !counted
+                            .get(r)
+                            .and_then(|c| c.get(*k))
+                            .copied()
+                            .unwrap_or(true)
+                    })
+                    .map(|(_, c)| c.spec.field.clone())
+                    .collect();
+                let _ = write!(
+                    self.html,
+                    "<tr><td><code>{}</code></td><td class=n>{:.4}</td><td class=n>{}</td><td>{}</td></tr>",
+                    esc(&crate::block::rule_name(rule)),
+                    m.lambda_by_rule.get(r).copied().unwrap_or(m.lambda),
+                    signed(m.prior_weight(r)),
+                    esc(&skip.join(", "))
+                );
+            }
+            self.w("</table><table><tr><th>comparison · level</th><th class=n>m</th><th class=n>u</th><th class=n>weight</th></tr>");
+            for c in &m.comparisons {
+                for l in 1..c.m.len() {
+                    let _ = write!(
+                        self.html,
+                        "<tr><td>{} · {}{}</td><td class=n>{:.4}</td><td class=n>{:.5}</td><td class=n>{}</td></tr>",
+                        esc(&c.spec.field),
+                        esc(c.levels.get(l).map_or("?", String::as_str)),
+                        if c.spec.term_frequency && l + 1 == c.m.len() {
+                            " <span class=muted>(tf)</span>"
+                        } else {
+                            ""
+                        },
+                        c.m[l],
+                        c.u.get(l).copied().unwrap_or(0.0),
+                        signed(c.weight(l as u8))
+                    );
+                }
+            }
+            self.w("</table><p class=note>(tf): exact agreement is weighed by the frequency of the agreed value instead of u.</p></div></div>");
+        }
+        self.w("</section>");
+    }
+
+    fn weights(&mut self, kinds: &[(&Model, &KindIndex, &KindPairs, Option<Standardised>)]) {
+        self.w("<section id=weights><h2>Match weights</h2><p class=note>Every candidate pair by its match weight (log scale). Pairs at or above the match line are merged; between the review and the match line they go to the clerical review queue.</p>");
+        for (m, _, pk, _) in kinds {
+            let (tm, tr) = (
+                weight_of_probability(m.match_probability),
+                weight_of_probability(m.review_probability),
+            );
+            let matched = pk.weights.iter().filter(|&&w| w >= tm).count() as u64;
+            let review = pk.weights.iter().filter(|&&w| w >= tr && w < tm).count() as u64;
+            let _ = write!(
+                self.html,
+                "<h3>{}: {} pairs — {} merged, {} for review, {} below</h3>",
+                esc(m.kind.as_str()),
+                int(pk.weights.len() as u64),
+                int(matched),
+                int(review),
+                int(pk.weights.len() as u64 - matched - review)
+            );
+            self.w(&histogram(&pk.weights, tr, tm));
+        }
+        self.w("</section>");
+    }
+
+    fn clusters(
+        &mut self,
+        run: &Value,
+        kinds: &[(&Model, &KindIndex, &KindPairs, Option<Standardised>)],
+    ) {
+        self.w("<section id=clusters><h2>Clusters</h2>");
+        for (m, ix, _, _) in kinds {
+            let k = m.kind.as_str();
+            let _ = write!(
+                self.html,
+                "<h3>{}: {} master entities</h3><div class=grid2><div><p class=note>Clusters by size (log scale)</p>",
+                esc(k),
+                int(ix.clusters)
+            );
+            let mut bins: Vec<(String, f64)> = Vec::new();
+            let mut big = 0u64;
+            for (&s, &n) in &ix.sizes {
+                if s <= 12 {
+                    bins.push((s.to_string(), n as f64));
+                } else {
+                    big += n;
+                }
+            }
+            if big > 0 {
+                bins.push(("13+".into(), big as f64));
+            }
+            self.w(&vbars(&bins, "#4c72b0", true, "records in the cluster"));
+            if let Some(kv) = run["kinds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|x| x["kind"].as_str() == Some(k))
+            {
+                let _ = write!(
+                    self.html,
+                    "<p><b>Must-not-link:</b> {} components would have joined records with different valid identifiers; {} of their weakest links were cut so that they were not merged.</p>",
+                    int(kv["must_not_link_conflicts"].as_u64().unwrap_or(0)),
+                    int(kv["cut_edges"].as_u64().unwrap_or(0))
+                );
+                if let Some(d) = kv["decisions_applied"].as_u64() {
+                    let _ = write!(
+                        self.html,
+                        "<p><b>Clerical review:</b> {} decisions from clerks applied as must-link / must-not-link.</p>",
+                        int(d)
+                    );
+                }
+            }
+            self.w("</div><div><table><tr><th>master id</th><th class=n>size</th><th>records (department:id)</th></tr>");
+            for (mid, size, members) in &ix.largest {
+                let list: Vec<String> = members
+                    .iter()
+                    .map(|(s, r)| format!("{}:{}", esc(s), self.rid(r)))
+                    .collect();
+                let more = if (*size as usize) > members.len() {
+                    " …"
+                } else {
+                    ""
+                };
+                let _ = write!(
+                    self.html,
+                    "<tr><td><code>{}</code></td><td class=n>{}</td><td style=\"font-size:12px\">{}{more}</td></tr>",
+                    esc(mid),
+                    size,
+                    list.join(", ")
+                );
+            }
+            self.w("</table></div></div>");
+        }
+        self.w("</section>");
+    }
+
+    fn near_threshold(&mut self, kinds: &[(&Model, &KindIndex, &KindPairs, Option<Standardised>)]) {
+        self.w("<section id=near><h2>Pairs near the match threshold</h2><p class=note>The pairs whose weight is closest to the merge threshold on either side, each explained: the prior of the rule that found it, then what each comparison added. Green adds evidence for a match, red against; the dashed line is the threshold. <code>yiku explain</code> gives the same for any two records.</p>");
+        for (m, _, pk, std) in kinds {
+            let k = m.kind.as_str();
+            let t = weight_of_probability(m.match_probability);
+            if std.is_none() && !(pk.above.is_empty() && pk.below.is_empty()) {
+                self.w("<p class=note>This run did not keep its standardised records (<code>--write-standardised</code>), so the explanations show levels without values, and the term-frequency adjustment is read off the stored weight.</p>");
+            }
+            for (label, side, wfs) in [
+                (
+                    "merged, just above",
+                    &pk.above,
+                    std.as_ref().map(|s| &s.above),
+                ),
+                (
+                    "not merged, just below",
+                    &pk.below,
+                    std.as_ref().map(|s| &s.below),
+                ),
+            ] {
+                if side.is_empty() {
+                    continue;
+                }
+                let _ = write!(self.html, "<h3>{}: {label} the threshold</h3>", esc(k));
+                for (n, p) in side.iter().enumerate() {
+                    let wf = match wfs.and_then(|w| w.get(n)) {
+                        Some(w) => w.clone(),
+                        None => {
+                            let rule = explain::rule_index(m, &p.blocking_rule).unwrap_or(0);
+                            explain::from_levels(m, &p.levels, rule, p.match_weight)
+                        }
+                    };
+                    self.waterfall(m, p, &wf, t);
+                }
+            }
+        }
+        self.w("</section>");
+    }
+
+    fn waterfall(&mut self, m: &Model, p: &StoredPair, wf: &Waterfall, threshold: f64) {
+        let _ = write!(
+            self.html,
+            "<div class=wf><div><span class=t>{}:{} ~ {}:{}</span> · rule <code>{}</code> · weight <b>{}</b> · probability <b>{:.4}</b></div>",
+            esc(&p.left.0),
+            self.rid(&p.left.1),
+            esc(&p.right.0),
+            self.rid(&p.right.1),
+            esc(&wf.rule_name(m)),
+            signed(wf.total),
+            wf.probability
+        );
+        if (wf.total - p.match_weight).abs() > 1e-9 {
+            let _ = write!(
+                self.html,
+                "<p class=bad>The explanation's total differs from the stored weight {:.6}.</p>",
+                p.match_weight
+            );
+        }
+        // Running totals for the bars.
+        let mut cum = vec![(0.0, wf.prior)];
+        let mut at = wf.prior;
+        for s in &wf.steps {
+            cum.push((at, at + s.weight));
+            at += s.weight;
+        }
+        let lo = cum
+            .iter()
+            .flat_map(|c| [c.0, c.1])
+            .fold(threshold.min(0.0), f64::min);
+        let hi = cum
+            .iter()
+            .flat_map(|c| [c.0, c.1])
+            .fold(threshold.max(0.0), f64::max);
+        let bar = |a: f64, b: f64, color: &str| wf_bar(a, b, lo, hi, threshold, color);
+        self.w("<table><colgroup><col class=f><col class=v><col class=v><col class=l><col class=a><col class=b></colgroup><tr><th>term</th><th>left</th><th>right</th><th>level</th><th class=n>adds</th><th>running total</th></tr>");
+        let _ = write!(
+            self.html,
+            "<tr><td>prior</td><td colspan=3 class=muted>λ = {:.4} of the rule that found the pair</td><td class=n>{}</td><td>{}</td></tr>",
+            wf.lambda,
+            signed(wf.prior),
+            bar(
+                0.0,
+                wf.prior,
+                if wf.prior >= 0.0 {
+                    "#55a868"
+                } else {
+                    "#c44e52"
+                }
+            )
+        );
+        for (s, c) in wf.steps.iter().zip(&cum[1..]) {
+            let (l, r) = match &s.values {
+                Some((a, b)) => (self.val(a.as_deref()), self.val(b.as_deref())),
+                None => (
+                    "<span class=muted>…</span>".into(),
+                    "<span class=muted>…</span>".into(),
+                ),
+            };
+            let mut level = esc(&s.level_name);
+            if let Some(u) = s.tf_u {
+                let _ = write!(level, " <span class=muted>(tf: u={u:.2e})</span>");
+            } else if s.tf_inferred {
+                level.push_str(" <span class=muted>(tf)</span>");
+            }
+            let (adds, b) = if s.counted {
+                (
+                    signed(s.weight),
+                    bar(
+                        c.0,
+                        c.1,
+                        if s.weight >= 0.0 {
+                            "#55a868"
+                        } else {
+                            "#c44e52"
+                        },
+                    ),
+                )
+            } else {
+                (
+                    format!(
+                        "<span class=muted title=\"the rule that found the pair covers this field; counted, it would add {}\">not counted</span>",
+                        signed(s.level_weight)
+                    ),
+                    bar(c.0, c.0, "#999"),
+                )
+            };
+            let _ = write!(
+                self.html,
+                "<tr><td>{}</td><td class=v>{l}</td><td class=v>{r}</td><td>{level}</td><td class=n>{adds}</td><td>{b}</td></tr>",
+                esc(&s.field)
+            );
+        }
+        let _ = write!(
+            self.html,
+            "<tr><th>total</th><th colspan=3>probability {:.6}</th><th class=n>{}</th><th>{}</th></tr></table></div>",
+            wf.probability,
+            signed(wf.total),
+            bar(0.0, wf.total, "#4c72b0")
+        );
+    }
+
+    fn truth(&mut self, t: &TruthCurves, path: Option<&Path>) {
+        let _ = write!(
+            self.html,
+            "<section id=truth><h2>Against the truth</h2><p class=note>Truth file <code>{}</code>. The curves classify the scored candidate pairs by match weight alone (before clustering): precision among pairs at or above the threshold, recall against all true pairs among the run's records (true pairs never blocked together count as missed).</p>",
+            esc(&path.map(|p| p.display().to_string()).unwrap_or_default())
+        );
+        if let Some(e) = &t.eval {
+            let _ = write!(
+                self.html,
+                "<p><b>Master index (after clustering)</b>: pairwise precision {:.4}, recall {:.4}, F1 {:.4}; B-cubed F1 {:.4}; {} over-merged clusters, {} split entities{}.</p>",
+                e.pairwise.precision,
+                e.pairwise.recall,
+                e.pairwise.f1,
+                e.bcubed.f1,
+                int(e.over_merged_clusters),
+                int(e.split_entities),
+                e.pairs_completeness.map_or(String::new(), |c| format!(
+                    "; blocking found {:.2}% of true pairs",
+                    100.0 * c
+                ))
+            );
+        }
+        for (k, (pts, total)) in &t.curves {
+            let _ = write!(self.html, "<h3>{}: {} true pairs</h3>", esc(k), int(*total));
+            self.w(&prf_chart(pts));
+        }
+        self.w("</section>");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Charts: inline SVG.
+
+/// Horizontal bars, one group per row, one bar per series.
+fn hbars(
+    rows: &[(String, Vec<f64>)],
+    series: &[(&str, &str)],
+    fmt: impl Fn(f64) -> String,
+) -> String {
+    let max = rows
+        .iter()
+        .flat_map(|r| r.1.iter().copied())
+        .fold(0.0, f64::max)
+        .max(1e-9);
+    let (lw, bw, bh) = (170.0, 300.0, 14.0);
+    let gh = bh * series.len() as f64 + 8.0;
+    let legend = if series.len() > 1 { 20.0 } else { 0.0 };
+    let h = legend + gh * rows.len() as f64 + 4.0;
+    let mut s = format!(
+        "<svg width=\"{}\" height=\"{h}\" viewBox=\"0 0 {} {h}\" role=img>",
+        lw + bw + 90.0,
+        lw + bw + 90.0
+    );
+    if series.len() > 1 {
+        for (i, (name, color)) in series.iter().enumerate() {
+            let x = lw + i as f64 * 130.0;
+            let _ = write!(
+                s,
+                "<rect x=\"{x}\" y=\"4\" width=\"10\" height=\"10\" fill=\"{color}\"/><text x=\"{}\" y=\"13\" font-size=\"12\">{}</text>",
+                x + 14.0,
+                esc(name)
+            );
+        }
+    }
+    for (r, (label, vals)) in rows.iter().enumerate() {
+        let y0 = legend + r as f64 * gh;
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"end\">{}</text>",
+            lw - 8.0,
+            y0 + gh / 2.0 + 2.0,
+            esc(label)
+        );
+        for (i, v) in vals.iter().enumerate() {
+            let color = series.get(i).map_or("#4c72b0", |x| x.1);
+            let y = y0 + 4.0 + i as f64 * bh;
+            let w = (v / max * bw).max(if *v > 0.0 { 1.0 } else { 0.0 });
+            let _ = write!(
+                s,
+                "<rect x=\"{lw}\" y=\"{y}\" width=\"{w:.1}\" height=\"{}\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{}\" font-size=\"11\" fill=\"#444\">{}</text>",
+                bh - 2.0,
+                lw + w + 4.0,
+                y + bh - 4.0,
+                esc(&fmt(*v))
+            );
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Vertical bars with labels under them; `log`: log10 scale.
+fn vbars(bins: &[(String, f64)], color: &str, log: bool, xlabel: &str) -> String {
+    let scale = |v: f64| if log { (1.0 + v).log10() } else { v };
+    let max = bins
+        .iter()
+        .map(|b| scale(b.1))
+        .fold(0.0, f64::max)
+        .max(1e-9);
+    let (w, h, top, bottom) = (520.0, 170.0, 16.0, 34.0);
+    let bw = (w - 20.0) / bins.len().max(1) as f64;
+    let mut s = format!(
+        "<svg width=\"{w}\" height=\"{}\" role=img>",
+        h + top + bottom
+    );
+    for (i, (label, v)) in bins.iter().enumerate() {
+        let bh = scale(*v) / max * h;
+        let x = 10.0 + i as f64 * bw;
+        let _ = write!(
+            s,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{color}\"><title>{}: {}</title></rect>\
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#444\">{}</text>\
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{}</text>",
+            x + 2.0,
+            top + h - bh,
+            (bw - 4.0).max(1.0),
+            esc(label),
+            int(*v as u64),
+            x + bw / 2.0,
+            top + h - bh - 3.0,
+            int(*v as u64),
+            x + bw / 2.0,
+            top + h + 14.0,
+            esc(label)
+        );
+    }
+    let _ = write!(
+        s,
+        "<line x1=\"10\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#999\"/><text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#5b6478\">{}</text></svg>",
+        w - 10.0,
+        top + h,
+        top + h,
+        w / 2.0,
+        top + h + 30.0,
+        esc(xlabel)
+    );
+    s
+}
+
+/// Diverging horizontal bars around zero (the model's level weights).
+fn diverging(rows: &[(String, f64)]) -> String {
+    let max = rows.iter().map(|r| r.1.abs()).fold(0.0, f64::max).max(1e-9);
+    let (lw, half, bh) = (200.0, 140.0, 16.0);
+    let zero = lw + half + 52.0;
+    let h = rows.len() as f64 * bh + 24.0;
+    let width = zero + half + 50.0;
+    let mut s = format!("<svg width=\"{width}\" height=\"{h}\" role=img>");
+    let x = |v: f64| zero + v / max * half;
+    for (i, (label, v)) in rows.iter().enumerate() {
+        let y = 18.0 + i as f64 * bh;
+        let (x0, x1) = (x(0.0_f64.min(*v)), x(0.0_f64.max(*v)));
+        let color = if *v >= 0.0 { "#55a868" } else { "#c44e52" };
+        let tx = if *v >= 0.0 { x1 + 4.0 } else { x0 - 4.0 };
+        let anchor = if *v >= 0.0 { "start" } else { "end" };
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text>\
+             <rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{}\" fill=\"{color}\"/>\
+             <text x=\"{tx:.1}\" y=\"{}\" font-size=\"10\" text-anchor=\"{anchor}\" fill=\"#444\">{}</text>",
+            lw,
+            y + bh - 5.0,
+            esc(label),
+            y + 2.0,
+            (x1 - x0).max(0.5),
+            bh - 4.0,
+            y + bh - 5.0,
+            signed(*v)
+        );
+    }
+    let _ = write!(
+        s,
+        "<line x1=\"{zero}\" x2=\"{zero}\" y1=\"14\" y2=\"{}\" stroke=\"#333\"/><text x=\"{zero}\" y=\"10\" font-size=\"10\" text-anchor=\"middle\" fill=\"#5b6478\">log2(m/u)</text></svg>",
+        h - 4.0
+    );
+    s
+}
+
+/// Histogram of match weights, log scale, review and match thresholds marked.
+fn histogram(weights: &[f64], review: f64, matched: f64) -> String {
+    let (w, h, left, top, bottom) = (1060.0, 200.0, 50.0, 20.0, 36.0);
+    if weights.is_empty() {
+        return "<p class=note>No candidate pairs.</p>".into();
+    }
+    let lo = weights
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .min(review)
+        .floor();
+    let hi = weights
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max)
+        .max(matched)
+        .ceil();
+    let nb = (hi - lo).clamp(1.0, 100.0) as usize;
+    let step = (hi - lo).max(1.0) / nb as f64;
+    let mut counts = vec![0u64; nb];
+    for &x in weights {
+        let b = (((x - lo) / step) as usize).min(nb - 1);
+        counts[b] += 1;
+    }
+    let max = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let ly = |c: f64| (1.0 + c).log10() / (1.0 + max).log10() * h;
+    let px = |v: f64| left + (v - lo) / (hi - lo).max(1e-9) * (w - left - 10.0);
+    let mut s = format!(
+        "<svg width=\"{w}\" height=\"{}\" role=img>",
+        h + top + bottom
+    );
+    // Y ticks at powers of ten.
+    let mut t = 1.0;
+    while t <= max {
+        let y = top + h - ly(t);
+        let _ = write!(
+            s,
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#eceef2\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\" fill=\"#5b6478\">{}</text>",
+            w - 10.0,
+            left - 4.0,
+            y + 3.0,
+            int(t as u64)
+        );
+        t *= 10.0;
+    }
+    for (b, &c) in counts.iter().enumerate() {
+        if c == 0 {
+            continue;
+        }
+        let x0 = lo + b as f64 * step;
+        let mid = x0 + step / 2.0;
+        let color = if mid >= matched {
+            "#55a868"
+        } else if mid >= review {
+            "#dd8452"
+        } else {
+            "#8c8c8c"
+        };
+        let bh = ly(c as f64);
+        let _ = write!(
+            s,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{color}\"><title>{:.1} to {:.1}: {}</title></rect>",
+            px(x0) + 0.5,
+            top + h - bh,
+            (px(x0 + step) - px(x0) - 1.0).max(0.5),
+            x0,
+            x0 + step,
+            int(c)
+        );
+    }
+    // X ticks.
+    let span = hi - lo;
+    let tick = if span > 60.0 {
+        10.0
+    } else if span > 20.0 {
+        5.0
+    } else {
+        2.0
+    };
+    let mut x = (lo / tick).ceil() * tick;
+    while x <= hi {
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#5b6478\">{x}</text>",
+            px(x),
+            top + h + 14.0
+        );
+        x += tick;
+    }
+    for (v, label, color, dy) in [
+        (review, "review", "#dd8452", 10.0),
+        (matched, "match", "#1e7a34", 0.0),
+    ] {
+        let _ = write!(
+            s,
+            "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{top}\" y2=\"{}\" stroke=\"{color}\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"/><text x=\"{:.1}\" y=\"{}\" font-size=\"11\" fill=\"{color}\">{label} {v:.2}</text>",
+            px(v),
+            px(v),
+            top + h,
+            px(v) + 4.0,
+            top + 8.0 + dy
+        );
+    }
+    let _ = write!(
+        s,
+        "<line x1=\"{left}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#999\"/><text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#5b6478\">match weight (log2 odds); pairs per bin, log scale</text></svg>",
+        w - 10.0,
+        top + h,
+        top + h,
+        (left + w) / 2.0,
+        top + h + 30.0
+    );
+    s
+}
+
+/// One waterfall row's bar: from running total `a` to `b` on the scale `lo..hi`.
+fn wf_bar(a: f64, b: f64, lo: f64, hi: f64, threshold: f64, color: &str) -> String {
+    let w = 240.0;
+    let px = |v: f64| (v - lo) / (hi - lo).max(1e-9) * (w - 2.0) + 1.0;
+    let (x0, x1) = (px(a.min(b)), px(a.max(b)));
+    format!(
+        "<svg width=\"{w}\" height=\"14\"><line x1=\"{z:.1}\" x2=\"{z:.1}\" y1=\"0\" y2=\"14\" stroke=\"#bbb\"/>\
+         <rect x=\"{x0:.1}\" y=\"2\" width=\"{:.1}\" height=\"10\" fill=\"{color}\"/>\
+         <line x1=\"{t:.1}\" x2=\"{t:.1}\" y1=\"0\" y2=\"14\" stroke=\"#1e7a34\" stroke-dasharray=\"2 2\"/></svg>",
+        (x1 - x0).max(1.5),
+        z = px(0.0),
+        t = px(threshold)
+    )
+}
+
+/// Precision, recall and F1 against the match-weight threshold.
+fn prf_chart(pts: &[PrfPoint]) -> String {
+    let (w, h, left, top, bottom) = (760.0, 220.0, 44.0, 24.0, 36.0);
+    let (lo, hi) = (
+        pts.first().map_or(0.0, |p| p.0),
+        pts.last().map_or(1.0, |p| p.0),
+    );
+    let px = |v: f64| left + (v - lo) / (hi - lo).max(1e-9) * (w - left - 120.0);
+    let py = |v: f64| top + (1.0 - v) * h;
+    let mut s = format!(
+        "<svg width=\"{w}\" height=\"{}\" role=img>",
+        h + top + bottom
+    );
+    for v in [0.0, 0.25, 0.5, 0.75, 1.0] {
+        let _ = write!(
+            s,
+            "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#eceef2\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\" fill=\"#5b6478\">{v}</text>",
+            px(hi),
+            left - 4.0,
+            py(v) + 3.0,
+            y = py(v)
+        );
+    }
+    let series = [
+        ("precision", "#4c72b0", 1),
+        ("recall", "#dd8452", 2),
+        ("F1", "#55a868", 3),
+    ];
+    for (i, (name, color, k)) in series.iter().enumerate() {
+        let d: Vec<String> = pts
+            .iter()
+            .map(|p| {
+                let v = match k {
+                    1 => p.1,
+                    2 => p.2,
+                    _ => p.3,
+                };
+                format!("{:.1},{:.1}", px(p.0), py(v))
+            })
+            .collect();
+        let _ = write!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/><rect x=\"{}\" y=\"{}\" width=\"12\" height=\"3\" fill=\"{color}\"/><text x=\"{}\" y=\"{}\" font-size=\"12\">{name}</text>",
+            d.join(" "),
+            w - 100.0,
+            top + 10.0 + i as f64 * 18.0,
+            w - 84.0,
+            top + 15.0 + i as f64 * 18.0
+        );
+    }
+    let span = hi - lo;
+    let tick = if span > 60.0 {
+        10.0
+    } else if span > 20.0 {
+        5.0
+    } else {
+        2.0
+    };
+    let mut x = (lo / tick).ceil() * tick;
+    while x <= hi {
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#5b6478\">{x}</text>",
+            px(x),
+            top + h + 14.0
+        );
+        x += tick;
+    }
+    let _ = write!(
+        s,
+        "<text x=\"{:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#5b6478\">match-weight threshold</text></svg>",
+        (left + px(hi)) / 2.0,
+        top + h + 30.0
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_formats() {
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        assert_eq!(int(1234567), "1,234,567");
+        assert_eq!(int(12), "12");
+        assert_eq!(signed(-1.5), "−1.50");
+    }
+
+    #[test]
+    fn record_ids_that_look_like_identifiers_are_masked() {
+        let p = Page {
+            html: String::new(),
+            show_pii: false,
+        };
+        assert_eq!(p.rid("MZ00000001"), "MZ00000001");
+        assert_eq!(p.rid("11010519491231002X"), "110105********002X");
+        assert_eq!(p.val(Some("13812345678")), "138****5678");
+    }
+
+    #[test]
+    fn histogram_handles_a_single_value() {
+        let s = histogram(&[3.0, 3.0], -3.0, 0.0);
+        assert!(s.starts_with("<svg") && s.ends_with("</svg>"));
+    }
+}
