@@ -8,12 +8,12 @@
 //! source (the kind's `source_priority`, then the job's source order), then to the record
 //! that sorts first, so the result does not depend on thread count or input order.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema};
+use rayon::prelude::*;
 
 use crate::config::{FieldType, KindPlan, Survivorship};
 use crate::standardise::StdTable;
@@ -26,12 +26,14 @@ fn value_column(field: &str, ty: FieldType) -> String {
     }
 }
 
-/// Golden records of one kind. `job_sources` lists the kind's sources in job order.
+/// Golden records of one kind. `job_sources` lists the kind's sources in job order; `label`
+/// is each record's cluster label (the cluster's smallest record index).
 pub fn golden_records(
     table: &StdTable,
     plan: &KindPlan,
     job_sources: &[String],
     master_id: &StringArray,
+    label: &[u32],
 ) -> Result<RecordBatch, arrow_schema::ArrowError> {
     // Authority of each source index of the table: lower is more authoritative.
     let rank: Vec<usize> = table
@@ -45,78 +47,100 @@ pub fn golden_records(
                 .unwrap_or(usize::MAX)
         })
         .collect();
-    // Members of each master id, in first-appearance order (the table's sorted order).
-    let mut order: Vec<&str> = Vec::new();
-    let mut members: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, m) in master_id.iter().enumerate() {
-        let m = m.unwrap_or_default();
-        members
-            .entry(m)
-            .or_insert_with(|| {
-                order.push(m);
-                Vec::new()
-            })
-            .push(i);
+    // Members of each cluster as ranges of one array, clusters in order of their first record.
+    let n = label.len();
+    let mut slot = vec![u32::MAX; n];
+    let mut reps: Vec<usize> = Vec::new();
+    for (i, &l) in label.iter().enumerate() {
+        if slot[l as usize] == u32::MAX {
+            slot[l as usize] = reps.len() as u32;
+            reps.push(i);
+        }
     }
+    let mut start = vec![0usize; reps.len() + 1];
+    for &l in label {
+        start[slot[l as usize] as usize + 1] += 1;
+    }
+    for c in 0..reps.len() {
+        start[c + 1] += start[c];
+    }
+    let mut fill = start.clone();
+    let mut flat = vec![0usize; n];
+    for (i, &l) in label.iter().enumerate() {
+        let c = slot[l as usize] as usize;
+        flat[fill[c]] = i;
+        fill[c] += 1;
+    }
+    let members = |c: usize| &flat[start[c]..start[c + 1]];
     let updated = table.column("updated_at");
     let mut schema = vec![
         Field::new("master_id", DataType::Utf8, false),
         Field::new("records", DataType::UInt32, false),
     ];
     let mut cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(order.iter().copied())),
+        Arc::new(StringArray::from_iter_values(
+            reps.iter().map(|&i| master_id.value(i)),
+        )),
         Arc::new(UInt32Array::from_iter_values(
-            order.iter().map(|m| members[m].len() as u32),
+            (0..reps.len()).map(|c| members(c).len() as u32),
         )),
     ];
-    for (field, ty) in &plan.fields {
-        if field == "updated_at" {
-            continue;
-        }
-        let Some(col) = table.column(&value_column(field, *ty)) else {
-            continue;
-        };
-        let rule = plan
-            .golden
-            .get(field)
-            .copied()
-            .unwrap_or(Survivorship::MostFrequent);
-        // Addresses are chosen by their standardised form but shown as written.
-        let shown = match ty {
-            FieldType::Address => table.raw.get(field).unwrap_or(col),
-            _ => col,
-        };
-        let (mut v, mut s, mut r) = (
-            StringBuilder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-        );
-        for m in &order {
+    let fields: Vec<(&String, &FieldType)> = plan
+        .fields
+        .iter()
+        .filter(|(f, _)| *f != "updated_at")
+        .collect();
+    let per_field: Vec<Option<[StringArray; 3]>> = fields
+        .par_iter()
+        .map(|(field, ty)| {
+            let col = table.column(&value_column(field, **ty))?;
+            let rule = plan
+                .golden
+                .get(*field)
+                .copied()
+                .unwrap_or(Survivorship::MostFrequent);
+            // Addresses are chosen by their standardised form but shown as written.
+            let shown = match ty {
+                FieldType::Address => table.raw.get(*field).unwrap_or(col),
+                _ => col,
+            };
             let authority = |i: usize| rank[table.source[i] as usize];
-            match pick(col, updated, &authority, &members[m], rule) {
-                Some(i) => {
-                    v.append_value(if shown.is_valid(i) {
-                        shown.value(i).trim()
-                    } else {
-                        col.value(i)
-                    });
-                    s.append_value(&table.sources[table.source[i] as usize]);
-                    r.append_value(table.record_id.value(i));
-                }
-                None => {
-                    v.append_null();
-                    s.append_null();
-                    r.append_null();
+            let (mut v, mut s, mut r) = (
+                StringBuilder::new(),
+                StringBuilder::new(),
+                StringBuilder::new(),
+            );
+            for c in 0..reps.len() {
+                match pick(col, updated, &authority, members(c), rule) {
+                    Some(i) => {
+                        v.append_value(if shown.is_valid(i) {
+                            shown.value(i).trim()
+                        } else {
+                            col.value(i)
+                        });
+                        s.append_value(&table.sources[table.source[i] as usize]);
+                        r.append_value(table.record_id.value(i));
+                    }
+                    None => {
+                        v.append_null();
+                        s.append_null();
+                        r.append_null();
+                    }
                 }
             }
-        }
-        for (name, b) in [
-            (field.clone(), &mut v),
-            (format!("{field}_source"), &mut s),
-            (format!("{field}_record_id"), &mut r),
-        ] {
+            Some([v.finish(), s.finish(), r.finish()])
+        })
+        .collect();
+    for ((field, _), arrays) in fields.iter().zip(per_field) {
+        let Some(arrays) = arrays else { continue };
+        let names = [
+            field.to_string(),
+            format!("{field}_source"),
+            format!("{field}_record_id"),
+        ];
+        for (name, a) in names.into_iter().zip(arrays) {
             schema.push(Field::new(name, DataType::Utf8, true));
-            cols.push(Arc::new(b.finish()));
+            cols.push(Arc::new(a));
         }
     }
     RecordBatch::try_new(Arc::new(Schema::new(schema)), cols)
@@ -131,29 +155,23 @@ fn pick(
     members: &[usize],
     rule: Survivorship,
 ) -> Option<usize> {
-    let with_value: Vec<usize> = members
-        .iter()
-        .copied()
-        .filter(|&i| col.is_valid(i))
-        .collect();
+    let with_value = || members.iter().copied().filter(|&i| col.is_valid(i));
     let count = |i: usize| {
-        with_value
-            .iter()
-            .filter(|&&j| col.value(j) == col.value(i))
+        with_value()
+            .filter(|&j| col.value(j) == col.value(i))
             .count()
     };
     let stamp = |i: usize| updated.filter(|u| u.is_valid(i)).map(|u| u.value(i));
-    let it = with_value.iter().copied();
     // Keys sort ascending: the smallest key wins.
     match rule {
         Survivorship::MostFrequent => {
-            it.min_by_key(|&i| (std::cmp::Reverse(count(i)), authority(i), i))
+            with_value().min_by_key(|&i| (std::cmp::Reverse(count(i)), authority(i), i))
         }
         Survivorship::SourcePriority => {
-            it.min_by_key(|&i| (authority(i), std::cmp::Reverse(count(i)), i))
+            with_value().min_by_key(|&i| (authority(i), std::cmp::Reverse(count(i)), i))
         }
         Survivorship::MostRecent => {
-            it.min_by_key(|&i| (std::cmp::Reverse(stamp(i)), authority(i), i))
+            with_value().min_by_key(|&i| (std::cmp::Reverse(stamp(i)), authority(i), i))
         }
     }
 }

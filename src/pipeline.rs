@@ -78,6 +78,8 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     let mut models = Vec::new();
     let mut master_batches = Vec::new();
     let mut events = Vec::new();
+    // Files written at the end, in parallel with the others: (path, schema, batches).
+    let mut extra_files = Vec::new();
     let mut level_fields: Vec<String> = Vec::new();
     for kp in &plan.kinds {
         for c in &kp.comparisons {
@@ -103,7 +105,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         if opts.write_standardised {
             let path = out.file(&format!("standardised_{k}.parquet"));
             let batch = output::standardised_batch(&table).map_err(|e| Error::write(&path, e))?;
-            output::write_parquet(&path, batch.schema(), &[batch])?;
+            extra_files.push((path, batch.schema(), vec![batch]));
         }
         let (cands, secs) = p.stage(&format!("{k}: block"), || {
             block::block(&table, &kp.blocking, kp.max_block_size, plan.mode)
@@ -200,11 +202,11 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 .filter(|s| s.kind == kp.kind)
                 .map(|s| s.name.clone())
                 .collect();
-            golden::golden_records(&table, kp, &job_sources, &mi.master_id)
+            golden::golden_records(&table, kp, &job_sources, &mi.master_id, &clusters.label)
         });
         let golden_path = out.file(&format!("golden_{k}s.parquet"));
         let golden = golden.map_err(|e| Error::write(&golden_path, e))?;
-        output::write_parquet(&golden_path, golden.schema(), &[golden])?;
+        extra_files.push((golden_path, golden.schema(), vec![golden]));
         stage("golden", k, secs, mi.clusters);
         events.extend(mi.events.iter().map(|e| (k, e.clone())));
         master_batches.push(
@@ -234,29 +236,43 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             .map_err(|e| Error::write(out.file("quarantine.parquet"), e))?;
         let ev = output::events_batch(&run_id, &events)
             .map_err(|e| Error::write(out.file("events.parquet"), e))?;
-        output::write_parquets(&[
+        let mut files: Vec<(
+            PathBuf,
+            std::sync::Arc<arrow_schema::Schema>,
+            &[arrow_array::RecordBatch],
+        )> = vec![
             (
                 out.file("master_index.parquet"),
                 output::master_schema(),
-                &master_batches,
+                master_batches.as_slice(),
             ),
             (
                 pairs_path.clone(),
                 output::pairs_schema(&level_fields, false),
-                &pair_batches,
+                pair_batches.as_slice(),
             ),
             (
                 review_path.clone(),
                 output::pairs_schema(&level_fields, true),
-                &review_batches,
+                review_batches.as_slice(),
             ),
             (
                 out.file("quarantine.parquet"),
                 output::quarantine_schema(),
-                &[q],
+                std::slice::from_ref(&q),
             ),
-            (out.file("events.parquet"), output::events_schema(), &[ev]),
-        ])?;
+            (
+                out.file("events.parquet"),
+                output::events_schema(),
+                std::slice::from_ref(&ev),
+            ),
+        ];
+        files.extend(
+            extra_files
+                .iter()
+                .map(|(p, s, b)| (p.clone(), s.clone(), b.as_slice())),
+        );
+        output::write_parquets(&files)?;
         output::write_json(
             &out.file("model.json"),
             &ModelFile {
