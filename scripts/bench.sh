@@ -47,7 +47,7 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 groups = {}
 for r in rows:
     groups.setdefault((r["persons"], r["threads"]), []).append(r)
-order = ["load", "standardise", "block", "compare", "train", "score", "cluster", "master", "write"]
+order = ["load", "standardise", "block", "compare", "train", "score", "cluster", "master", "golden", "write"]
 lines = ["| records | threads | candidate pairs | " + " | ".join(order) + " | total s | peak RSS MB | compare+score pairs/s/core | precision | recall | F1 |",
          "|" + "---:|" * (len(order) + 9)]
 for (p, t), rs in sorted(groups.items()):
