@@ -5,9 +5,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 mod common;
 
 fn cluster(c: &mut Criterion) {
-    let (plan, kp, raw) = common::persons();
-    let table = yiku::standardise::standardise(raw, &kp);
-    let cands = yiku::block::block(&table, &kp.blocking, kp.max_block_size, plan.mode);
+    let (plan, kp, table, cands) = common::blocked();
     let comparators = yiku::compare::comparators(&table, &kp.comparisons).expect("columns");
     let compared = yiku::compare::compare(&comparators, &kp.comparisons, &cands).expect("compare");
     let model = yiku::score::train(

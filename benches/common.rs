@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
+use yiku::block::Candidates;
 use yiku::config::{KindPlan, Plan};
 use yiku::load::RawTable;
+use yiku::standardise::StdTable;
 
 /// Persons generated for the benches (about 2.6 records per person across departments).
 pub const PERSONS: usize = 20_000;
@@ -30,4 +32,12 @@ pub fn persons() -> (Plan, KindPlan, RawTable) {
     let mut loaded = yiku::load::load(&plan).expect("load");
     let raw = loaded.tables.remove(0);
     (plan, kp, raw)
+}
+
+/// The bench records standardised and blocked with the person preset.
+pub fn blocked() -> (Plan, KindPlan, StdTable, Candidates) {
+    let (plan, kp, raw) = persons();
+    let table = yiku::standardise::standardise(raw, &kp);
+    let cands = yiku::block::block(&table, &kp.blocking, kp.max_block_size, plan.mode);
+    (plan, kp, table, cands)
 }

@@ -6,9 +6,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 mod common;
 
 fn compare_and_score(c: &mut Criterion) {
-    let (plan, kp, raw) = common::persons();
-    let table = yiku::standardise::standardise(raw, &kp);
-    let cands = yiku::block::block(&table, &kp.blocking, kp.max_block_size, plan.mode);
+    let (plan, kp, table, cands) = common::blocked();
     let comparators = yiku::compare::comparators(&table, &kp.comparisons).expect("columns");
     let n = cands.len() as u64;
     let mut g = c.benchmark_group("compare");
