@@ -7,12 +7,12 @@ mod common;
 fn block(c: &mut Criterion) {
     let (plan, kp, raw) = common::persons();
     let table = yiku::standardise::standardise(raw, &kp);
-    let pairs = yiku::block::block(&table, &kp.blocking, kp.max_block_size, plan.mode).len();
+    let pairs = yiku::block::block(&table, &kp.blocking, kp.max_block_size, plan.mode, None).len();
     let mut g = c.benchmark_group("block");
     g.sample_size(10);
     g.throughput(Throughput::Elements(pairs as u64));
     g.bench_function("person_preset_rules", |b| {
-        b.iter(|| yiku::block::block(&table, &kp.blocking, kp.max_block_size, plan.mode))
+        b.iter(|| yiku::block::block(&table, &kp.blocking, kp.max_block_size, plan.mode, None))
     });
     g.finish();
 }

@@ -38,6 +38,6 @@ pub fn persons() -> (Plan, KindPlan, RawTable) {
 pub fn blocked() -> (Plan, KindPlan, StdTable, Candidates) {
     let (plan, kp, raw) = persons();
     let table = yiku::standardise::standardise(raw, &kp);
-    let cands = yiku::block::block(&table, &kp.blocking, kp.max_block_size, plan.mode);
+    let cands = yiku::block::block(&table, &kp.blocking, kp.max_block_size, plan.mode, None);
     (plan, kp, table, cands)
 }

@@ -3,7 +3,7 @@
 
 This is the Splink half of the side-by-side benchmark driven by
 `scripts/compare-splink.sh`. It reads the `standardised_person.parquet` that
-`yiku run --write-standardised` writes, builds a Splink model that mirrors
+every `yiku run` writes, builds a Splink model that mirrors
 yiku's person model as closely as Splink's comparison library allows, and
 writes the resulting clusters as `master_index.parquet` (columns `source,
 record_id, master_id`) so that `yiku eval` can score them exactly as it

@@ -6,6 +6,11 @@
 //! INVARIANTS: every pair has `left < right`; pairs are sorted by (`left`, `right`) and
 //! unique. A pair belongs to the first rule whose key both records share in a block that was
 //! not skipped; later rules skip it, so no global set of pairs is ever built.
+//!
+//! Delta runs pass a `focus` (the records that are new or changed tonight): only the blocks
+//! holding a focused record are gathered, and only pairs with a focused record are kept. Block
+//! sizes, skips and rule attribution are decided over all records, so the pairs found are
+//! exactly the full run's pairs that involve a focused record.
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -90,9 +95,16 @@ pub fn rule_keys(table: &StdTable, rule: &[String]) -> Vec<u64> {
         .collect()
 }
 
-/// Finds the candidate pairs of a table.
-pub fn block(table: &StdTable, rules: &[Vec<String>], max_block: usize, mode: Mode) -> Candidates {
+/// Finds the candidate pairs of a table; with a `focus`, only pairs with a focused record.
+pub fn block(
+    table: &StdTable,
+    rules: &[Vec<String>],
+    max_block: usize,
+    mode: Mode,
+    focus: Option<&[bool]>,
+) -> Candidates {
     let n = table.len();
+    let focused = |i: u32| focus.is_none_or(|f| f.get(i as usize).copied().unwrap_or(false));
     // Phase 1: keys and blocks per rule; records in skipped blocks lose their key, so that
     // later rules do not think this rule produced their pairs.
     let mut keys: Vec<Vec<u64>> = Vec::with_capacity(rules.len());
@@ -101,8 +113,20 @@ pub fn block(table: &StdTable, rules: &[Vec<String>], max_block: usize, mode: Mo
     let mut stats = Vec::with_capacity(rules.len());
     for rule in rules {
         let mut k = rule_keys(table, rule);
+        // Keys of the focused records: only their blocks are gathered.
+        let touched: Option<std::collections::HashSet<u64, foldhash::fast::FixedState>> = focus
+            .map(|_| {
+                (0..n as u32)
+                    .filter(|&i| focused(i) && k[i as usize] != 0)
+                    .map(|i| k[i as usize])
+                    .collect()
+            });
         let mut order: Vec<(u64, u32)> = (0..n as u32)
-            .filter(|&i| k[i as usize] != 0)
+            .into_par_iter()
+            .filter(|&i| {
+                let ki = k[i as usize];
+                ki != 0 && touched.as_ref().is_none_or(|t| t.contains(&ki))
+            })
             .map(|i| (k[i as usize], i))
             .collect();
         order.par_sort_unstable();
@@ -162,6 +186,9 @@ pub fn block(table: &StdTable, rules: &[Vec<String>], max_block: usize, mode: Mo
                 for (x, &a) in members.iter().enumerate() {
                     for &b in &members[x + 1..] {
                         let (a, b) = (a.min(b), a.max(b));
+                        if focus.is_some() && !focused(a) && !focused(b) {
+                            continue;
+                        }
                         let same = table.source[a as usize] == table.source[b as usize];
                         let wanted = match mode {
                             Mode::Dedupe => same,
@@ -206,4 +233,77 @@ pub fn block(table: &StdTable, rules: &[Vec<String>], max_block: usize, mode: Mo
         c.agree.push(m);
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EntityKind;
+
+    fn table(cols: &[(&str, &[Option<&str>])]) -> StdTable {
+        let n = cols[0].1.len();
+        StdTable {
+            kind: EntityKind::Person,
+            sources: vec!["s".into(), "t".into()],
+            source: (0..n).map(|i| (i % 2) as u16).collect(),
+            record_id: (0..n).map(|i| Some(i.to_string())).collect(),
+            columns: cols
+                .iter()
+                .map(|(name, v)| (name.to_string(), v.iter().copied().collect()))
+                .collect(),
+            raw: Default::default(),
+            stats: Default::default(),
+        }
+    }
+
+    fn pairs(c: &Candidates) -> Vec<(u32, u32, u8, u32)> {
+        (0..c.len())
+            .map(|k| (c.left[k], c.right[k], c.rule[k], c.agree[k]))
+            .collect()
+    }
+
+    #[test]
+    fn a_focus_keeps_exactly_the_full_runs_pairs_with_a_focused_record() {
+        let a = [
+            Some("x"),
+            Some("x"),
+            Some("x"),
+            Some("y"),
+            Some("y"),
+            None,
+            Some("z"),
+            Some("z"),
+            Some("z"),
+            Some("z"),
+        ];
+        let b = [
+            Some("1"),
+            Some("2"),
+            Some("1"),
+            Some("1"),
+            Some("1"),
+            Some("1"),
+            Some("2"),
+            Some("2"),
+            Some("3"),
+            Some("2"),
+        ];
+        let t = table(&[("a", &a), ("b", &b)]);
+        let rules = vec![vec!["a".to_string()], vec!["b".to_string()]];
+        // Blocks of 4 or more are skipped: rule `a`'s z block and rule `b`'s 1 block.
+        let full = block(&t, &rules, 3, Mode::Both, None);
+        assert_eq!(full.stats[0].skipped.len(), 1);
+        for focused in [vec![3usize], vec![0, 7], vec![5], vec![]] {
+            let mut focus = vec![false; t.len()];
+            for &i in &focused {
+                focus[i] = true;
+            }
+            let part = block(&t, &rules, 3, Mode::Both, Some(&focus));
+            let want: Vec<_> = pairs(&full)
+                .into_iter()
+                .filter(|p| focus[p.0 as usize] || focus[p.1 as usize])
+                .collect();
+            assert_eq!(pairs(&part), want, "focus {focused:?}");
+        }
+    }
 }

@@ -290,9 +290,13 @@ fn recluster(
     mnl: &[&StringArray],
     cannot_link: &[(u32, u32)],
 ) -> (Vec<(u32, u32)>, u64) {
+    // Weights equal to 9 decimals are a tie, broken by record order: weights that differ
+    // only in the last bits (term frequencies of a slightly different population, summation
+    // order) must not decide which of two equally good links survives.
+    let q = |w: f64| if w.is_finite() { (w * 1e9).round() } else { w };
     edges.sort_by(|a, b| {
-        b.weight
-            .total_cmp(&a.weight)
+        q(b.weight)
+            .total_cmp(&q(a.weight))
             .then(a.left.cmp(&b.left))
             .then(a.right.cmp(&b.right))
     });

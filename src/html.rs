@@ -152,7 +152,7 @@ fn str_col<'a>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a String
 
 fn read_index(out_dir: &Path) -> Result<BTreeMap<String, KindIndex>> {
     let path = out_dir.join("master_index.parquet");
-    let batches = explain::read_parquet(
+    let batches = crate::state::read_parquet(
         &path,
         Some(&["kind", "source", "record_id", "master_id", "cluster_size"]),
     )?;
@@ -306,7 +306,9 @@ fn read_pairs(out_dir: &Path, models: &ModelFile) -> Result<BTreeMap<String, Kin
     // Pass 1: weights; the rows nearest the threshold on each side.
     let mut near: BTreeMap<String, Near> = BTreeMap::new();
     let mut row = 0usize;
-    for b in explain::read_parquet(&path, Some(&["kind", "match_weight", "match_probability"]))? {
+    for b in
+        crate::state::read_parquet(&path, Some(&["kind", "match_weight", "match_probability"]))?
+    {
         let kind = str_col(&b, "kind", &path)?;
         let f = |n: &str| {
             b.column_by_name(n)
@@ -420,7 +422,7 @@ fn read_quarantine(out_dir: &Path) -> Result<Quarantine> {
     if !path.exists() {
         return Ok(q);
     }
-    for b in explain::read_parquet(&path, Some(&["source", "row", "record_id", "reason"]))? {
+    for b in crate::state::read_parquet(&path, Some(&["source", "row", "record_id", "reason"]))? {
         let (src, reason) = (str_col(&b, "source", &path)?, str_col(&b, "reason", &path)?);
         let rid = b
             .column_by_name("record_id")
@@ -491,7 +493,7 @@ fn standardised(out_dir: &Path, model: &Model, pk: &KindPairs) -> Result<Option<
     }
     want.extend(["id_number_valid".to_string(), "uscc_valid".to_string()]);
     let refs: Vec<&str> = want.iter().map(String::as_str).collect();
-    let Some(table) = explain::read_standardised(out_dir, model.kind, Some(&refs))? else {
+    let Some(table) = crate::state::read_standardised(out_dir, model.kind, Some(&refs))? else {
         return Ok(None);
     };
     let mut fields: Vec<String> = canonical
@@ -626,7 +628,7 @@ fn truth_curves(truth: &Path, out_dir: &Path, models: &ModelFile) -> Result<Trut
     // True pairs among the run's records, per kind.
     let mi_path = out_dir.join("master_index.parquet");
     let mut per_entity: HashMap<(String, &str), u64> = HashMap::new();
-    for b in explain::read_parquet(&mi_path, Some(&["kind", "source", "record_id"]))? {
+    for b in crate::state::read_parquet(&mi_path, Some(&["kind", "source", "record_id"]))? {
         let (k, s, r) = (
             str_col(&b, "kind", &mi_path)?,
             str_col(&b, "source", &mi_path)?,
@@ -653,7 +655,7 @@ fn truth_curves(truth: &Path, out_dir: &Path, models: &ModelFile) -> Result<Trut
         "record_id_r",
         "match_weight",
     ];
-    for b in explain::read_parquet(&path, Some(&cols))? {
+    for b in crate::state::read_parquet(&path, Some(&cols))? {
         let w = b
             .column_by_name("match_weight")
             .and_then(|c| c.as_any().downcast_ref::<Float64Array>())

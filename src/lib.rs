@@ -13,6 +13,7 @@
 //! |---|---|---|---|
 //! | 1 load | [`load`] | job sources | [`load::RawTable`] per kind (rows sorted by source, record id), quarantine |
 //! | 2 standardise | [`standardise`] | raw text | [`standardise::StdTable`]: standardised + derived columns (pinyin key, valid ID, name core, ...) |
+//! | 2b delta | [`delta`] | previous run's state, tonight's changes | the records after the changes, which of them to compare, the links that still hold |
 //! | 3 block | [`block`] | standardised keys, rules | [`block::Candidates`]: unique pairs, `left < right`, per-rule counts, skipped blocks |
 //! | 4 compare | [`compare`] | Arrow batches of pairs | one level (`UInt8`) per comparison per pair |
 //! | 5 score | [`score`] | levels | Fellegi-Sunter [`score::Model`] (u by sampling, m and λ by EM), weight and probability per pair |
@@ -23,6 +24,7 @@
 //! | 8b html | [`html`] | the run's output files | `report.html`: the auditor's self-contained report, pairs near the threshold explained ([`score::explain`]) |
 //!
 //! Around them: [`config`] (the job file and presets), [`output`] (atomic output folder),
+//! [`state`] (what a run keeps for the next: standardised records and links),
 //! [`pipeline`] (calls the stages), [`synth`] (departmental data with ground truth).
 //! Each kind (`person`, `enterprise`, `generic`) is matched on its own.
 
@@ -30,6 +32,7 @@ pub mod error;
 pub mod config;
 pub mod load;
 pub mod standardise;
+pub mod delta;
 pub mod block;
 pub mod compare;
 pub mod score;
@@ -39,6 +42,7 @@ pub mod golden;
 pub mod report;
 pub mod html;
 pub mod output;
+pub mod state;
 pub mod pipeline;
 pub mod mask;
 pub mod progress;

@@ -136,6 +136,107 @@ pub fn load(plan: &Plan) -> Result<Loaded> {
     })
 }
 
+/// Name of the file in a delta folder that lists deleted records (`source`, `record_id`).
+pub const DELETIONS_FILE: &str = "deletions.csv";
+
+/// A record a delta says was deleted.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Deletion {
+    pub kind: EntityKind,
+    pub source: String,
+    pub record_id: String,
+}
+
+/// Loads a delta folder: for every source of the job, the file of the same name in `dir`
+/// (if there is one) holds its new and changed records, in the source's format and columns;
+/// `deletions.csv` (`source`, `record_id`) lists deleted records. Deletions naming a source
+/// the job does not have go to the quarantine.
+pub fn load_delta(plan: &Plan, dir: &Path) -> Result<(Loaded, Vec<Deletion>)> {
+    if !dir.is_dir() {
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "delta folder not found"),
+        ));
+    }
+    let mut delta = plan.clone();
+    delta.sources = plan
+        .sources
+        .iter()
+        .filter_map(|s| {
+            let file = dir.join(s.path.file_name()?);
+            file.is_file().then(|| Source {
+                path: file,
+                ..s.clone()
+            })
+        })
+        .collect();
+    let mut loaded = load(&delta)?;
+    let mut deletions = Vec::new();
+    let path = dir.join(DELETIONS_FILE);
+    if path.is_file() {
+        let read_err = |e: csv::Error| Error::Read {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let mut r = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_path(&path)
+            .map_err(read_err)?;
+        let headers = r.headers().map_err(read_err)?.clone();
+        let col = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h.trim() == name)
+                .ok_or_else(|| Error::Schema {
+                    path: path.clone(),
+                    column: name.into(),
+                    message: "not found; a deletions file has columns source, record_id".into(),
+                })
+        };
+        let (cs, cr) = (col("source")?, col("record_id")?);
+        for (row, rec) in r.byte_records().enumerate() {
+            let rec = rec.map_err(read_err)?;
+            let cell = |c: usize| {
+                rec.get(c)
+                    .map(|b| String::from_utf8_lossy(b).trim().to_string())
+                    .filter(|v| !v.is_empty())
+            };
+            let (source, record_id) = (cell(cs), cell(cr));
+            let kind = source
+                .as_deref()
+                .and_then(|s| plan.sources.iter().find(|x| x.name == s))
+                .map(|s| s.kind);
+            match (kind, source, record_id) {
+                (Some(kind), Some(source), Some(record_id)) => deletions.push(Deletion {
+                    kind,
+                    source,
+                    record_id,
+                }),
+                (_, source, record_id) => loaded.quarantine.push(QuarantineRow {
+                    source: DELETIONS_FILE.into(),
+                    row: row as u64 + 1,
+                    reason: match &source {
+                        Some(s) if record_id.is_some() => {
+                            format!("deletion names source `{s}`, which the job does not have")
+                        }
+                        _ => "deletion without a source or record id".into(),
+                    },
+                    raw: format!(
+                        "source={}; record_id={}",
+                        source.as_deref().unwrap_or(""),
+                        record_id.as_deref().unwrap_or("")
+                    ),
+                    record_id,
+                }),
+            }
+        }
+        loaded.quarantine.sort();
+    }
+    deletions.sort();
+    deletions.dedup();
+    Ok((loaded, deletions))
+}
+
 /// Quarantines empty and duplicate record ids; returns the rows kept, sorted by record id.
 fn screen_rows(src: &Source, d: &mut SourceData) -> Vec<u32> {
     let n = d.record_id.len();
@@ -269,6 +370,10 @@ fn assemble(
 }
 
 fn interleave_strings(arrays: &[&dyn Array], take: &[(usize, usize)]) -> Result<StringArray> {
+    if arrays.is_empty() {
+        // A kind with no source files (a delta that leaves it unchanged).
+        return Ok(StringArray::new_null(0));
+    }
     let out = arrow_select::interleave::interleave(arrays, take).map_err(|e| Error::Data {
         stage: "load",
         message: e.to_string(),
@@ -288,48 +393,21 @@ fn trim_strings(a: &StringArray) -> StringArray {
 
 /// Reads the named text columns of a Parquet file (columns that are absent come back `None`).
 pub fn read_text_columns(path: &Path, names: &[&str]) -> Result<Vec<Option<Vec<Option<String>>>>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .map_err(|e| Error::Read {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    let batches: Vec<RecordBatch> =
-        reader
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| Error::Read {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-    let mut out = Vec::new();
-    for name in names {
-        let mut col: Option<Vec<Option<String>>> = None;
-        for b in &batches {
-            let Some(a) = b.column_by_name(name) else {
-                continue;
-            };
-            let s =
-                arrow_cast::cast(a, &arrow_schema::DataType::Utf8).map_err(|e| Error::Schema {
-                    path: path.to_path_buf(),
-                    column: name.to_string(),
-                    message: e.to_string(),
-                })?;
-            if let Some(s) = s.as_any().downcast_ref::<StringArray>() {
-                col.get_or_insert_with(Vec::new)
-                    .extend(s.iter().map(|v| v.map(str::to_string)));
+    let batches = crate::state::read_parquet(path, Some(names))?;
+    names
+        .iter()
+        .map(|name| {
+            if !batches.is_empty() && batches.iter().all(|b| b.column_by_name(name).is_none()) {
+                return Ok(None);
             }
-        }
-        if col.is_none()
-            && batches.iter().all(|b| b.column_by_name(name).is_none())
-            && !batches.is_empty()
-        {
-            out.push(None);
-        } else {
-            out.push(Some(col.unwrap_or_default()));
-        }
-    }
-    Ok(out)
+            let col = crate::state::text_column(&batches, name).ok_or_else(|| Error::Schema {
+                path: path.to_path_buf(),
+                column: name.to_string(),
+                message: "cannot be read as text".into(),
+            })?;
+            Ok(Some(col.iter().map(|v| v.map(str::to_string)).collect()))
+        })
+        .collect()
 }
 
 /// A clerk's decision on a pair of records (from a filled-in `review.parquet`).

@@ -12,9 +12,11 @@
 //! Ids are `<kind prefix><run number, 6 digits><sequence, 9 digits>` (`P000002000000017`): an id
 //! is never reused, and comparing two ids as text tells which is older.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use arrow_array::{Array, StringArray};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::cluster::Clusters;
@@ -43,24 +45,35 @@ pub struct Event {
     pub records: String,
 }
 
+/// One kind's rows of the previous master index, sorted by (source, record id).
+#[derive(Debug, Clone)]
+struct PreviousKind {
+    source: StringArray,
+    record_id: StringArray,
+    master_id: StringArray,
+}
+
 /// The previous run's master index.
 #[derive(Debug, Clone, Default)]
 pub struct Previous {
     /// The previous run's number; this run is `run + 1`.
     pub run: u64,
-    /// (kind, source, record id) -> master id.
-    ids: HashMap<(String, String, String), String>,
+    kinds: BTreeMap<String, PreviousKind>,
 }
 
 impl Previous {
     /// Reads `master_index.parquet` and `run.json` of a previous run's output folder.
     pub fn load(dir: &Path) -> Result<Previous> {
         let mi = dir.join("master_index.parquet");
-        let cols =
-            crate::load::read_text_columns(&mi, &["kind", "source", "record_id", "master_id"])?;
-        let [Some(k), Some(s), Some(r), Some(m)] =
-            <[Option<Vec<Option<String>>>; 4]>::try_from(cols).unwrap_or([None, None, None, None])
-        else {
+        let batches =
+            crate::state::read_parquet(&mi, Some(&["kind", "source", "record_id", "master_id"]))?;
+        let col = |n: &str| crate::state::text_column(&batches, n);
+        let (Some(k), Some(s), Some(r), Some(m)) = (
+            col("kind"),
+            col("source"),
+            col("record_id"),
+            col("master_id"),
+        ) else {
             return Err(Error::Schema {
                 path: mi,
                 column: "kind/source/record_id/master_id".into(),
@@ -68,12 +81,6 @@ impl Previous {
                     .into(),
             });
         };
-        let mut ids = HashMap::with_capacity(k.len());
-        for i in 0..k.len() {
-            if let (Some(k), Some(s), Some(r), Some(m)) = (&k[i], &s[i], &r[i], &m[i]) {
-                ids.insert((k.clone(), s.clone(), r.clone()), m.clone());
-            }
-        }
         let run_json = dir.join("run.json");
         let text = std::fs::read_to_string(&run_json).map_err(|e| Error::io(&run_json, e))?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Read {
@@ -84,7 +91,45 @@ impl Previous {
             path: run_json,
             message: "no `run` number: not written by this version of yiku".into(),
         })?;
-        Ok(Previous { run, ids })
+        Ok(Previous {
+            run,
+            kinds: Previous::by_kind(&k, &s, &r, &m),
+        })
+    }
+
+    /// Groups rows by kind, each kind sorted by (source, record id); rows with a null go.
+    fn by_kind(
+        k: &StringArray,
+        s: &StringArray,
+        r: &StringArray,
+        m: &StringArray,
+    ) -> BTreeMap<String, PreviousKind> {
+        let mut rows: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+        for i in 0..k.len() {
+            if k.is_valid(i) && s.is_valid(i) && r.is_valid(i) && m.is_valid(i) {
+                rows.entry(k.value(i)).or_default().push(i as u32);
+            }
+        }
+        rows.into_iter()
+            .map(|(kind, mut idx)| {
+                let key = |i: u32| (s.value(i as usize), r.value(i as usize));
+                // Written sorted; sort only what is not.
+                if !idx.windows(2).all(|w| key(w[0]) <= key(w[1])) {
+                    idx.par_sort_by(|&a, &b| key(a).cmp(&key(b)));
+                }
+                let take = |a: &StringArray| -> StringArray {
+                    idx.iter().map(|&i| Some(a.value(i as usize))).collect()
+                };
+                (
+                    kind.to_string(),
+                    PreviousKind {
+                        source: take(s),
+                        record_id: take(r),
+                        master_id: take(m),
+                    },
+                )
+            })
+            .collect()
     }
 
     /// Number of this run given the previous one (1 for a first run).
@@ -97,6 +142,78 @@ fn new_id(kind: EntityKind, run: u64, seq: u64) -> String {
     format!("{}{run:06}{seq:09}", kind.id_prefix())
 }
 
+/// The previous ids of one kind matched to a table's records.
+struct Matched<'p> {
+    /// Distinct previous master ids, sorted (so older first).
+    ids: Vec<&'p str>,
+    /// Per record: index into `ids` of its previous master id.
+    of_record: Vec<Option<u32>>,
+    /// Previous rows no record matched: (source, record id, id index).
+    removed: Vec<(&'p str, &'p str, u32)>,
+}
+
+/// Matches the previous rows of the table's kind to its records: both are sorted by (source,
+/// record id), so one merge pass does it.
+fn match_previous<'p>(table: &StdTable, prev: Option<&'p PreviousKind>) -> Matched<'p> {
+    let n = table.len();
+    let Some(p) = prev else {
+        return Matched {
+            ids: Vec::new(),
+            of_record: vec![None; n],
+            removed: Vec::new(),
+        };
+    };
+    // Number the distinct ids as met, then renumber them in sorted order.
+    let mut seen: std::collections::HashMap<&str, u32, foldhash::fast::FixedState> =
+        std::collections::HashMap::with_capacity_and_hasher(
+            p.master_id.len() / 2,
+            Default::default(),
+        );
+    let met: Vec<u32> = (0..p.master_id.len())
+        .map(|i| {
+            let next = seen.len() as u32;
+            *seen.entry(p.master_id.value(i)).or_insert(next)
+        })
+        .collect();
+    let mut by_text: Vec<(&str, u32)> = seen.into_iter().collect();
+    by_text.par_sort_unstable();
+    let mut renumber = vec![0u32; by_text.len()];
+    for (new, &(_, old)) in by_text.iter().enumerate() {
+        renumber[old as usize] = new as u32;
+    }
+    let ids: Vec<&str> = by_text.into_iter().map(|(t, _)| t).collect();
+    let id_of_row: Vec<u32> = met.par_iter().map(|&m| renumber[m as usize]).collect();
+    let mut of_record = vec![None; n];
+    let mut removed = Vec::new();
+    let rec = |i: usize| {
+        (
+            table.sources[table.source[i] as usize].as_str(),
+            table.record_id.value(i),
+        )
+    };
+    let old = |j: usize| (p.source.value(j), p.record_id.value(j));
+    let (mut i, mut j) = (0, 0);
+    while j < p.source.len() {
+        match (i < n).then(|| rec(i).cmp(&old(j))) {
+            Some(std::cmp::Ordering::Less) => i += 1,
+            Some(std::cmp::Ordering::Equal) => {
+                of_record[i] = Some(id_of_row[j]);
+                i += 1;
+                j += 1;
+            }
+            _ => {
+                removed.push((p.source.value(j), p.record_id.value(j), id_of_row[j]));
+                j += 1;
+            }
+        }
+    }
+    Matched {
+        ids,
+        of_record,
+        removed,
+    }
+}
+
 /// Assigns master ids to clusters, keeping the previous run's ids where they still apply.
 pub fn master_index(
     table: &StdTable,
@@ -105,7 +222,6 @@ pub fn master_index(
     run: u64,
 ) -> MasterIndex {
     let n = table.len();
-    let kind = table.kind.as_str();
     let key = |i: usize| {
         format!(
             "{}:{}",
@@ -113,62 +229,90 @@ pub fn master_index(
             table.record_id.value(i)
         )
     };
-    // Clusters in order of their smallest record.
-    let mut slot = vec![usize::MAX; n];
-    let mut members: Vec<Vec<usize>> = Vec::new();
+    let Matched {
+        ids: prev_ids,
+        of_record: prev_of,
+        removed,
+    } = match_previous(
+        table,
+        previous.and_then(|p| p.kinds.get(table.kind.as_str())),
+    );
+    // Clusters in order of their smallest record, members listed contiguously.
+    let mut slot = vec![u32::MAX; n];
+    let mut sizes: Vec<u32> = Vec::new();
     for i in 0..n {
         let l = clusters.label[i] as usize;
-        if slot[l] == usize::MAX {
-            slot[l] = members.len();
-            members.push(Vec::new());
+        if slot[l] == u32::MAX {
+            slot[l] = sizes.len() as u32;
+            sizes.push(0);
         }
-        members[slot[l]].push(i);
+        sizes[slot[l] as usize] += 1;
     }
-    let prev_of: Vec<Option<&String>> = (0..n)
-        .map(|i| {
-            previous.and_then(|p| {
-                p.ids.get(&(
-                    kind.to_string(),
-                    table.sources[table.source[i] as usize].clone(),
-                    table.record_id.value(i).to_string(),
-                ))
-            })
+    let cluster_of: Vec<u32> = (0..n).map(|i| slot[clusters.label[i] as usize]).collect();
+    let mut start: Vec<usize> = Vec::with_capacity(sizes.len() + 1);
+    start.push(0);
+    for &s in &sizes {
+        start.push(start[start.len() - 1] + s as usize);
+    }
+    let mut fill = start.clone();
+    let mut member = vec![0usize; n];
+    for (i, &c) in cluster_of.iter().enumerate() {
+        member[fill[c as usize]] = i;
+        fill[c as usize] += 1;
+    }
+    let members = |c: usize| &member[start[c]..start[c + 1]];
+    let n_clusters = sizes.len();
+    // Records of each previous id per cluster: (id, count), by id.
+    let counts: Vec<Vec<(u32, u64)>> = (0..n_clusters)
+        .into_par_iter()
+        .map(|c| {
+            let mut v: Vec<u32> = members(c).iter().filter_map(|&i| prev_of[i]).collect();
+            v.sort_unstable();
+            let mut out: Vec<(u32, u64)> = Vec::new();
+            for p in v {
+                match out.last_mut() {
+                    Some((q, k)) if *q == p => *k += 1,
+                    _ => out.push((p, 1)),
+                }
+            }
+            out
         })
         .collect();
-    // Records of each previous id per cluster; each previous id goes to its largest part.
-    let mut count: BTreeMap<(&String, usize), u64> = BTreeMap::new();
-    for (c, ms) in members.iter().enumerate() {
-        for &i in ms {
-            if let Some(p) = prev_of[i] {
-                *count.entry((p, c)).or_default() += 1;
+    let count_in = |c: usize, p: u32| {
+        counts[c]
+            .binary_search_by_key(&p, |x| x.0)
+            .map_or(0, |k| counts[c][k].1)
+    };
+    // Each previous id goes to the cluster holding most of its records (the first on a tie).
+    let mut best: Vec<(u64, u32)> = vec![(0, u32::MAX); prev_ids.len()];
+    for (c, cs) in counts.iter().enumerate() {
+        for &(p, k) in cs {
+            if k > best[p as usize].0 {
+                best[p as usize] = (k, c as u32);
             }
         }
     }
-    let mut winner: BTreeMap<&String, (u64, usize)> = BTreeMap::new();
-    for (&(p, c), &k) in &count {
-        let w = winner.entry(p).or_insert((k, c));
-        if k > w.0 {
-            *w = (k, c);
+    let mut won: Vec<Vec<u32>> = vec![Vec::new(); n_clusters];
+    for (p, &(_, c)) in best.iter().enumerate() {
+        if c != u32::MAX {
+            won[c as usize].push(p as u32);
         }
-    }
-    let mut won: Vec<Vec<&String>> = vec![Vec::new(); members.len()];
-    for (p, &(_, c)) in &winner {
-        won[c].push(p);
     }
     let mut events = Vec::new();
     let mut seq = 0u64;
-    let mut id_of = Vec::with_capacity(members.len());
-    for (c, ms) in members.iter().enumerate() {
+    let mut id_of: Vec<std::borrow::Cow<str>> = Vec::with_capacity(n_clusters);
+    for c in 0..n_clusters {
+        let ms = members(c);
         let mut candidates = won[c].clone();
         // Most records here first, then the oldest id.
-        candidates.sort_by(|a, b| count[&(*b, c)].cmp(&count[&(*a, c)]).then(a.cmp(b)));
+        candidates.sort_by(|&a, &b| count_in(c, b).cmp(&count_in(c, a)).then(a.cmp(&b)));
         let id = match candidates.first() {
             Some(&survivor) => {
                 for &other in &candidates[1..] {
                     events.push(Event {
-                        master_id: other.clone(),
+                        master_id: prev_ids[other as usize].to_string(),
                         event: "merged_into",
-                        other_id: Some(survivor.clone()),
+                        other_id: Some(prev_ids[survivor as usize].to_string()),
                         records: join(
                             ms.iter()
                                 .filter(|&&i| prev_of[i] == Some(other))
@@ -176,17 +320,12 @@ pub fn master_index(
                         ),
                     });
                 }
-                survivor.clone()
+                std::borrow::Cow::Borrowed(prev_ids[survivor as usize])
             }
             None => {
                 seq += 1;
                 let id = new_id(table.kind, run, seq);
-                let origins: Vec<&String> = {
-                    let mut o: Vec<&String> = ms.iter().filter_map(|&i| prev_of[i]).collect();
-                    o.sort();
-                    o.dedup();
-                    o
-                };
+                let origins: Vec<u32> = counts[c].iter().map(|x| x.0).collect();
                 if origins.is_empty() {
                     // On a first run the master index itself lists the records.
                     let records = match previous {
@@ -204,7 +343,7 @@ pub fn master_index(
                     events.push(Event {
                         master_id: id.clone(),
                         event: "split_from",
-                        other_id: Some(o.clone()),
+                        other_id: Some(prev_ids[o as usize].to_string()),
                         records: join(
                             ms.iter()
                                 .filter(|&&i| prev_of[i] == Some(o))
@@ -212,25 +351,25 @@ pub fn master_index(
                         ),
                     });
                 }
-                id
+                std::borrow::Cow::Owned(id)
             }
         };
         id_of.push(id);
     }
     // Record-level changes under kept ids.
-    if let Some(p) = previous {
-        for (c, ms) in members.iter().enumerate() {
+    if previous.is_some() {
+        for c in 0..n_clusters {
             if won[c].is_empty() {
                 continue; // a new id: `created` or `split_from` already lists its records
             }
             let id = &id_of[c];
             let mut added = Vec::new();
-            let mut moved: BTreeMap<&String, Vec<String>> = BTreeMap::new();
-            for &i in ms {
+            let mut moved: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+            for &i in members(c) {
                 match prev_of[i] {
                     None => added.push(key(i)),
                     // Records of an id merged into this one are covered by `merged_into`.
-                    Some(o) if o != id && !won[c].contains(&o) => {
+                    Some(o) if prev_ids[o as usize] != id.as_ref() && !won[c].contains(&o) => {
                         moved.entry(o).or_default().push(key(i))
                     }
                     _ => {}
@@ -238,7 +377,7 @@ pub fn master_index(
             }
             if !added.is_empty() {
                 events.push(Event {
-                    master_id: id.clone(),
+                    master_id: id.to_string(),
                     event: "record_added",
                     other_id: None,
                     records: join(added.into_iter()),
@@ -246,47 +385,35 @@ pub fn master_index(
             }
             for (o, recs) in moved {
                 events.push(Event {
-                    master_id: id.clone(),
+                    master_id: id.to_string(),
                     event: "record_moved",
-                    other_id: Some(o.clone()),
+                    other_id: Some(prev_ids[o as usize].to_string()),
                     records: join(recs.into_iter()),
                 });
             }
         }
-        let present: std::collections::HashSet<String> = (0..n).map(key).collect();
-        let mut removed: BTreeMap<&String, Vec<String>> = BTreeMap::new();
-        for ((k, s, r), m) in &p.ids {
-            let rec = format!("{s}:{r}");
-            if k == kind && !present.contains(&rec) {
-                removed.entry(m).or_default().push(rec);
-            }
+        let mut gone: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for (s, r, m) in removed {
+            gone.entry(m).or_default().push(format!("{s}:{r}"));
         }
-        for (m, mut recs) in removed {
-            recs.sort();
+        for (m, recs) in gone {
             events.push(Event {
-                master_id: m.clone(),
+                master_id: prev_ids[m as usize].to_string(),
                 event: "record_removed",
                 other_id: None,
-                records: recs.join(";"),
+                records: join(recs.into_iter()),
             });
         }
     }
     events.sort();
-    let mut cluster_of = vec![0u32; n];
-    let mut cluster_size = vec![0u32; n];
-    for (c, ms) in members.iter().enumerate() {
-        for &i in ms {
-            cluster_of[i] = c as u32;
-            cluster_size[i] = ms.len() as u32;
-        }
-    }
+    let cluster_size: Vec<u32> = cluster_of.iter().map(|&c| sizes[c as usize]).collect();
     let master_id = arrow_array::StringArray::from_iter_values(
-        cluster_of.iter().map(|&c| id_of[c as usize].as_str()),
+        cluster_of.iter().map(|&c| id_of[c as usize].as_ref()),
     );
     MasterIndex {
         master_id,
         cluster_size,
-        clusters: members.len() as u64,
+        clusters: n_clusters as u64,
         events,
     }
 }
@@ -324,12 +451,17 @@ mod tests {
     }
 
     fn previous(run: u64, pairs: &[(&str, &str)]) -> Previous {
+        let col = |f: &dyn Fn(&(&str, &str)) -> String| -> StringArray {
+            pairs.iter().map(|p| Some(f(p))).collect()
+        };
         Previous {
             run,
-            ids: pairs
-                .iter()
-                .map(|(r, m)| (("person".into(), "s".into(), r.to_string()), m.to_string()))
-                .collect(),
+            kinds: Previous::by_kind(
+                &col(&|_| "person".into()),
+                &col(&|_| "s".into()),
+                &col(&|p| p.0.into()),
+                &col(&|p| p.1.into()),
+            ),
         }
     }
 

@@ -12,8 +12,10 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
 
 use crate::error::{Error, Result};
 use crate::load::QuarantineRow;
@@ -47,6 +49,11 @@ impl OutputDir {
     }
 
     /// Path of a file inside the temporary folder.
+    /// The folder being written (moved to the target on [`OutputDir::commit`]).
+    pub fn dir(&self) -> &Path {
+        &self.tmp
+    }
+
     pub fn file(&self, name: &str) -> PathBuf {
         self.tmp.join(name)
     }
@@ -87,20 +94,102 @@ impl Drop for OutputDir {
     }
 }
 
-/// Writes batches of one schema to a Parquet file (zstd).
+/// Rows per row group of the files yiku writes; row groups are encoded in parallel.
+pub const ROWS_PER_GROUP: usize = 65_536;
+
+/// A Parquet file whose row groups are encoded in parallel ([`ParallelWriter::encode`]) and
+/// appended in order ([`ParallelWriter::finish`]), so the bytes do not depend on scheduling.
+pub struct ParallelWriter {
+    writer: SerializedFileWriter<File>,
+    factory: ArrowRowGroupWriterFactory,
+    schema: Arc<Schema>,
+}
+
+fn parquet_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
+    move |e| Error::write(path, e)
+}
+
+impl ParallelWriter {
+    pub fn create(path: &Path, schema: &Arc<Schema>, props: WriterProperties) -> Result<Self> {
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        let (writer, factory) = ArrowWriter::try_new(file, schema.clone(), Some(props))
+            .and_then(ArrowWriter::into_serialized_writer)
+            .map_err(parquet_err(path))?;
+        Ok(ParallelWriter {
+            writer,
+            factory,
+            schema: schema.clone(),
+        })
+    }
+
+    /// Encodes one batch as row group `index`; callable from many threads at once.
+    pub fn encode(
+        &self,
+        index: usize,
+        batch: &RecordBatch,
+        path: &Path,
+    ) -> Result<Vec<ArrowColumnChunk>> {
+        let encode =
+            || -> std::result::Result<Vec<ArrowColumnChunk>, parquet::errors::ParquetError> {
+                let mut writers = self.factory.create_column_writers(index)?;
+                let mut slots = writers.iter_mut();
+                for (field, array) in self.schema.fields().iter().zip(batch.columns()) {
+                    for leaf in compute_leaves(field, array)? {
+                        if let Some(w) = slots.next() {
+                            w.write(&leaf)?;
+                        }
+                    }
+                }
+                writers.into_iter().map(|w| w.close()).collect()
+            };
+        encode().map_err(parquet_err(path))
+    }
+
+    /// Appends the encoded row groups in order and closes the file.
+    pub fn finish(mut self, groups: Vec<Vec<ArrowColumnChunk>>, path: &Path) -> Result<()> {
+        let write = || -> std::result::Result<(), parquet::errors::ParquetError> {
+            for chunks in groups {
+                let mut row_group = self.writer.next_row_group()?;
+                for chunk in chunks {
+                    chunk.append_to_row_group(&mut row_group)?;
+                }
+                row_group.close()?;
+            }
+            Ok(())
+        };
+        write().map_err(parquet_err(path))?;
+        self.writer.close().map_err(parquet_err(path))?;
+        Ok(())
+    }
+}
+
+/// Writes batches of one schema to a Parquet file (zstd), row groups encoded in parallel.
 pub fn write_parquet(path: &Path, schema: Arc<Schema>, batches: &[RecordBatch]) -> Result<()> {
-    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    use rayon::prelude::*;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        // Most columns are near-unique text (ids, names, addresses): building dictionaries
+        // for them costs more time than it saves space.
+        .set_dictionary_enabled(false)
         .set_created_by("yiku".into())
+        .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
         .build();
-    let mut w =
-        ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| Error::write(path, e))?;
-    for b in batches {
-        w.write(b).map_err(|e| Error::write(path, e))?;
-    }
-    w.close().map_err(|e| Error::write(path, e))?;
-    Ok(())
+    let w = ParallelWriter::create(path, &schema, props)?;
+    let slices: Vec<RecordBatch> = batches
+        .iter()
+        .flat_map(|b| {
+            (0..b.num_rows().div_ceil(ROWS_PER_GROUP)).map(move |k| {
+                let from = k * ROWS_PER_GROUP;
+                b.slice(from, ROWS_PER_GROUP.min(b.num_rows() - from))
+            })
+        })
+        .collect();
+    let groups = slices
+        .par_iter()
+        .enumerate()
+        .map(|(i, b)| w.encode(i, b, path))
+        .collect::<Result<Vec<_>>>()?;
+    w.finish(groups, path)
 }
 
 /// Writes several Parquet files in parallel: (path, schema, batches) each.
@@ -266,28 +355,6 @@ pub fn pairs_batch<'a>(
         cols.push(Arc::new(StringArray::new_null(rows.len())));
     }
     RecordBatch::try_new(pairs_schema(level_fields, review), cols).map_err(err(path))
-}
-
-/// A kind's standardised records: `source`, `record_id`, then every standardised column.
-pub fn standardised_batch(
-    table: &StdTable,
-) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
-    let sources: StringArray = table
-        .source
-        .iter()
-        .map(|&s| Some(table.sources[s as usize].as_str()))
-        .collect();
-    let mut cols: Vec<(String, ArrayRef)> = vec![
-        ("source".into(), Arc::new(sources)),
-        ("record_id".into(), Arc::new(table.record_id.clone())),
-    ];
-    cols.extend(
-        table
-            .columns
-            .iter()
-            .map(|(name, a)| (name.clone(), Arc::new(a.clone()) as ArrayRef)),
-    );
-    RecordBatch::try_from_iter(cols)
 }
 
 /// Rows of `pairs.parquet` (every pair) and `review.parquet` (probability within

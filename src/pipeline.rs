@@ -9,7 +9,8 @@ use crate::output::{self, OutputDir, PairsLayout};
 use crate::progress::Progress;
 use crate::report::{KindSummary, RunSummary, StageStats};
 use crate::score::model::ModelFile;
-use crate::{block, cluster, compare, golden, load, master, score, standardise};
+use crate::state::{self, Links};
+use crate::{block, cluster, compare, delta, golden, load, master, score, standardise};
 
 /// How a run is carried out (beyond the job file).
 #[derive(Debug, Clone, Default)]
@@ -25,8 +26,9 @@ pub struct RunOptions {
     pub previous: Option<PathBuf>,
     /// Clerks' decisions (a filled-in review.parquet) applied as must-link / cannot-link.
     pub labels: Option<PathBuf>,
-    /// Also write each kind's standardised records (`standardised_<kind>.parquet`).
-    pub write_standardised: bool,
+    /// A folder of new, changed and deleted records to apply to the `previous` run's index
+    /// (only they are compared; the previous model is reused unless `model` is given).
+    pub delta: Option<PathBuf>,
 }
 
 /// Runs a job end to end and returns its summary; outputs land in the output folder.
@@ -45,7 +47,20 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<RunSummary> {
 fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSummary> {
     let start = Instant::now();
     let p = Progress::new(opts.quiet);
-    let saved = opts.model.as_deref().map(ModelFile::load).transpose()?;
+    if opts.delta.is_some() && opts.previous.is_none() {
+        return Err(Error::Data {
+            stage: "setup",
+            message: "a delta run needs --previous: the output folder the delta applies to".into(),
+        });
+    }
+    // A delta run scores with the previous run's model unless told otherwise.
+    let model_path = opts.model.clone().or_else(|| {
+        opts.delta
+            .as_ref()
+            .and(opts.previous.as_ref())
+            .map(|p| p.join("model.json"))
+    });
+    let saved = model_path.as_deref().map(ModelFile::load).transpose()?;
     let previous = opts
         .previous
         .as_deref()
@@ -69,10 +84,14 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         })
     };
 
-    let (loaded, secs) = p.stage("load", || load::load(plan));
-    let loaded = loaded?;
-    let records_in: u64 = loaded.tables.iter().map(|t| t.len() as u64).sum();
-    stage("load", "all", secs, records_in);
+    let (loaded, secs) = p.stage("load", || match &opts.delta {
+        Some(dir) => load::load_delta(plan, dir),
+        None => load::load(plan).map(|l| (l, Vec::new())),
+    });
+    let (loaded, deletions) = loaded?;
+    let records_loaded: u64 = loaded.tables.iter().map(|t| t.len() as u64).sum();
+    stage("load", "all", secs, records_loaded);
+    let mut records_in = 0u64;
 
     let mut kinds = Vec::new();
     let mut models = Vec::new();
@@ -102,13 +121,29 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
         stage("standardise", k, secs, table.len() as u64);
 
-        if opts.write_standardised {
-            let path = out.file(&format!("standardised_{k}.parquet"));
-            let batch = output::standardised_batch(&table).map_err(|e| Error::write(&path, e))?;
-            extra_files.push((path, batch.schema(), vec![batch]));
-        }
+        let (table, focus, carried, delta_stats) = match (&opts.delta, &opts.previous) {
+            (Some(_), Some(prev)) => {
+                let (applied, secs) = p.stage(&format!("{k}: apply delta"), || {
+                    delta::apply_to_previous(prev, table, &deletions)
+                });
+                let a = applied?;
+                stage("delta", k, secs, a.table.len() as u64);
+                (a.table, Some(a.focus), a.links, Some(a.stats))
+            }
+            _ => (table, None, Links::default(), None),
+        };
+        records_in += table.len() as u64;
+        let path = state::standardised_path(out.dir(), kp.kind);
+        let batch = state::standardised_batch(&table).map_err(|e| Error::write(&path, e))?;
+        extra_files.push((path, batch.schema(), vec![batch]));
         let (cands, secs) = p.stage(&format!("{k}: block"), || {
-            block::block(&table, &kp.blocking, kp.max_block_size, plan.mode)
+            block::block(
+                &table,
+                &kp.blocking,
+                kp.max_block_size,
+                plan.mode,
+                focus.as_deref(),
+            )
         });
         stage("block", k, secs, cands.len() as u64);
         for r in &cands.stats {
@@ -133,6 +168,18 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             Some(m) => {
                 m.check_fits(&kp.comparisons)?;
                 m
+            }
+            None if opts.delta.is_some() => {
+                return Err(Error::Data {
+                    stage: "score",
+                    message: format!(
+                        "a delta run scores with a saved model, and {} has none for {k} records",
+                        model_path
+                            .as_deref()
+                            .unwrap_or(std::path::Path::new("model.json"))
+                            .display()
+                    ),
+                });
             }
             None => {
                 let (m, secs) = p.stage(&format!("{k}: train (u sample + EM)"), || {
@@ -162,15 +209,24 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             .iter()
             .filter_map(|c| table.column(c))
             .collect();
-        let ((clusters, matches), secs) = p.stage(&format!("{k}: cluster"), || {
-            let edges = decisions.edges(cluster::edges(&scored, model.match_probability));
-            let n = edges.len() as u64;
+        let ((clusters, links), secs) = p.stage(&format!("{k}: cluster"), || {
+            let mut edges = cluster::edges(&scored, model.match_probability);
+            edges.extend(carried.edges);
+            let edges = decisions.edges(edges);
+            let mut cannot_link = carried.cannot_link;
+            cannot_link.extend(&decisions.cannot_link);
+            cannot_link.sort_unstable();
+            cannot_link.dedup();
             (
-                cluster::cluster(table.len(), &edges, &mnl, &decisions.cannot_link),
-                n,
+                cluster::cluster(table.len(), &edges, &mnl, &cannot_link),
+                Links { edges, cannot_link },
             )
         });
         stage("cluster", k, secs, clusters.edges);
+        let matches = links.edges.len() as u64;
+        let path = state::links_path(out.dir(), kp.kind);
+        let batch = state::links_batch(&links).map_err(|e| Error::write(&path, e))?;
+        extra_files.push((path, batch.schema(), vec![batch]));
 
         let (mi, secs) = p.stage(&format!("{k}: master index"), || {
             master::master_index(&table, &clusters, previous.as_ref(), run)
@@ -226,6 +282,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             cut_edges: clusters.cut_edges,
             model_reused: saved.is_some(),
             decisions_applied: decisions.applied(),
+            delta: delta_stats,
             lambda: model.lambda,
         });
         models.push(model);
@@ -291,7 +348,8 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         run,
         run_id: run_id.clone(),
         previous: opts.previous.as_ref().map(|p| p.display().to_string()),
-        model: match &opts.model {
+        delta: opts.delta.as_ref().map(|p| p.display().to_string()),
+        model: match &model_path {
             Some(m) => m.display().to_string(),
             None => "trained in this run (model.json)".into(),
         },

@@ -38,6 +38,8 @@ pub struct KindSummary {
     /// Clerks' decisions applied (must-link and cannot-link pairs).
     pub decisions_applied: u64,
     pub lambda: f64,
+    /// What tonight's delta changed (delta runs only).
+    pub delta: Option<crate::delta::DeltaStats>,
 }
 
 /// `run.json`: what went in, what each stage did, what came out.
@@ -50,6 +52,8 @@ pub struct RunSummary {
     pub run_id: String,
     /// Output folder of the previous run whose master ids were kept.
     pub previous: Option<String>,
+    /// The delta folder applied to the previous run's index (delta runs only).
+    pub delta: Option<String>,
     /// Which model scored the pairs.
     pub model: String,
     pub threads: usize,

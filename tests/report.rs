@@ -15,7 +15,6 @@ fn demo_with_standardised() -> &'static Path {
             output: Some(out.clone()),
             threads: Some(2),
             quiet: true,
-            write_standardised: true,
             ..Default::default()
         };
         yiku::run(&plan, &opts).expect("demo run");

@@ -3,6 +3,7 @@
 mod common;
 
 mod bad_input;
+mod delta;
 mod demo;
 mod determinism;
 mod febrl;

@@ -23,6 +23,11 @@ pub struct GenerateArgs {
     /// Noise scale: 1.0 = default rates, 0 = clean.
     #[arg(long, default_value_t = 1.0)]
     pub noise: f64,
+    /// Also split the data into nights for a delta run: `night1/` (without the records that
+    /// arrive later, some names mistyped), `delta/` (this share of the records: new, corrected,
+    /// deleted) and `final/` (what a full rerun would load).
+    #[arg(long)]
+    pub delta: Option<f64>,
 }
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
@@ -53,5 +58,21 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         summary.enterprise_entities,
         args.out.join("job.toml").display()
     );
+    if let Some(f) = args.delta {
+        ensure!(
+            (0.0..=1.0).contains(&f),
+            "--delta must be a share between 0 and 1, got {f}"
+        );
+        let n = yiku::synth::nights::split_nights(&args.out, f, args.seed)
+            .with_context(|| format!("splitting {} into nights", args.out.display()))?;
+        println!(
+            "{}: night1 {} records; delta {} new, {} corrected, {} deleted (delta/, final/)",
+            args.out.display(),
+            n.night1,
+            n.added,
+            n.changed,
+            n.deleted
+        );
+    }
     Ok(())
 }

@@ -25,9 +25,11 @@ pub struct RunArgs {
     /// Output folder of the previous run: its master ids are kept (stable ids).
     #[arg(long)]
     pub previous: Option<PathBuf>,
-    /// Also write each kind's standardised records (`standardised_<kind>.parquet`).
-    #[arg(long)]
-    pub write_standardised: bool,
+    /// Nightly delta: a folder with the new and changed records of some sources (files named
+    /// as the job's sources) and `deletions.csv` (source, record_id). Applied to the
+    /// `--previous` index: only these records are compared, with the previous model.
+    #[arg(long, requires = "previous")]
+    pub delta: Option<PathBuf>,
 }
 
 pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<()> {
@@ -37,7 +39,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<()> {
         output: args.out.clone(),
         threads: args.threads,
         quiet,
-        write_standardised: args.write_standardised,
+        delta: args.delta.clone(),
         previous: args.previous.clone(),
         labels: args.labels.clone(),
     };

@@ -9,9 +9,8 @@
 //! bit-for-bit the pair's `match_weight`.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_array::{Array, RecordBatch, StringArray};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -22,6 +21,7 @@ use crate::compare::Comparator;
 use crate::config::EntityKind;
 use crate::error::{Error, Result};
 use crate::standardise::StdTable;
+use crate::state::{read_parquet, read_standardised};
 
 /// One comparison's line of a waterfall.
 #[derive(Debug, Clone, PartialEq)]
@@ -208,39 +208,6 @@ pub fn rule_index(model: &Model, name: &str) -> Option<usize> {
         .position(|r| crate::block::rule_name(r) == name)
 }
 
-/// Reads the named columns of a Parquet file (all columns when `columns` is `None`); columns
-/// the file lacks are left out.
-pub fn read_parquet(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
-    let read_err = |e: &dyn std::fmt::Display| Error::Read {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| read_err(&e))?;
-    let builder = match columns {
-        Some(names) => {
-            let roots: Vec<usize> = builder
-                .schema()
-                .fields()
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| names.contains(&f.name().as_str()))
-                .map(|(i, _)| i)
-                .collect();
-            let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-            builder.with_projection(mask)
-        }
-        None => builder,
-    };
-    let reader = builder
-        .with_batch_size(65536)
-        .build()
-        .map_err(|e| read_err(&e))?;
-    reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| read_err(&e))
-}
-
 /// Reads the named columns of only the given rows (sorted, unique) of a Parquet file: pages
 /// without a wanted row are not decoded.
 pub fn read_parquet_rows(
@@ -274,89 +241,6 @@ pub fn read_parquet_rows(
         .map_err(|e| read_err(&e))?
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| read_err(&e))
-}
-
-/// One column of a set of batches as a single text array (`None` if absent or not text).
-pub fn text_column(batches: &[RecordBatch], name: &str) -> Option<StringArray> {
-    let parts: Vec<ArrayRef> = batches
-        .iter()
-        .map(|b| b.column_by_name(name).cloned())
-        .collect::<Option<_>>()?;
-    let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-    let one: ArrayRef = match refs.len() {
-        0 => Arc::new(StringArray::new_null(0)),
-        1 => parts[0].clone(),
-        _ => arrow_select::concat::concat(&refs).ok()?,
-    };
-    let one = arrow_cast::cast(&one, &arrow_schema::DataType::Utf8).ok()?;
-    one.as_any().downcast_ref::<StringArray>().cloned()
-}
-
-/// Path of a kind's standardised records in a run's output folder.
-pub fn standardised_path(run_dir: &Path, kind: EntityKind) -> std::path::PathBuf {
-    run_dir.join(format!("standardised_{}.parquet", kind.as_str()))
-}
-
-/// A kind's standardised records as written by `--write-standardised`, with only `columns`
-/// (all when `None`); `Ok(None)` when the run did not write them.
-pub fn read_standardised(
-    run_dir: &Path,
-    kind: EntityKind,
-    columns: Option<&[&str]>,
-) -> Result<Option<StdTable>> {
-    let path = standardised_path(run_dir, kind);
-    if !path.exists() {
-        return Ok(None);
-    }
-    let mut want: Option<Vec<&str>> = columns.map(|c| c.to_vec());
-    if let Some(w) = want.as_mut() {
-        w.extend(["source", "record_id"]);
-    }
-    let batches = read_parquet(&path, want.as_deref())?;
-    let missing = |c: &str| Error::Schema {
-        path: path.clone(),
-        column: c.into(),
-        message: "not found: not a yiku standardised file".into(),
-    };
-    let src = text_column(&batches, "source").ok_or_else(|| missing("source"))?;
-    let record_id = text_column(&batches, "record_id").ok_or_else(|| missing("record_id"))?;
-    let mut sources: Vec<String> = Vec::new();
-    let mut source = Vec::with_capacity(src.len());
-    for v in src.iter() {
-        let v = v.unwrap_or_default();
-        let s = match sources.iter().position(|x| x == v) {
-            Some(s) => s,
-            None => {
-                sources.push(v.to_string());
-                sources.len() - 1
-            }
-        };
-        source.push(s as u16);
-    }
-    let names: Vec<String> = batches
-        .first()
-        .map(|b| {
-            b.schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .filter(|n| n != "source" && n != "record_id")
-                .collect()
-        })
-        .unwrap_or_default();
-    let columns = names
-        .into_iter()
-        .filter_map(|n| text_column(&batches, &n).map(|a| (n, a)))
-        .collect();
-    Ok(Some(StdTable {
-        kind,
-        sources,
-        source,
-        record_id,
-        columns,
-        raw: Default::default(),
-        stats: Default::default(),
-    }))
 }
 
 /// Row of a record in a standardised table.

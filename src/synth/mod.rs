@@ -19,6 +19,7 @@
 
 mod departments;
 mod names;
+pub mod nights;
 mod noise;
 mod population;
 mod regions;
@@ -261,7 +262,7 @@ fn write_department(
     let mut headers = vec![spec.id_header];
     headers.extend(spec.columns.iter().map(|c| c.header));
     let schema = write::utf8_schema(&headers);
-    let (writer, encoder) = write::create_parquet(&path, &schema)?;
+    let writer = write::create_parquet(&path, &schema)?;
     let groups: Vec<(Vec<ArrowColumnChunk>, Counts)> = rows
         .par_chunks(ROWS_PER_GROUP)
         .enumerate()
@@ -292,12 +293,12 @@ fn write_department(
                 }
             }
             let batch = write::finish(&schema, cols, &path)?;
-            Ok((encoder.encode(ci, &batch, &path)?, counts))
+            Ok((writer.encode(ci, &batch, &path)?, counts))
         })
         .collect::<Result<_, Error>>()?;
     let (groups, chunk_counts): (Vec<_>, Vec<_>) = groups.into_iter().unzip();
     let counts = chunk_counts.iter().fold(counts, |acc, c| acc.add(c));
-    write::write_row_groups(writer, groups, &path)?;
+    writer.finish(groups, &path)?;
     Ok(DeptRows {
         dept,
         entities: rows.into_iter().map(|r| r.1).collect(),
@@ -308,7 +309,7 @@ fn write_department(
 /// `source`, `record_id`, `entity_id` for every record of the departments of this kind.
 fn write_truth(depts: &[DeptRows], kind: EntityKind, path: &Path) -> Result<(), Error> {
     let schema = write::utf8_schema(&["source", "record_id", "entity_id"]);
-    let (writer, encoder) = write::create_parquet(path, &schema)?;
+    let writer = write::create_parquet(path, &schema)?;
     // (department, chunk index within it): one row group each, numbered in file order.
     let chunks: Vec<(&DeptRows, usize)> = depts
         .iter()
@@ -328,10 +329,10 @@ fn write_truth(depts: &[DeptRows], kind: EntityKind, path: &Path) -> Result<(), 
                 cols[1].append_value(record_id(spec, start + k));
                 cols[2].append_value(entity_id(kind, e));
             }
-            encoder.encode(group, &write::finish(&schema, cols, path)?, path)
+            writer.encode(group, &write::finish(&schema, cols, path)?, path)
         })
         .collect::<Result<_, Error>>()?;
-    write::write_row_groups(writer, groups, path)
+    writer.finish(groups, path)
 }
 
 #[cfg(test)]

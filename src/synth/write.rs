@@ -1,16 +1,12 @@
 //! Output: Parquet files of Utf8 columns, and the job file that describes them to the engine.
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, builder::StringBuilder};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::file::writer::SerializedFileWriter;
 
 use super::SynthConfig;
 use super::departments::Department;
@@ -50,16 +46,11 @@ pub(crate) fn finish(
     })
 }
 
-/// A Parquet file being written: row groups are encoded in parallel by [`Encoder`], then
-/// appended in order by [`write_row_groups`], so the bytes do not depend on scheduling.
+/// A Parquet file of generated rows, written with [`crate::output::ParallelWriter`].
 pub(crate) fn create_parquet(
     path: &Path,
     schema: &SchemaRef,
-) -> Result<(SerializedFileWriter<File>, Encoder), Error> {
-    let file = File::create(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+) -> Result<crate::output::ParallelWriter, Error> {
     // Most columns are near-unique strings: dictionaries and min/max statistics cost time and
     // help no reader of these files.
     let props = WriterProperties::builder()
@@ -68,75 +59,7 @@ pub(crate) fn create_parquet(
         .set_statistics_enabled(EnabledStatistics::None)
         .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
         .build();
-    let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
-        .and_then(ArrowWriter::into_serialized_writer)
-        .map_err(|e| write_err(path, e))?;
-    let (writer, factory) = writer;
-    Ok((
-        writer,
-        Encoder {
-            factory,
-            schema: schema.clone(),
-        },
-    ))
-}
-
-fn write_err(path: &Path, e: parquet::errors::ParquetError) -> Error {
-    Error::Write {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
-
-/// Encodes record batches into column chunks; shareable across threads.
-pub(crate) struct Encoder {
-    factory: ArrowRowGroupWriterFactory,
-    schema: SchemaRef,
-}
-
-impl Encoder {
-    /// Encodes one batch as row group `index`.
-    pub(crate) fn encode(
-        &self,
-        index: usize,
-        batch: &RecordBatch,
-        path: &Path,
-    ) -> Result<Vec<ArrowColumnChunk>, Error> {
-        let encode = || -> Result<Vec<ArrowColumnChunk>, parquet::errors::ParquetError> {
-            let mut writers = self.factory.create_column_writers(index)?;
-            let mut slots = writers.iter_mut();
-            for (field, array) in self.schema.fields().iter().zip(batch.columns()) {
-                for leaf in compute_leaves(field, array)? {
-                    if let Some(w) = slots.next() {
-                        w.write(&leaf)?;
-                    }
-                }
-            }
-            writers.into_iter().map(|w| w.close()).collect()
-        };
-        encode().map_err(|e| write_err(path, e))
-    }
-}
-
-/// Appends the encoded row groups in order and closes the file.
-pub(crate) fn write_row_groups(
-    mut writer: SerializedFileWriter<File>,
-    groups: Vec<Vec<ArrowColumnChunk>>,
-    path: &Path,
-) -> Result<(), Error> {
-    let write = || -> Result<(), parquet::errors::ParquetError> {
-        for chunks in groups {
-            let mut row_group = writer.next_row_group()?;
-            for chunk in chunks {
-                chunk.append_to_row_group(&mut row_group)?;
-            }
-            row_group.close()?;
-        }
-        Ok(())
-    };
-    write().map_err(|e| write_err(path, e))?;
-    writer.close().map_err(|e| write_err(path, e))?;
-    Ok(())
+    crate::output::ParallelWriter::create(path, schema, props)
 }
 
 /// The engine's job file for the generated sources (paths relative to the file).

@@ -1,0 +1,284 @@
+//! What a run keeps for the next one. Beside the master index, every output folder holds each
+//! kind's standardised records and its accepted links:
+//!
+//! - `standardised_<kind>.parquet`: `source`, `record_id`, every standardised and derived
+//!   column, and each field's value as loaded (`raw:<field>`), in the run's record order;
+//! - `links_<kind>.parquet`: the links the clusters were built from, as rows of that file
+//!   (`left < right`), with their match weight and who decided them (`model`, or a clerk's
+//!   `match` / `non_match`).
+//!
+//! A delta run ([`crate::delta`]) starts from these instead of re-standardising and
+//! re-comparing the unchanged records; `yiku explain` and `report.html` read the standardised
+//! records to explain pairs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::cluster::Edge;
+use crate::config::EntityKind;
+use crate::error::{Error, Result};
+use crate::standardise::StdTable;
+
+/// Prefix of the columns holding values as loaded.
+pub const RAW_PREFIX: &str = "raw:";
+
+/// Path of a kind's standardised records in a run's output folder.
+pub fn standardised_path(run_dir: &Path, kind: EntityKind) -> PathBuf {
+    run_dir.join(format!("standardised_{}.parquet", kind.as_str()))
+}
+
+/// Path of a kind's links in a run's output folder.
+pub fn links_path(run_dir: &Path, kind: EntityKind) -> PathBuf {
+    run_dir.join(format!("links_{}.parquet", kind.as_str()))
+}
+
+/// A kind's standardised records: `source`, `record_id`, every standardised column, then
+/// every raw column as `raw:<field>`.
+pub fn standardised_batch(
+    table: &StdTable,
+) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+    let sources: StringArray = table
+        .source
+        .iter()
+        .map(|&s| Some(table.sources[s as usize].as_str()))
+        .collect();
+    let mut cols: Vec<(String, ArrayRef)> = vec![
+        ("source".into(), Arc::new(sources)),
+        ("record_id".into(), Arc::new(table.record_id.clone())),
+    ];
+    cols.extend(
+        table
+            .columns
+            .iter()
+            .map(|(name, a)| (name.clone(), Arc::new(a.clone()) as ArrayRef)),
+    );
+    cols.extend(table.raw.iter().map(|(name, a)| {
+        (
+            format!("{RAW_PREFIX}{name}"),
+            Arc::new(a.clone()) as ArrayRef,
+        )
+    }));
+    RecordBatch::try_from_iter(cols)
+}
+
+/// A kind's standardised records as written by [`standardised_batch`], with only `columns`
+/// (all when `None`); `Ok(None)` when the folder has none for this kind.
+pub fn read_standardised(
+    run_dir: &Path,
+    kind: EntityKind,
+    columns: Option<&[&str]>,
+) -> Result<Option<StdTable>> {
+    let path = standardised_path(run_dir, kind);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut want: Option<Vec<&str>> = columns.map(|c| c.to_vec());
+    if let Some(w) = want.as_mut() {
+        w.extend(["source", "record_id"]);
+    }
+    let batches = read_parquet(&path, want.as_deref())?;
+    let missing = |c: &str| Error::Schema {
+        path: path.clone(),
+        column: c.into(),
+        message: "not found: not a yiku standardised file".into(),
+    };
+    let src = text_column(&batches, "source").ok_or_else(|| missing("source"))?;
+    let record_id = text_column(&batches, "record_id").ok_or_else(|| missing("record_id"))?;
+    // Rows are sorted by source name, so the sources appear in sorted order.
+    let mut sources: Vec<String> = Vec::new();
+    let mut source = Vec::with_capacity(src.len());
+    for v in src.iter() {
+        let v = v.unwrap_or_default();
+        let s = match sources.iter().rposition(|x| x == v) {
+            Some(s) => s,
+            None => {
+                sources.push(v.to_string());
+                sources.len() - 1
+            }
+        };
+        source.push(s as u16);
+    }
+    let names: Vec<String> = batches
+        .first()
+        .map(|b| {
+            b.schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .filter(|n| n != "source" && n != "record_id")
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut columns = std::collections::BTreeMap::new();
+    let mut raw = std::collections::BTreeMap::new();
+    for n in names {
+        let Some(a) = text_column(&batches, &n) else {
+            continue;
+        };
+        match n.strip_prefix(RAW_PREFIX) {
+            Some(field) => raw.insert(field.to_string(), a),
+            None => columns.insert(n, a),
+        };
+    }
+    Ok(Some(StdTable {
+        kind,
+        sources,
+        source,
+        record_id,
+        columns,
+        raw,
+        stats: Default::default(),
+    }))
+}
+
+/// The links one kind's clusters were built from, by row of its standardised records.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Links {
+    /// Model links and clerks' must-links (weight +∞).
+    pub edges: Vec<Edge>,
+    /// Pairs a clerk decided are different entities.
+    pub cannot_link: Vec<(u32, u32)>,
+}
+
+fn links_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("left", DataType::UInt32, false),
+        Field::new("right", DataType::UInt32, false),
+        Field::new("match_weight", DataType::Float64, false),
+        Field::new("decided_by", DataType::Utf8, false),
+    ]))
+}
+
+/// `links_<kind>.parquet` rows.
+pub fn links_batch(links: &Links) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+    let e = &links.edges;
+    let c = &links.cannot_link;
+    let left = e.iter().map(|e| e.left).chain(c.iter().map(|p| p.0));
+    let right = e.iter().map(|e| e.right).chain(c.iter().map(|p| p.1));
+    let weight = e
+        .iter()
+        .map(|e| e.weight)
+        .chain(c.iter().map(|_| f64::NEG_INFINITY));
+    let by = e
+        .iter()
+        .map(|e| {
+            if e.weight == f64::INFINITY {
+                "match"
+            } else {
+                "model"
+            }
+        })
+        .chain(c.iter().map(|_| "non_match"));
+    RecordBatch::try_new(
+        links_schema(),
+        vec![
+            Arc::new(UInt32Array::from_iter_values(left)),
+            Arc::new(UInt32Array::from_iter_values(right)),
+            Arc::new(Float64Array::from_iter_values(weight)),
+            Arc::new(StringArray::from_iter_values(by)),
+        ],
+    )
+}
+
+/// Reads a kind's links; `Ok(None)` when the folder has none for this kind.
+pub fn read_links(run_dir: &Path, kind: EntityKind) -> Result<Option<Links>> {
+    let path = links_path(run_dir, kind);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut links = Links::default();
+    for b in read_parquet(&path, None)? {
+        let col = |n: &str| b.column_by_name(n).map(|c| c.as_any());
+        let (Some(l), Some(r), Some(w), Some(by)) = (
+            col("left").and_then(|c| c.downcast_ref::<UInt32Array>()),
+            col("right").and_then(|c| c.downcast_ref::<UInt32Array>()),
+            col("match_weight").and_then(|c| c.downcast_ref::<Float64Array>()),
+            col("decided_by").and_then(|c| c.downcast_ref::<StringArray>()),
+        ) else {
+            return Err(Error::Schema {
+                path,
+                column: "left/right/match_weight/decided_by".into(),
+                message: "missing or of the wrong type: not a yiku links file".into(),
+            });
+        };
+        for i in 0..b.num_rows() {
+            let (left, right) = (l.value(i), r.value(i));
+            if by.value(i) == "non_match" {
+                links.cannot_link.push((left, right));
+            } else {
+                links.edges.push(Edge {
+                    left,
+                    right,
+                    weight: w.value(i),
+                });
+            }
+        }
+    }
+    Ok(Some(links))
+}
+
+/// Reads the named columns of a Parquet file (all columns when `columns` is `None`); columns
+/// the file lacks are left out.
+pub fn read_parquet(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+    use rayon::prelude::*;
+    let read_err = |e: &dyn std::fmt::Display| Error::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::default())
+        .map_err(|e| read_err(&e))?;
+    let mask = columns.map(|names| {
+        let roots: Vec<usize> = meta
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| names.contains(&f.name().as_str()))
+            .map(|(i, _)| i)
+            .collect();
+        ProjectionMask::roots(meta.parquet_schema(), roots)
+    });
+    // Row groups are decoded in parallel, then kept in file order.
+    let groups: Vec<Vec<RecordBatch>> = (0..meta.metadata().num_row_groups())
+        .into_par_iter()
+        .map(|g| {
+            // Its own handle: clones of one handle share the read position.
+            let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
+                .with_row_groups(vec![g])
+                .with_batch_size(65536);
+            if let Some(m) = &mask {
+                builder = builder.with_projection(m.clone());
+            }
+            builder
+                .build()
+                .map_err(|e| read_err(&e))?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| read_err(&e))
+        })
+        .collect::<Result<_>>()?;
+    Ok(groups.into_iter().flatten().collect())
+}
+
+/// One column of a set of batches as a single text array (`None` if absent or not text).
+pub fn text_column(batches: &[RecordBatch], name: &str) -> Option<StringArray> {
+    let parts: Vec<ArrayRef> = batches
+        .iter()
+        .map(|b| b.column_by_name(name).cloned())
+        .collect::<Option<_>>()?;
+    let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+    let one: ArrayRef = match refs.len() {
+        0 => Arc::new(StringArray::new_null(0)),
+        1 => parts[0].clone(),
+        _ => arrow_select::concat::concat(&refs).ok()?,
+    };
+    let one = arrow_cast::cast(&one, &arrow_schema::DataType::Utf8).ok()?;
+    one.as_any().downcast_ref::<StringArray>().cloned()
+}

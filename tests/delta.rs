@@ -1,0 +1,283 @@
+//! Three nights of a master index: a full first night, a generated delta (new people,
+//! corrected typos, deleted records), then a delta that forces a merge and a split.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+
+use crate::common::{columns, scratch};
+
+/// A changed record: record id and canonical field -> value.
+type Row = (String, BTreeMap<String, String>);
+
+fn run(
+    job: &Path,
+    out: &Path,
+    previous: Option<&Path>,
+    delta: Option<&Path>,
+    model: Option<&Path>,
+) -> yiku::report::RunSummary {
+    let plan = yiku::Plan::from_file(job).expect("valid job");
+    let opts = yiku::RunOptions {
+        output: Some(out.to_path_buf()),
+        threads: Some(2),
+        quiet: true,
+        previous: previous.map(Path::to_path_buf),
+        delta: delta.map(Path::to_path_buf),
+        model: model.map(Path::to_path_buf),
+        ..Default::default()
+    };
+    yiku::run(&plan, &opts).expect("run succeeds")
+}
+
+/// (kind, source, record id) -> master id.
+fn index(dir: &Path) -> BTreeMap<(String, String, String), String> {
+    let c = columns(
+        &dir.join("master_index.parquet"),
+        &["kind", "source", "record_id", "master_id"],
+    );
+    (0..c[0].len())
+        .map(|i| {
+            let v = |k: usize| c[k][i].clone().expect("no nulls in the master index");
+            ((v(0), v(1), v(2)), v(3))
+        })
+        .collect()
+}
+
+/// (event, master id, other id) of a run.
+fn events(dir: &Path) -> Vec<(String, String, Option<String>, String)> {
+    let c = columns(
+        &dir.join("events.parquet"),
+        &["event", "master_id", "other_id", "records"],
+    );
+    (0..c[0].len())
+        .map(|i| {
+            (
+                c[0][i].clone().unwrap_or_default(),
+                c[1][i].clone().unwrap_or_default(),
+                c[2][i].clone(),
+                c[3][i].clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Checks a night against the one before: ids of records that stayed are kept unless an event
+/// explains the change, and new ids are this run's own.
+fn check_lineage(before: &Path, after: &Path, run: u64) {
+    let (a, b) = (index(before), index(after));
+    let ev = events(after);
+    let old_ids: BTreeSet<&String> = a.values().collect();
+    for (rec, id) in &b {
+        if !old_ids.contains(id) {
+            assert!(
+                id[1..].starts_with(&format!("{run:06}")),
+                "{id} is neither an earlier id nor one of run {run}"
+            );
+        }
+        let Some(old) = a.get(rec) else { continue };
+        if old != id {
+            let explained = ev.iter().any(|(e, m, o, _)| {
+                (e == "merged_into" && m == old && o.as_ref() == Some(id))
+                    || (e == "split_from" && m == id && o.as_ref() == Some(old))
+                    || (e == "record_moved" && m == id && o.as_ref() == Some(old))
+            });
+            assert!(
+                explained,
+                "{rec:?} moved from {old} to {id} without an event"
+            );
+        }
+    }
+}
+
+/// Writes `rows` (record id -> canonical field -> value) as the changed records of one source.
+fn write_changes(plan: &yiku::Plan, source: &str, rows: &[Row], dir: &Path) {
+    let src = plan
+        .sources
+        .iter()
+        .find(|s| s.name == source)
+        .expect("source");
+    let mut cols: Vec<(String, ArrayRef)> = vec![(
+        src.record_id.clone(),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.0.as_str()),
+        )),
+    )];
+    for (col, field) in &src.columns {
+        let a: StringArray = rows
+            .iter()
+            .map(|r| r.1.get(field).map(String::as_str))
+            .collect();
+        cols.push((col.clone(), Arc::new(a)));
+    }
+    let batch = RecordBatch::try_from_iter(cols).expect("batch");
+    let file = dir.join(src.path.file_name().expect("file name"));
+    yiku::output::write_parquet(&file, batch.schema(), &[batch]).expect("write");
+}
+
+#[test]
+fn three_nights_keep_ids_record_lineage_and_match_a_full_run() {
+    let dir = scratch("nights");
+    let cfg = yiku::synth::SynthConfig {
+        persons: 1500,
+        enterprises: 150,
+        seed: 31,
+        ..Default::default()
+    };
+    yiku::synth::generate(&cfg, &dir).expect("generate");
+    let split = yiku::synth::nights::split_nights(&dir, 0.06, 31).expect("split");
+    assert!(
+        split.added > 0 && split.changed > 0 && split.deleted > 0,
+        "{split:?}"
+    );
+
+    // Night 1: everything known so far.
+    let n1 = dir.join("n1");
+    run(&dir.join("night1/job.toml"), &n1, None, None, None);
+
+    // Night 2: the generated delta, against a full run of the final data with the same model.
+    let n2 = dir.join("n2");
+    let s2 = run(
+        &dir.join("night1/job.toml"),
+        &n2,
+        Some(&n1),
+        Some(&dir.join("delta")),
+        None,
+    );
+    let full2 = dir.join("full2");
+    run(
+        &dir.join("final/job.toml"),
+        &full2,
+        Some(&n1),
+        None,
+        Some(&n1.join("model.json")),
+    );
+    let person = &s2.kinds[0];
+    let d = person.delta.as_ref().expect("delta stats");
+    assert!(d.added > 0 && d.changed > 0 && d.deleted > 0, "{d:?}");
+    assert!(
+        person.candidate_pairs * 5
+            < columns(&full2.join("pairs.parquet"), &["kind"])[0].len() as u64,
+        "a delta compares only tonight's records"
+    );
+    assert_eq!(
+        index(&n2),
+        index(&full2),
+        "delta and full run give the same master index"
+    );
+    assert_eq!(events(&n2), events(&full2));
+    let f1 = |run: &Path| {
+        yiku::report::evaluate_run(&dir.join("final/truth_persons.parquet"), run)
+            .expect("eval")
+            .pairwise
+            .f1
+    };
+    assert_eq!(f1(&n2), f1(&full2));
+    assert!(f1(&n2) > 0.95, "F1 {}", f1(&n2));
+    check_lineage(&n1, &n2, 2);
+    let kinds: BTreeSet<String> = events(&n2).into_iter().map(|e| e.0).collect();
+    for k in ["record_added", "record_removed"] {
+        assert!(kinds.contains(k), "night 2 has no {k}: {kinds:?}");
+    }
+    // Unchanged entities keep their ids: most records of night 1 still carry theirs.
+    let (a, b) = (index(&n1), index(&n2));
+    let kept = a.iter().filter(|(r, id)| b.get(*r) == Some(*id)).count();
+    assert!(kept as f64 > 0.9 * a.len() as f64, "{kept} of {}", a.len());
+
+    // Night 3: one record of a multi-record person becomes a stranger (a split), and a
+    // person's only record becomes a copy of another person's record (a merge).
+    let plan = yiku::Plan::from_file(&dir.join("night1/job.toml")).expect("plan");
+    let table = yiku::state::read_standardised(&n2, yiku::config::EntityKind::Person, None)
+        .expect("read")
+        .expect("standardised persons");
+    let ids = columns(
+        &n2.join("master_index.parquet"),
+        &["kind", "master_id", "cluster_size"],
+    );
+    let person_rows: Vec<usize> = (0..ids[0].len())
+        .filter(|&i| ids[0][i].as_deref() == Some("person"))
+        .collect();
+    let size = |r: usize| {
+        ids[2][person_rows[r]]
+            .as_deref()
+            .and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let id_of = |r: usize| ids[1][person_rows[r]].clone().unwrap_or_default();
+    let valid = table.column("id_number_valid").expect("valid ids");
+    // Split: a record (without a valid ID) of a cluster of three or more.
+    let leaver = (0..table.len())
+        .find(|&r| size(r) >= 3 && valid.is_null(r))
+        .expect("a cluster of three");
+    // Merge: a single-record person takes the fields of a record of another cluster.
+    let single = (0..table.len())
+        .find(|&r| size(r) == 1 && r != leaver)
+        .expect("a singleton");
+    let model = (0..table.len())
+        .find(|&r| size(r) >= 2 && valid.is_valid(r) && id_of(r) != id_of(leaver))
+        .expect("a cluster with a valid ID");
+    let raw_fields = |r: usize| -> BTreeMap<String, String> {
+        table
+            .raw
+            .iter()
+            .filter(|(_, a)| a.is_valid(r))
+            .map(|(f, a)| (f.clone(), a.value(r).to_string()))
+            .collect()
+    };
+    let src = |r: usize| table.sources[table.source[r] as usize].clone();
+    let rid = |r: usize| table.record_id.value(r).to_string();
+    let stranger: BTreeMap<String, String> = [("name".to_string(), "欧阳测试甲".to_string())]
+        .into_iter()
+        .collect();
+    let delta3 = dir.join("delta3");
+    std::fs::create_dir_all(&delta3).expect("mkdir");
+    let mut by_source: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+    by_source
+        .entry(src(leaver))
+        .or_default()
+        .push((rid(leaver), stranger));
+    by_source
+        .entry(src(single))
+        .or_default()
+        .push((rid(single), raw_fields(model)));
+    for (s, rows) in &by_source {
+        let mut rows = rows.clone();
+        rows.sort();
+        write_changes(&plan, s, &rows, &delta3);
+    }
+    let n3 = dir.join("n3");
+    run(
+        &dir.join("night1/job.toml"),
+        &n3,
+        Some(&n2),
+        Some(&delta3),
+        None,
+    );
+    check_lineage(&n2, &n3, 3);
+    let ev = events(&n3);
+    let (leaver_id, single_id, model_id) = (id_of(leaver), id_of(single), id_of(model));
+    assert!(
+        ev.iter().any(|(e, m, o, _)| e == "split_from"
+            && o.as_deref() == Some(leaver_id.as_str())
+            && m.starts_with("P000003")),
+        "no split from {leaver_id}: {ev:?}"
+    );
+    assert!(
+        ev.iter().any(|(e, m, o, _)| e == "merged_into"
+            && m == &single_id
+            && o.as_deref() == Some(model_id.as_str())),
+        "{single_id} not merged into {model_id}: {ev:?}"
+    );
+    let b3 = index(&n3);
+    let key = |r: usize| ("person".to_string(), src(r), rid(r));
+    assert_eq!(b3.get(&key(single)), Some(&model_id));
+    assert_ne!(b3.get(&key(leaver)), Some(&leaver_id));
+    // Everyone else in the leaver's cluster kept its id.
+    for (r, id) in &b {
+        if id == &leaver_id && r != &key(leaver) {
+            assert_eq!(b3.get(r), Some(&leaver_id), "{r:?}");
+        }
+    }
+}
