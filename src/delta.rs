@@ -174,20 +174,7 @@ pub fn apply(
     stats.deletions_not_found = deletions_of_kind.saturating_sub(found_deleted);
 
     let gather = |a: &StringArray, b: &StringArray| -> Result<StringArray> {
-        let out =
-            arrow_select::interleave::interleave(&[a as &dyn Array, b], &take).map_err(|e| {
-                Error::Data {
-                    stage: "delta",
-                    message: e.to_string(),
-                }
-            })?;
-        out.as_any()
-            .downcast_ref::<StringArray>()
-            .cloned()
-            .ok_or_else(|| Error::Data {
-                stage: "delta",
-                message: "internal: merged column is not text".into(),
-            })
+        crate::load::interleave_strings(&[a as &dyn Array, b], &take)
     };
     let merge_map = |p: &BTreeMap<String, StringArray>,
                      c: &BTreeMap<String, StringArray>|

@@ -44,6 +44,7 @@ pub mod html;
 pub mod output;
 pub mod state;
 pub mod pipeline;
+pub mod engine;
 pub mod mask;
 pub mod progress;
 pub mod synth;

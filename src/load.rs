@@ -369,7 +369,11 @@ fn assemble(
     })
 }
 
-fn interleave_strings(arrays: &[&dyn Array], take: &[(usize, usize)]) -> Result<StringArray> {
+/// Gathers text values from several arrays: `take` holds (array, row) per output row.
+pub(crate) fn interleave_strings(
+    arrays: &[&dyn Array],
+    take: &[(usize, usize)],
+) -> Result<StringArray> {
     if arrays.is_empty() {
         // A kind with no source files (a delta that leaves it unchanged).
         return Ok(StringArray::new_null(0));

@@ -344,7 +344,12 @@ pub fn evaluate_run(truth: &Path, run_dir: &Path) -> Result<Evaluation> {
         }
     }
     let pairs_path = run_dir.join("pairs.parquet");
-    let cands = if pairs_path.exists() {
+    // A delta run's pairs file holds only tonight's pairs: blocking is judged on full runs.
+    let delta_run = std::fs::read_to_string(run_dir.join("run.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["delta"].is_string());
+    let cands = if pairs_path.exists() && !delta_run {
         let p = crate::load::read_text_columns(
             &pairs_path,
             &["source_l", "record_id_l", "source_r", "record_id_r"],

@@ -101,6 +101,20 @@ pub struct Pattern {
 }
 
 /// Distinct patterns of compared batches, sorted. `agree`
+/// Patterns from ((packed levels, agree bits), count) totals, sorted.
+pub fn sorted_patterns(counts: impl IntoIterator<Item = ((u64, u32), u64)>) -> Vec<Pattern> {
+    let mut v: Vec<Pattern> = counts
+        .into_iter()
+        .map(|((levels, agree), count)| Pattern {
+            levels,
+            agree,
+            count,
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
 /// holds each candidate pair's rule-agreement bits, in batch order.
 pub fn patterns(
     batches: &[arrow_array::RecordBatch],
@@ -141,16 +155,7 @@ pub fn patterns(
             }
             a
         });
-    let mut v: Vec<Pattern> = map
-        .into_iter()
-        .map(|((levels, agree), count)| Pattern {
-            levels,
-            agree,
-            count,
-        })
-        .collect();
-    v.sort_unstable();
-    v
+    sorted_patterns(map)
 }
 
 /// Level of comparison `k` in a pattern.

@@ -138,34 +138,60 @@ pub fn score_batch(
         .collect();
     let mut w = Vec::with_capacity(n);
     for row in 0..n {
-        let r = rules.value(row) as usize;
-        let (Some(prior), Some(counts)) = (priors.get(r), counted.get(r)) else {
-            return Err(arrow_schema::ArrowError::SchemaError(format!(
-                "pair found by blocking rule {r}, but the model has {} rules",
-                priors.len()
-            )));
-        };
-        let mut total = *prior;
-        for (k, cm) in model.comparisons.iter().enumerate() {
-            if !counts[k] {
-                continue;
-            }
-            let lv = levels[k].value(row);
-            total += match (&tfs[k], lv as usize + 1 == cm.m.len()) {
-                (Some(tf), true) => {
-                    let i = l.value(row) as usize;
-                    cm.tf_weight(tf.u_of(comparators[k].value(i)))
-                }
-                _ => cm.weight(lv),
-            };
-        }
-        w.push(total);
+        let i = l.value(row) as usize;
+        w.push(
+            pair_weight(
+                model,
+                tfs,
+                (&counted, &priors),
+                rules.value(row) as usize,
+                |k| levels[k].value(row),
+                |k| comparators[k].value(i),
+            )
+            .map_err(arrow_schema::ArrowError::SchemaError)?,
+        );
     }
     let p: Vec<f64> = w.iter().map(|&x| probability(x)).collect();
     let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
     cols.push(Arc::new(Float64Array::from(w)));
     cols.push(Arc::new(Float64Array::from(p)));
     RecordBatch::try_new(schema.clone(), cols)
+}
+
+/// Match weight of one pair found by blocking rule `rule`: the rule's prior, then every
+/// comparison the rule counts, in model order, exact agreement on a term-frequency field
+/// weighed by the value's own frequency. `level(k)` is the pair's level of comparison `k`,
+/// `value(k)` the left record's value; `rules` holds [`Model::counted`] and the prior weight
+/// of every rule.
+pub fn pair_weight<'v>(
+    model: &Model,
+    tfs: &[Option<TermFrequencies>],
+    (counted, priors): (&[Vec<bool>], &[f64]),
+    rule: usize,
+    level: impl Fn(usize) -> u8,
+    value: impl Fn(usize) -> Option<&'v str>,
+) -> Result<f64, String> {
+    let (Some(prior), Some(counts)) = (priors.get(rule), counted.get(rule)) else {
+        return Err(format!(
+            "pair found by blocking rule {rule}, but the model has {} rules",
+            priors.len()
+        ));
+    };
+    let mut total = *prior;
+    for (k, cm) in model.comparisons.iter().enumerate() {
+        if !counts[k] {
+            continue;
+        }
+        let lv = level(k);
+        total += match (
+            tfs.get(k).and_then(Option::as_ref),
+            lv as usize + 1 == cm.m.len(),
+        ) {
+            (Some(tf), true) => cm.tf_weight(tf.u_of(value(k))),
+            _ => cm.weight(lv),
+        };
+    }
+    Ok(total)
 }
 
 /// Probability of a match weight (log2 Bayes factor including the prior).

@@ -26,6 +26,17 @@ impl TermFrequencies {
         TermFrequencies { freq }
     }
 
+    /// From whole-column (value, count) rows, counted elsewhere (a Spark aggregate).
+    pub fn from_counts(values: &StringArray, counts: &[i64]) -> Self {
+        let total = counts.iter().sum::<i64>().max(1) as f64;
+        let freq = values
+            .iter()
+            .zip(counts)
+            .filter_map(|(v, &c)| v.map(|v| (v.to_string(), c as f64 / total)))
+            .collect();
+        TermFrequencies { freq }
+    }
+
     /// The u of exact agreement on this value: its relative frequency.
     pub fn u_of(&self, value: Option<&str>) -> Option<f64> {
         self.freq.get(value?).copied()
