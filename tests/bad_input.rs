@@ -188,3 +188,86 @@ fn the_example_job_is_valid() {
         yiku::Plan::from_file(&root().join("jobs/persons.toml")).expect("example job parses");
     assert_eq!(plan.sources.len(), 2);
 }
+
+#[test]
+fn a_bad_delta_is_named_and_bad_deletions_are_quarantined() {
+    let d = scratch("bad-delta");
+    std::fs::write(
+        d.join("a.csv"),
+        "编号,姓名,身份证号\n1,张三,11010519491231002X\n2,李四,\n",
+    )
+    .expect("csv");
+    let j = job(&d, &csv_source("a.csv"), "").display().to_string();
+    let prev = d.join("out").display().to_string();
+    // Without --previous, clap refuses --delta.
+    let (code, _, err) = yiku(&["-q", "run", &j, "--delta", "nowhere"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--previous"), "{err}");
+    let (code, _, err) = yiku(&["-q", "run", &j]);
+    assert_eq!(code, 0, "{err}");
+    // A missing delta folder is named.
+    let night2 = d.join("n2").display().to_string();
+    let (code, _, err) = yiku(&[
+        "-q",
+        "run",
+        &j,
+        "--previous",
+        &prev,
+        "--delta",
+        "no-such-dir",
+        "--out",
+        &night2,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no-such-dir"), "{err}");
+    // A previous folder without the standardised records says what is missing.
+    let bare = d.join("bare");
+    std::fs::create_dir_all(&bare).expect("mkdir");
+    for f in ["master_index.parquet", "run.json", "model.json"] {
+        std::fs::copy(d.join("out").join(f), bare.join(f)).expect("copy");
+    }
+    let delta = d.join("delta");
+    std::fs::create_dir_all(&delta).expect("mkdir");
+    std::fs::write(
+        delta.join("deletions.csv"),
+        "source,record_id\ncivil,2\nnope,9\ncivil,\n",
+    )
+    .expect("deletions");
+    let (code, _, err) = yiku(&[
+        "-q",
+        "run",
+        &j,
+        "--previous",
+        &bare.display().to_string(),
+        "--delta",
+        &delta.display().to_string(),
+        "--out",
+        &night2,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("standardised_<kind>.parquet"), "{err}");
+    // Against the real previous folder: civil:2 goes, the two bad deletions are quarantined.
+    let (code, _, err) = yiku(&[
+        "-q",
+        "run",
+        &j,
+        "--previous",
+        &prev,
+        "--delta",
+        &delta.display().to_string(),
+        "--out",
+        &night2,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let mi = columns(&d.join("n2/master_index.parquet"), &["record_id"]);
+    assert_eq!(mi[0], [Some("1".to_string())]);
+    let q = columns(&d.join("n2/quarantine.parquet"), &["source", "reason"]);
+    assert_eq!(q[0].len(), 2, "{q:?}");
+    assert!(q[1].iter().flatten().any(|r| r.contains("`nope`")), "{q:?}");
+    let ev = columns(&d.join("n2/events.parquet"), &["event", "records"]);
+    assert!(
+        ev[0].iter().zip(&ev[1]).any(|(e, r)| e.as_deref() == Some("record_removed")
+            && r.as_deref() == Some("civil:2")),
+        "{ev:?}"
+    );
+}

@@ -65,6 +65,43 @@ pub struct Comparator<'a> {
     aux: Option<&'a StringArray>,
     thresholds: Vec<f64>,
     top: u8,
+    /// Addresses: every record's sorted bigrams, computed once (`start[i]..start[i + 1]`).
+    bigrams: Option<Bigrams>,
+}
+
+/// Sorted bigram codes of every record of a column, back to back.
+struct Bigrams {
+    start: Vec<usize>,
+    codes: Vec<u32>,
+}
+
+impl Bigrams {
+    fn of(col: &StringArray) -> Bigrams {
+        use rayon::prelude::*;
+        let per: Vec<Vec<u32>> = (0..col.len())
+            .into_par_iter()
+            .map(|i| {
+                if col.is_valid(i) {
+                    address::bigrams(col.value(i))
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        let mut start = Vec::with_capacity(per.len() + 1);
+        start.push(0);
+        for g in &per {
+            start.push(start[start.len() - 1] + g.len());
+        }
+        Bigrams {
+            start,
+            codes: per.concat(),
+        }
+    }
+
+    fn get(&self, i: usize) -> &[u32] {
+        &self.codes[self.start[i]..self.start[i + 1]]
+    }
 }
 
 impl<'a> Comparator<'a> {
@@ -81,6 +118,7 @@ impl<'a> Comparator<'a> {
             aux,
             thresholds: thresholds(spec),
             top: (level_names(spec).len() - 1) as u8,
+            bigrams: (spec.method == Method::Address).then(|| Bigrams::of(col)),
         })
     }
 
@@ -156,7 +194,10 @@ impl<'a> Comparator<'a> {
                     1
                 }
             }
-            Method::Address => self.by_similarity(address::dice(a, b)),
+            Method::Address => self.by_similarity(match &self.bigrams {
+                Some(g) => address::dice_of_bigrams(g.get(i), g.get(j), false),
+                None => address::dice(a, b),
+            }),
         }
     }
 

@@ -81,60 +81,46 @@ pub fn standardise(folded: &str) -> Option<String> {
 
 /// Character-bigram Dice similarity of two standardised addresses.
 pub fn dice(a: &str, b: &str) -> f64 {
-    const MAX: usize = 96;
-    // Bigrams packed into u64 and sorted, on the stack for addresses up to 96 characters.
-    fn grams(s: &str, buf: &mut [u64; MAX]) -> Option<usize> {
-        let mut prev: Option<char> = None;
-        let mut n = 0;
-        for c in s.chars() {
-            if let Some(p) = prev {
-                if n == MAX {
-                    return None;
-                }
-                buf[n] = (u64::from(u32::from(p)) << 32) | u64::from(u32::from(c));
-                n += 1;
-            }
-            prev = Some(c);
-        }
-        buf[..n].sort_unstable();
-        Some(n)
-    }
-    let (mut ba, mut bb) = ([0u64; MAX], [0u64; MAX]);
-    let (Some(na), Some(nb)) = (grams(a, &mut ba), grams(b, &mut bb)) else {
-        return dice_long(a, b);
-    };
-    common_ratio(&ba[..na], &bb[..nb], a == b)
+    dice_of_bigrams(&bigrams(a), &bigrams(b), a == b)
 }
 
-fn dice_long(a: &str, b: &str) -> f64 {
-    let grams = |s: &str| {
-        let c: Vec<char> = s.chars().collect();
-        let mut g: Vec<u64> = c
-            .windows(2)
-            .map(|w| (u64::from(u32::from(w[0])) << 32) | u64::from(u32::from(w[1])))
-            .collect();
-        g.sort_unstable();
-        g
-    };
-    common_ratio(&grams(a), &grams(b), a == b)
+/// The character bigrams of a text as sorted codes: two characters of the Basic Multilingual
+/// Plane (all common Han) packed exactly into 32 bits, others hashed into the codes above.
+pub fn bigrams(s: &str) -> Vec<u32> {
+    let mut out = Vec::with_capacity(s.len() / 3 + 1);
+    let mut prev: Option<u32> = None;
+    for c in s.chars() {
+        let c = u32::from(c);
+        if let Some(p) = prev {
+            out.push(if p < 0x1_0000 && c < 0x1_0000 {
+                (p << 16) | c
+            } else {
+                0xFFFF_0000 | (p.wrapping_mul(0x9E37_79B1) ^ c) & 0xFFFF
+            });
+        }
+        prev = Some(c);
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Dice similarity of two sorted bigram lists (see [`bigrams`]); `equal` when the texts are.
+pub fn dice_of_bigrams(ga: &[u32], gb: &[u32], equal: bool) -> f64 {
+    common_ratio(ga, gb, equal)
 }
 
 /// 2 × common / total over two sorted multisets.
-fn common_ratio(ga: &[u64], gb: &[u64], equal: bool) -> f64 {
+fn common_ratio(ga: &[u32], gb: &[u32], equal: bool) -> f64 {
     if ga.is_empty() || gb.is_empty() {
         return if equal { 1.0 } else { 0.0 };
     }
+    // Branch-free merge: which side advances is data, not a jump to mispredict.
     let (mut i, mut j, mut common) = (0, 0, 0usize);
     while i < ga.len() && j < gb.len() {
-        match ga[i].cmp(&gb[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                common += 1;
-                i += 1;
-                j += 1;
-            }
-        }
+        let (x, y) = (ga[i], gb[j]);
+        common += usize::from(x == y);
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
     }
     2.0 * common as f64 / (ga.len() + gb.len()) as f64
 }
