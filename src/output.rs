@@ -145,8 +145,8 @@ impl ParallelWriter {
         encode().map_err(parquet_err(path))
     }
 
-    /// Appends the encoded row groups in order and closes the file.
-    pub fn finish(mut self, groups: Vec<Vec<ArrowColumnChunk>>, path: &Path) -> Result<()> {
+    /// Appends encoded row groups, in order.
+    pub fn append(&mut self, groups: Vec<Vec<ArrowColumnChunk>>, path: &Path) -> Result<()> {
         let write = || -> std::result::Result<(), parquet::errors::ParquetError> {
             for chunks in groups {
                 let mut row_group = self.writer.next_row_group()?;
@@ -157,7 +157,12 @@ impl ParallelWriter {
             }
             Ok(())
         };
-        write().map_err(parquet_err(path))?;
+        write().map_err(parquet_err(path))
+    }
+
+    /// Appends the encoded row groups in order and closes the file.
+    pub fn finish(mut self, groups: Vec<Vec<ArrowColumnChunk>>, path: &Path) -> Result<()> {
+        self.append(groups, path)?;
         self.writer.close().map_err(parquet_err(path))?;
         Ok(())
     }
@@ -184,12 +189,18 @@ pub fn write_parquet(path: &Path, schema: Arc<Schema>, batches: &[RecordBatch]) 
             })
         })
         .collect();
-    let groups = slices
-        .par_iter()
-        .enumerate()
-        .map(|(i, b)| w.encode(i, b, path))
-        .collect::<Result<Vec<_>>>()?;
-    w.finish(groups, path)
+    // A few row groups per thread at a time: encoded groups wait in memory until appended.
+    let wave = 2 * rayon::current_num_threads().max(1);
+    let mut w = w;
+    for (k, part) in slices.chunks(wave).enumerate() {
+        let groups = part
+            .par_iter()
+            .enumerate()
+            .map(|(i, b)| w.encode(k * wave + i, b, path))
+            .collect::<Result<Vec<_>>>()?;
+        w.append(groups, path)?;
+    }
+    w.finish(Vec::new(), path)
 }
 
 /// Writes several Parquet files in parallel: (path, schema, batches) each.
