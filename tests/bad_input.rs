@@ -207,17 +207,20 @@ fn a_bad_delta_is_named_and_bad_deletions_are_quarantined() {
     assert_eq!(code, 0, "{err}");
     // A missing delta folder is named.
     let night2 = d.join("n2").display().to_string();
-    let (code, _, err) = yiku(&[
-        "-q",
-        "run",
-        &j,
-        "--previous",
-        &prev,
-        "--delta",
-        "no-such-dir",
-        "--out",
-        &night2,
-    ]);
+    let delta_run = |previous: &str, delta: &str| {
+        yiku(&[
+            "-q",
+            "run",
+            &j,
+            "--previous",
+            previous,
+            "--delta",
+            delta,
+            "--out",
+            &night2,
+        ])
+    };
+    let (code, _, err) = delta_run(&prev, "no-such-dir");
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no-such-dir"), "{err}");
     // A previous folder without the standardised records says what is missing.
@@ -233,31 +236,12 @@ fn a_bad_delta_is_named_and_bad_deletions_are_quarantined() {
         "source,record_id\ncivil,2\nnope,9\ncivil,\n",
     )
     .expect("deletions");
-    let (code, _, err) = yiku(&[
-        "-q",
-        "run",
-        &j,
-        "--previous",
-        &bare.display().to_string(),
-        "--delta",
-        &delta.display().to_string(),
-        "--out",
-        &night2,
-    ]);
+    let delta_dir = delta.display().to_string();
+    let (code, _, err) = delta_run(&bare.display().to_string(), &delta_dir);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("standardised_<kind>.parquet"), "{err}");
     // Against the real previous folder: civil:2 goes, the two bad deletions are quarantined.
-    let (code, _, err) = yiku(&[
-        "-q",
-        "run",
-        &j,
-        "--previous",
-        &prev,
-        "--delta",
-        &delta.display().to_string(),
-        "--out",
-        &night2,
-    ]);
+    let (code, _, err) = delta_run(&prev, &delta_dir);
     assert_eq!(code, 0, "{err}");
     let mi = columns(&d.join("n2/master_index.parquet"), &["record_id"]);
     assert_eq!(mi[0], [Some("1".to_string())]);
