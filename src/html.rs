@@ -1108,7 +1108,7 @@ impl Page {
                     }
                     self.w("</table><p class=note>Share of records with no usable value after standardisation; — : the department does not supply the field. Invalid: present but failing the check digit.</p>");
                 }
-                None => self.w("<p class=note>Null rates per field need the standardised records: run with <code>--write-standardised</code> (not written by default: it costs about 10% of a large run).</p>"),
+                None => self.w("<p class=note>Null rates per field need the standardised records (<code>standardised_&lt;kind&gt;.parquet</code>), which this output folder lacks: it was written by an older yiku or the file was removed.</p>"),
             }
             // Standardisation counters from run.json.
             if let Some(kv) = run["kinds"]
@@ -1416,7 +1416,7 @@ impl Page {
             let k = m.kind.as_str();
             let t = weight_of_probability(m.match_probability);
             if std.is_none() && !(pk.above.is_empty() && pk.below.is_empty()) {
-                self.w("<p class=note>This run did not keep its standardised records (<code>--write-standardised</code>), so the explanations show levels without values, and the term-frequency adjustment is read off the stored weight.</p>");
+                self.w("<p class=note>This output folder has no standardised records (an older yiku, or the file was removed), so the explanations show levels without values, and the term-frequency adjustment is read off the stored weight.</p>");
             }
             for (label, side, wfs) in [
                 (

@@ -545,7 +545,7 @@ pub fn explain(run_dir: &Path, a: (&str, &str), b: (&str, &str)) -> Result<Expla
                 return Err(Error::Data {
                     stage: "explain",
                     message: format!(
-                        "{}:{} and {}:{} were never compared, and the run did not keep its standardised records; rerun it with --write-standardised to compare them",
+                        "{}:{} and {}:{} were never compared, and the output folder has no standardised records; rerun the job (every run writes them) to compare them",
                         a.0, a.1, b.0, b.1
                     ),
                 });
