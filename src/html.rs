@@ -1800,24 +1800,7 @@ fn histogram(weights: &[f64], review: f64, matched: f64) -> String {
         );
     }
     // X ticks.
-    let span = hi - lo;
-    let tick = if span > 60.0 {
-        10.0
-    } else if span > 20.0 {
-        5.0
-    } else {
-        2.0
-    };
-    let mut x = (lo / tick).ceil() * tick;
-    while x <= hi {
-        let _ = write!(
-            s,
-            "<text x=\"{:.1}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#5b6478\">{x}</text>",
-            px(x),
-            top + h + 14.0
-        );
-        x += tick;
-    }
+    x_ticks(&mut s, (lo, hi), &px, top + h + 14.0);
     for (v, label, color, dy) in [
         (review, "review", "#dd8452", 10.0),
         (matched, "match", "#1e7a34", 0.0),
@@ -1909,6 +1892,18 @@ fn prf_chart(pts: &[PrfPoint]) -> String {
             top + 15.0 + i as f64 * 18.0
         );
     }
+    x_ticks(&mut s, (lo, hi), &px, top + h + 14.0);
+    let _ = write!(
+        s,
+        "<text x=\"{:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#5b6478\">match-weight threshold</text></svg>",
+        (left + px(hi)) / 2.0,
+        top + h + 30.0
+    );
+    s
+}
+
+/// Labels along an x axis from `lo` to `hi` (match weights), every 2, 5 or 10 units.
+fn x_ticks(s: &mut String, (lo, hi): (f64, f64), px: &dyn Fn(f64) -> f64, y: f64) {
     let span = hi - lo;
     let tick = if span > 60.0 {
         10.0
@@ -1921,19 +1916,11 @@ fn prf_chart(pts: &[PrfPoint]) -> String {
     while x <= hi {
         let _ = write!(
             s,
-            "<text x=\"{:.1}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#5b6478\">{x}</text>",
-            px(x),
-            top + h + 14.0
+            "<text x=\"{:.1}\" y=\"{y}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#5b6478\">{x}</text>",
+            px(x)
         );
         x += tick;
     }
-    let _ = write!(
-        s,
-        "<text x=\"{:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#5b6478\">match-weight threshold</text></svg>",
-        (left + px(hi)) / 2.0,
-        top + h + 30.0
-    );
-    s
 }
 
 #[cfg(test)]
