@@ -10,7 +10,7 @@
 #      rebuild by someone else during the run cannot change the binary under measurement;
 #   3. data/bench-N from `yiku generate --persons N --enterprises 0 --seed 7` (only when missing);
 #   4. `yiku run` YIKU_RUNS times (default 2) under /usr/bin/time -v, median wall and peak RSS;
-#   5. `scripts/splink_compare.py` on yiku's standardised_person.parquet under /usr/bin/time -v;
+#   5. `scripts/splink_compare.py` on yiku's standardised_person.arrow under /usr/bin/time -v;
 #   6. `yiku eval` on both tools' clusters against the same truth;
 #   7. the results into BENCHMARKS.md, between <!-- splink:begin --> and <!-- splink:end -->.
 # Work files go to target/splink-bench/N/.
@@ -98,10 +98,10 @@ done
 
 # --- Splink ------------------------------------------------------------------------------------
 rm -rf "$WORK/splink"
-log "splink on $WORK/yiku-run1/standardised_person.parquet"
+log "splink on $WORK/yiku-run1/standardised_person.arrow"
 /usr/bin/time -v -o "$WORK/splink.time" \
     "$PY" scripts/splink_compare.py --threads "$THREADS" \
-    "$WORK/yiku-run1/standardised_person.parquet" "$WORK/splink" > "$WORK/splink-result.json"
+    "$WORK/yiku-run1/standardised_person.arrow" "$WORK/splink" > "$WORK/splink-result.json"
 SPLINK_STATS="$(time_stats "$WORK/splink.time")"
 log "splink: process wall s, peak RSS MB = $SPLINK_STATS"
 "$YIKU" eval -q --truth "$TRUTH" --run "$WORK/splink" --json "$WORK/splink-eval.json" > /dev/null
@@ -168,7 +168,7 @@ lines = [
     "",
     "How the comparison is set up (`scripts/splink_compare.py`):",
     "",
-    "- Splink reads yiku's `standardised_person.parquet` (which every `yiku run` writes: it is the state a delta run starts from), "
+    "- Splink reads yiku's `standardised_person.arrow` (which every `yiku run` writes: it is the state a delta run starts from), "
     "so it gets yiku's Chinese standardisation (simplified names, pinyin keys, cleaned and upgraded ID "
     "numbers, dates, phones, addresses) for free: **Splink's time excludes standardisation, yiku's "
     "includes everything**, including writing that extra table.",

@@ -2,7 +2,7 @@
 """Deduplicate yiku's standardised person records with Splink (DuckDB backend).
 
 This is the Splink half of the side-by-side benchmark driven by
-`scripts/compare-splink.sh`. It reads the `standardised_person.parquet` that
+`scripts/compare-splink.sh`. It reads the `standardised_person.arrow` that
 every `yiku run` writes, builds a Splink model that mirrors
 yiku's person model as closely as Splink's comparison library allows, and
 writes the resulting clusters as `master_index.parquet` (columns `source,
@@ -33,6 +33,7 @@ import sys
 import time
 
 import duckdb
+import pyarrow.ipc
 import splink
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
@@ -152,7 +153,7 @@ def comparisons():
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("standardised", help="yiku's standardised_person.parquet")
+    parser.add_argument("standardised", help="yiku's standardised_person.arrow")
     parser.add_argument("out_dir", help="folder for master_index.parquet (created if missing)")
     parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=7, help="seed for u sampling")
@@ -175,6 +176,8 @@ def main() -> int:
     con = duckdb.connect()
     if args.threads:
         con.execute(f"SET threads = {int(args.threads)}")
+    # yiku keeps its standardised records as an Arrow IPC file: hand it to DuckDB as is.
+    con.register("standardised", pyarrow.ipc.open_file(args.standardised).read_all())
     con.execute(
         f"""
         CREATE TABLE persons AS
@@ -183,10 +186,10 @@ def main() -> int:
                name, name_pinyin, id_number, id_number_valid,
                birth_date, gender, phone, address,
                {ADDRESS_BIGRAMS_SQL} AS address_bigrams
-        FROM read_parquet(?)
-        """,
-        [args.standardised],
+        FROM standardised
+        """
     )
+    con.unregister("standardised")
     records = con.execute("SELECT count(*) FROM persons").fetchone()[0]
     stage("load")
 

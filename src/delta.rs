@@ -11,7 +11,9 @@
 //! touches a changed or deleted record is dropped: the changed record is compared afresh.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
 
 use arrow_array::{Array, StringArray};
 use serde::Serialize;
@@ -73,9 +75,9 @@ pub fn apply_to_previous(
         ),
     };
     let previous = crate::state::read_standardised(previous_dir, kind, None)?
-        .ok_or_else(|| missing("standardised_<kind>.parquet"))?;
+        .ok_or_else(|| missing("standardised_<kind>.arrow"))?;
     let links = crate::state::read_links(previous_dir, kind)?
-        .ok_or_else(|| missing("links_<kind>.parquet"))?;
+        .ok_or_else(|| missing("links_<kind>.arrow"))?;
     apply(previous, links, changes, deletions)
 }
 
@@ -114,7 +116,8 @@ pub fn apply(
             .collect()
     };
     let (prev_src, new_src) = (remap(&previous), remap(&changes));
-    let deleted: HashSet<(u16, &str)> = deletions
+    // Deleted keys in ascending order, walked by one cursor as the merge visits keys in order.
+    let mut deleted: Vec<(u16, &str)> = deletions
         .iter()
         .filter(|d| d.kind == previous.kind)
         .filter_map(|d| {
@@ -122,6 +125,15 @@ pub fn apply(
             Some((s, d.record_id.as_str()))
         })
         .collect();
+    deleted.sort_unstable();
+    deleted.dedup();
+    let mut cursor = 0usize;
+    let mut is_deleted = |k: (u16, &str)| -> bool {
+        while cursor < deleted.len() && deleted[cursor] < k {
+            cursor += 1;
+        }
+        deleted.get(cursor) == Some(&k)
+    };
     let deletions_of_kind = deletions.iter().filter(|d| d.kind == previous.kind).count() as u64;
 
     // Merge two sorted runs of records; `take` is (0 = previous / 1 = changes, row).
@@ -142,7 +154,7 @@ pub fn apply(
         };
         match order {
             Ordering::Less => {
-                if deleted.contains(&key(&previous, &prev_src, i)) {
+                if is_deleted(key(&previous, &prev_src, i)) {
                     found_deleted += 1;
                 } else {
                     old_to_new[i] = take.len() as u32;
@@ -152,7 +164,7 @@ pub fn apply(
             }
             Ordering::Equal => {
                 // A changed record: the stored one is replaced (or both go, if deleted).
-                if deleted.contains(&key(&previous, &prev_src, i)) {
+                if is_deleted(key(&previous, &prev_src, i)) {
                     found_deleted += 1;
                 } else {
                     stats.changed += 1;
@@ -162,7 +174,7 @@ pub fn apply(
                 j += 1;
             }
             Ordering::Greater => {
-                if !deleted.contains(&key(&changes, &new_src, j)) {
+                if !is_deleted(key(&changes, &new_src, j)) {
                     stats.added += 1;
                     take.push((1, j));
                 }
@@ -183,7 +195,7 @@ pub fn apply(
         names.sort();
         names.dedup();
         names
-            .into_iter()
+            .into_par_iter()
             .map(|n| {
                 let (a, b) = (
                     p.get(n)

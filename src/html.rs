@@ -549,29 +549,34 @@ fn standardised(out_dir: &Path, model: &Model, pk: &KindPairs) -> Result<Option<
     // Waterfalls of the sampled pairs, from the values.
     let specs: Vec<_> = model.comparisons.iter().map(|c| c.spec.clone()).collect();
     let (mut above, mut below) = (Vec::new(), Vec::new());
-    if let Ok(comparators) = crate::compare::comparators(&table, &specs) {
-        let tfs = crate::score::term_frequencies(model, &comparators);
-        let mut idx: HashMap<(&str, &str), usize> = HashMap::new();
-        let wanted: HashSet<(&str, &str)> = pk
-            .above
-            .iter()
-            .chain(&pk.below)
-            .flat_map(|p| {
-                [
-                    (p.left.0.as_str(), p.left.1.as_str()),
-                    (p.right.0.as_str(), p.right.1.as_str()),
-                ]
-            })
-            .collect();
-        for i in 0..table.len() {
-            let key = (
-                table.sources[table.source[i] as usize].as_str(),
-                table.record_id.value(i),
-            );
-            if let Some(w) = wanted.get(&key) {
-                idx.insert(*w, i);
-            }
+    let mut idx: HashMap<(&str, &str), usize> = HashMap::new();
+    let wanted: HashSet<(&str, &str)> = pk
+        .above
+        .iter()
+        .chain(&pk.below)
+        .flat_map(|p| {
+            [
+                (p.left.0.as_str(), p.left.1.as_str()),
+                (p.right.0.as_str(), p.right.1.as_str()),
+            ]
+        })
+        .collect();
+    for i in 0..table.len() {
+        let key = (
+            table.sources[table.source[i] as usize].as_str(),
+            table.record_id.value(i),
+        );
+        if let Some(w) = wanted.get(&key) {
+            idx.insert(*w, i);
         }
+    }
+    // Only the sampled pairs' records are compared.
+    let mut needed = vec![false; table.len()];
+    for &i in idx.values() {
+        needed[i] = true;
+    }
+    if let Ok(comparators) = crate::compare::comparators_for(&table, &specs, Some(&needed)) {
+        let tfs = crate::score::term_frequencies(model, &comparators);
         for (side, out) in [(&pk.above, &mut above), (&pk.below, &mut below)] {
             for p in side {
                 let (Some(&a), Some(&b)) = (
@@ -1108,7 +1113,7 @@ impl Page {
                     }
                     self.w("</table><p class=note>Share of records with no usable value after standardisation; — : the department does not supply the field. Invalid: present but failing the check digit.</p>");
                 }
-                None => self.w("<p class=note>Null rates per field need the standardised records (<code>standardised_&lt;kind&gt;.parquet</code>), which this output folder lacks: it was written by an older yiku or the file was removed.</p>"),
+                None => self.w("<p class=note>Null rates per field need the standardised records (<code>standardised_&lt;kind&gt;.arrow</code>), which this output folder lacks: it was written by an older yiku or the file was removed.</p>"),
             }
             // Standardisation counters from run.json.
             if let Some(kv) = run["kinds"]

@@ -99,6 +99,8 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     let mut events = Vec::new();
     // Files written at the end, in parallel with the others: (path, schema, batches).
     let mut extra_files = Vec::new();
+    // Arrow IPC files of the state ([`state`]), written alongside.
+    let mut state_files = Vec::new();
     let mut level_fields: Vec<String> = Vec::new();
     for kp in &plan.kinds {
         for c in &kp.comparisons {
@@ -135,7 +137,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         records_in += table.len() as u64;
         let path = state::standardised_path(out.dir(), kp.kind);
         let batch = state::standardised_batch(&table).map_err(|e| Error::write(&path, e))?;
-        extra_files.push((path, batch.schema(), vec![batch]));
+        state_files.push((path, batch));
         let (cands, secs) = p.stage(&format!("{k}: block"), || {
             block::block(
                 &table,
@@ -155,14 +157,27 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             ));
         }
 
-        let comparators = compare::comparators(&table, &kp.comparisons)?;
+        let decisions = cluster::Decisions::resolve(&table, &labels);
+        // A delta run compares only the records in tonight's pairs (and clerks' must-links).
+        let needed = focus.as_ref().map(|_| {
+            let mut n = vec![false; table.len()];
+            let pairs = cands.left.iter().zip(&cands.right);
+            for (&l, &r) in pairs.chain(decisions.must_link.iter().map(|(l, r)| (l, r))) {
+                for i in [l, r] {
+                    if let Some(x) = n.get_mut(i as usize) {
+                        *x = true;
+                    }
+                }
+            }
+            n
+        });
+        let comparators = compare::comparators_for(&table, &kp.comparisons, needed.as_deref())?;
         let (compared, secs) = p.stage(&format!("{k}: compare"), || {
             compare::compare(&comparators, &kp.comparisons, &cands)
         });
         let compared = compared?;
         stage("compare", k, secs, cands.len() as u64);
 
-        let decisions = cluster::Decisions::resolve(&table, &labels);
         let reused = saved.as_ref().and_then(|m| m.model(kp.kind)).cloned();
         let mut model = match reused {
             Some(m) => {
@@ -226,7 +241,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         let matches = links.edges.len() as u64;
         let path = state::links_path(out.dir(), kp.kind);
         let batch = state::links_batch(&links).map_err(|e| Error::write(&path, e))?;
-        extra_files.push((path, batch.schema(), vec![batch]));
+        state_files.push((path, batch));
 
         let (mi, secs) = p.stage(&format!("{k}: master index"), || {
             master::master_index(&table, &clusters, previous.as_ref(), run)
@@ -329,7 +344,17 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 .iter()
                 .map(|(p, s, b)| (p.clone(), s.clone(), b.as_slice())),
         );
-        output::write_parquets(&files)?;
+        let (parquets, ipcs) = rayon::join(
+            || output::write_parquets(&files),
+            || -> Result<()> {
+                for (path, batch) in &state_files {
+                    state::write_ipc(path, batch)?;
+                }
+                Ok(())
+            },
+        );
+        parquets?;
+        ipcs?;
         output::write_json(
             &out.file("model.json"),
             &ModelFile {

@@ -1,9 +1,12 @@
 //! What a run keeps for the next one. Beside the master index, every output folder holds each
 //! kind's standardised records and its accepted links:
 //!
-//! - `standardised_<kind>.parquet`: `source`, `record_id`, every standardised and derived
-//!   column, and each field's value as loaded (`raw:<field>`), in the run's record order;
-//! - `links_<kind>.parquet`: the links the clusters were built from, as rows of that file
+//! - `standardised_<kind>.arrow`: `source`, `record_id`, every standardised and derived
+//!   column, and each field's value as loaded (`raw:<field>`), in the run's record order. An
+//!   uncompressed Arrow IPC file: written and read back at memory speed (a delta run reads it
+//!   whole, zero-copy), at ~360 bytes per person record on disk. Folders written before this
+//!   format hold `standardised_<kind>.arrow`, which is still read;
+//! - `links_<kind>.arrow` (Arrow IPC as well; `.parquet` in older folders): the links the clusters were built from, as rows of that file
 //!   (`left < right`), with their match weight and who decided them (`model`, or a clerk's
 //!   `match` / `non_match`).
 //!
@@ -29,12 +32,97 @@ pub const RAW_PREFIX: &str = "raw:";
 
 /// Path of a kind's standardised records in a run's output folder.
 pub fn standardised_path(run_dir: &Path, kind: EntityKind) -> PathBuf {
+    run_dir.join(format!("standardised_{}.arrow", kind.as_str()))
+}
+
+/// The Parquet file that folders written by earlier versions hold instead.
+fn legacy_standardised_path(run_dir: &Path, kind: EntityKind) -> PathBuf {
     run_dir.join(format!("standardised_{}.parquet", kind.as_str()))
+}
+
+/// Writes one batch as an uncompressed Arrow IPC file.
+pub fn write_ipc(path: &Path, batch: &RecordBatch) -> Result<()> {
+    use arrow_ipc::writer::FileWriter;
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut w =
+        FileWriter::try_new_buffered(file, &batch.schema()).map_err(|e| Error::write(path, e))?;
+    w.write(batch).map_err(|e| Error::write(path, e))?;
+    w.finish().map_err(|e| Error::write(path, e))?;
+    Ok(())
+}
+
+/// Maps an Arrow IPC file into memory and decodes its batches without copying their buffers,
+/// keeping only the named columns (all when `None`; columns the file lacks are left out):
+/// only the pages of those columns are read.
+pub fn read_ipc(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
+    use arrow_ipc::reader::{FileDecoder, read_footer_length};
+    let bad = |message: String| Error::Read {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: the state files are written once, by a run into its own fresh output folder,
+    // and never modified after; the map lives as long as the arrays that point into it.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    let n = map.len();
+    let trailer: [u8; 10] = n
+        .checked_sub(10)
+        .and_then(|s| map[s..].try_into().ok())
+        .ok_or_else(|| bad("too short for an Arrow IPC file".into()))?;
+    let footer_len = read_footer_length(trailer).map_err(|e| bad(e.to_string()))?;
+    let footer_start = (n - 10)
+        .checked_sub(footer_len)
+        .ok_or_else(|| bad("footer longer than the file".into()))?;
+    let buffer = match std::ptr::NonNull::new(map.as_ptr().cast_mut()) {
+        // SAFETY: the pointer is valid for `n` bytes for as long as `map`, which the buffer owns.
+        Some(ptr) => unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, n, Arc::new(map)) },
+        None => return Err(bad("empty file".into())),
+    };
+    let footer = arrow_ipc::root_as_footer(&buffer[footer_start..n - 10])
+        .map_err(|e| bad(format!("unreadable footer: {e}")))?;
+    let schema = footer
+        .schema()
+        .ok_or_else(|| bad("no schema in the footer".into()))?;
+    let schema =
+        Arc::new(arrow_ipc::convert::try_fb_to_schema(schema).map_err(|e| bad(e.to_string()))?);
+    let mut decoder = FileDecoder::new(schema.clone(), footer.version());
+    if let Some(names) = columns {
+        let keep: Vec<usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| names.contains(&f.name().as_str()))
+            .map(|(i, _)| i)
+            .collect();
+        decoder = decoder.with_projection(keep);
+    }
+    let mut batches = Vec::new();
+    for block in footer.recordBatches().into_iter().flatten() {
+        let start = usize::try_from(block.offset()).ok();
+        let len = usize::try_from(block.metaDataLength())
+            .ok()
+            .zip(usize::try_from(block.bodyLength()).ok())
+            .map(|(m, b)| m + b);
+        let (Some(start), Some(len)) = (start, len) else {
+            return Err(bad("a block with a negative offset or length".into()));
+        };
+        if start.checked_add(len).is_none_or(|end| end > footer_start) {
+            return Err(bad("a block beyond the end of the file".into()));
+        }
+        let data = buffer.slice_with_length(start, len);
+        if let Some(b) = decoder
+            .read_record_batch(block, &data)
+            .map_err(|e| bad(e.to_string()))?
+        {
+            batches.push(b);
+        }
+    }
+    Ok(batches)
 }
 
 /// Path of a kind's links in a run's output folder.
 pub fn links_path(run_dir: &Path, kind: EntityKind) -> PathBuf {
-    run_dir.join(format!("links_{}.parquet", kind.as_str()))
+    run_dir.join(format!("links_{}.arrow", kind.as_str()))
 }
 
 /// A kind's standardised records: `source`, `record_id`, every standardised column, then
@@ -73,15 +161,23 @@ pub fn read_standardised(
     kind: EntityKind,
     columns: Option<&[&str]>,
 ) -> Result<Option<StdTable>> {
-    let path = standardised_path(run_dir, kind);
-    if !path.exists() {
-        return Ok(None);
-    }
     let mut want: Option<Vec<&str>> = columns.map(|c| c.to_vec());
     if let Some(w) = want.as_mut() {
         w.extend(["source", "record_id"]);
     }
-    let batches = read_parquet(&path, want.as_deref())?;
+    let (path, legacy) = (
+        standardised_path(run_dir, kind),
+        legacy_standardised_path(run_dir, kind),
+    );
+    let (path, batches) = if path.exists() {
+        let b = read_ipc(&path, want.as_deref())?;
+        (path, b)
+    } else if legacy.exists() {
+        let b = read_parquet(&legacy, want.as_deref())?;
+        (legacy, b)
+    } else {
+        return Ok(None);
+    };
     let missing = |c: &str| Error::Schema {
         path: path.clone(),
         column: c.into(),
@@ -154,7 +250,7 @@ fn links_schema() -> Arc<Schema> {
     ]))
 }
 
-/// `links_<kind>.parquet` rows.
+/// `links_<kind>.arrow` rows.
 pub fn links_batch(links: &Links) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
     let e = &links.edges;
     let c = &links.cannot_link;
@@ -187,12 +283,21 @@ pub fn links_batch(links: &Links) -> std::result::Result<RecordBatch, arrow_sche
 
 /// Reads a kind's links; `Ok(None)` when the folder has none for this kind.
 pub fn read_links(run_dir: &Path, kind: EntityKind) -> Result<Option<Links>> {
-    let path = links_path(run_dir, kind);
-    if !path.exists() {
+    let (path, legacy) = (
+        links_path(run_dir, kind),
+        run_dir.join(format!("links_{}.parquet", kind.as_str())),
+    );
+    let (path, batches) = if path.exists() {
+        let b = read_ipc(&path, None)?;
+        (path, b)
+    } else if legacy.exists() {
+        let b = read_parquet(&legacy, None)?;
+        (legacy, b)
+    } else {
         return Ok(None);
-    }
+    };
     let mut links = Links::default();
-    for b in read_parquet(&path, None)? {
+    for b in batches {
         let col = |n: &str| b.column_by_name(n).map(|c| c.as_any());
         let (Some(l), Some(r), Some(w), Some(by)) = (
             col("left").and_then(|c| c.downcast_ref::<UInt32Array>()),
@@ -281,4 +386,38 @@ pub fn text_column(batches: &[RecordBatch], name: &str) -> Option<StringArray> {
     };
     let one = arrow_cast::cast(&one, &arrow_schema::DataType::Utf8).ok()?;
     one.as_any().downcast_ref::<StringArray>().cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipc_round_trip_projects_and_refuses_damage() {
+        let dir = std::env::temp_dir().join(format!("yiku-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.arrow");
+        let batch = RecordBatch::try_from_iter([
+            (
+                "a",
+                Arc::new(StringArray::from(vec![Some("张三"), None])) as ArrayRef,
+            ),
+            ("b", Arc::new(UInt32Array::from(vec![1, 2])) as ArrayRef),
+        ])
+        .unwrap();
+        write_ipc(&path, &batch).unwrap();
+        let back = read_ipc(&path, None).unwrap();
+        assert_eq!(back, vec![batch.clone()]);
+        let only_b = read_ipc(&path, Some(&["b"])).unwrap();
+        assert_eq!(only_b[0].num_columns(), 1);
+        assert_eq!(text_column(&back, "a").unwrap().value(0), "张三");
+        // A truncated file is an error that names it, not a crash.
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in [0, 5, bytes.len() / 2, bytes.len() - 3] {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            let err = read_ipc(&path, None).unwrap_err().to_string();
+            assert!(err.contains("t.arrow"), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

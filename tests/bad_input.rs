@@ -239,7 +239,7 @@ fn a_bad_delta_is_named_and_bad_deletions_are_quarantined() {
     let delta_dir = delta.display().to_string();
     let (code, _, err) = delta_run(&bare.display().to_string(), &delta_dir);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("standardised_<kind>.parquet"), "{err}");
+    assert!(err.contains("standardised_<kind>.arrow"), "{err}");
     // Against the real previous folder: civil:2 goes, the two bad deletions are quarantined.
     let (code, _, err) = delta_run(&prev, &delta_dir);
     assert_eq!(code, 0, "{err}");

@@ -98,8 +98,8 @@ fn show_pii_says_so_at_the_top_and_truth_adds_curves() {
         "master_index.parquet",
         "pairs.parquet",
         "quarantine.parquet",
-        "standardised_person.parquet",
-        "standardised_enterprise.parquet",
+        "standardised_person.arrow",
+        "standardised_enterprise.arrow",
     ] {
         std::fs::copy(out.join(f), copy.join(f)).expect("copy");
     }

@@ -183,7 +183,7 @@ pub fn render(e: &Explanation, show_pii: bool) -> String {
         "total", "", wf.total, wf.probability, m.match_probability, m.review_probability
     );
     if wf.steps.iter().all(|s| s.values.is_none()) {
-        o.push_str("(values unavailable: the output folder has no standardised_<kind>.parquet; rerun the job to write it)\n");
+        o.push_str("(values unavailable: the output folder has no standardised_<kind>.arrow; rerun the job to write it)\n");
     }
     o
 }

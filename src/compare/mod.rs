@@ -76,12 +76,13 @@ struct Bigrams {
 }
 
 impl Bigrams {
-    fn of(col: &StringArray) -> Bigrams {
+    /// Bigrams of the records `needed` marks (all when `None`); others get none.
+    fn of(col: &StringArray, needed: Option<&[bool]>) -> Bigrams {
         use rayon::prelude::*;
         let per: Vec<Vec<u32>> = (0..col.len())
             .into_par_iter()
             .map(|i| {
-                if col.is_valid(i) {
+                if col.is_valid(i) && needed.is_none_or(|n| n.get(i).copied().unwrap_or(false)) {
                     address::bigrams(col.value(i))
                 } else {
                     Vec::new()
@@ -105,8 +106,14 @@ impl Bigrams {
 }
 
 impl<'a> Comparator<'a> {
-    /// Binds a comparison to its columns; `None` if the table lacks the column.
-    pub fn new(spec: &ComparisonSpec, table: &'a StdTable) -> Option<Self> {
+    /// Binds a comparison to its columns; `None` if the table lacks the column. With
+    /// `needed`, only the marked records can be compared (precomputed work is done for them
+    /// alone).
+    pub fn new(
+        spec: &ComparisonSpec,
+        table: &'a StdTable,
+        needed: Option<&[bool]>,
+    ) -> Option<Self> {
         let col = table.column(&spec.field)?;
         let aux = match spec.method {
             Method::PersonName => table.column(&format!("{}_pinyin", spec.field)),
@@ -118,7 +125,7 @@ impl<'a> Comparator<'a> {
             aux,
             thresholds: thresholds(spec),
             top: (level_names(spec).len() - 1) as u8,
-            bigrams: (spec.method == Method::Address).then(|| Bigrams::of(col)),
+            bigrams: (spec.method == Method::Address).then(|| Bigrams::of(col, needed)),
         })
     }
 
@@ -255,10 +262,20 @@ pub fn comparators<'a>(
     table: &'a StdTable,
     specs: &[ComparisonSpec],
 ) -> Result<Vec<Comparator<'a>>, crate::error::Error> {
+    comparators_for(table, specs, None)
+}
+
+/// [`comparators`] that can compare only the records `needed` marks (all when `None`): a
+/// delta run compares a few records against a large index.
+pub fn comparators_for<'a>(
+    table: &'a StdTable,
+    specs: &[ComparisonSpec],
+    needed: Option<&[bool]>,
+) -> Result<Vec<Comparator<'a>>, crate::error::Error> {
     specs
         .iter()
         .map(|s| {
-            Comparator::new(s, table).ok_or_else(|| crate::error::Error::Data {
+            Comparator::new(s, table, needed).ok_or_else(|| crate::error::Error::Data {
                 stage: "compare",
                 message: format!("no column `{}` to compare", s.field),
             })
