@@ -58,7 +58,7 @@ python3 - "$rows" "$data" "$same" "$PERSONS" "$ENTERPRISES" "$SHARE" <<'PY'
 import json, re, statistics, subprocess, sys, datetime
 rows = [json.loads(l) for l in open(sys.argv[1])]
 data, same, persons, enterprises, share = sys.argv[2:7]
-order = ["load", "standardise", "delta", "block", "compare", "train", "score", "cluster", "master", "golden", "write"]
+order = ["previous", "load", "standardise", "delta", "block", "compare", "train", "score", "cluster", "master", "golden", "write"]
 lines = ["| run | records in index | candidate pairs | " + " | ".join(order) + " | total s (run.json) | wall s | peak RSS MB | person F1 |",
          "|---|" + "---:|" * (len(order) + 6)]
 meds = {}

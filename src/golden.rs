@@ -7,11 +7,17 @@
 //! and USCCs are taken only when their check digit passes. Ties go to the more authoritative
 //! source (the kind's `source_priority`, then the job's source order), then to the record
 //! that sorts first, so the result does not depend on thread count or input order.
+//!
+//! A delta run reuses the previous run's row of every cluster that did not change (same
+//! records, same master id, no record changed tonight) when the survivorship settings are the
+//! same ([`Previous`]); only the other clusters are computed again.
 
 use std::sync::Arc;
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
+use std::collections::HashMap;
+
 use arrow_schema::{DataType, Field, Schema};
 use rayon::prelude::*;
 
@@ -26,14 +32,75 @@ fn value_column(field: &str, ty: FieldType) -> String {
     }
 }
 
+/// Schema metadata key holding the survivorship settings a golden file was made with.
+const SETTINGS_KEY: &str = "yiku:golden_settings";
+
+/// The survivorship settings of a kind, as text: rows made under other settings are not reused.
+fn settings(plan: &KindPlan, job_sources: &[String]) -> String {
+    format!(
+        "rules={:?};priority={:?};sources={:?}",
+        plan.golden, plan.source_priority, job_sources
+    )
+}
+
+/// A previous run's golden records of one kind, by master id.
+pub struct Previous {
+    batches: Vec<RecordBatch>,
+    row_of: HashMap<String, (usize, usize)>,
+}
+
+impl Previous {
+    /// Reads the golden file `path` of the previous run; `Ok(None)` when it is absent or was
+    /// made under other survivorship settings.
+    pub fn load(
+        path: &std::path::Path,
+        plan: &KindPlan,
+        job_sources: &[String],
+    ) -> crate::error::Result<Option<Previous>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+        let file = std::fs::File::open(path).map_err(|e| crate::error::Error::io(path, e))?;
+        let meta =
+            ArrowReaderMetadata::load(&file, ArrowReaderOptions::default()).map_err(|e| {
+                crate::error::Error::Read {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                }
+            })?;
+        if meta.schema().metadata().get(SETTINGS_KEY) != Some(&settings(plan, job_sources)) {
+            return Ok(None);
+        }
+        let batches = crate::state::read_parquet(path, None)?;
+        let mut row_of = HashMap::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+        for (b, batch) in batches.iter().enumerate() {
+            let Some(ids) = batch
+                .column_by_name("master_id")
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            else {
+                return Ok(None);
+            };
+            row_of.extend(
+                ids.iter()
+                    .enumerate()
+                    .filter_map(|(r, id)| Some((id?.to_string(), (b, r)))),
+            );
+        }
+        Ok((!batches.is_empty()).then_some(Previous { batches, row_of }))
+    }
+}
+
 /// Golden records of one kind. `job_sources` lists the kind's sources in job order; `label`
-/// is each record's cluster label (the cluster's smallest record index).
+/// is each record's cluster label (the cluster's smallest record index). With `reuse`, a
+/// cluster whose records are all marked keeps its row of the previous run's golden records.
 pub fn golden_records(
     table: &StdTable,
     plan: &KindPlan,
     job_sources: &[String],
     master_id: &StringArray,
     label: &[u32],
+    reuse: Option<(&Previous, &[bool])>,
 ) -> Result<RecordBatch, arrow_schema::ArrowError> {
     // Authority of each source index of the table: lower is more authoritative.
     let rank: Vec<usize> = table
@@ -72,6 +139,20 @@ pub fn golden_records(
         fill[c] += 1;
     }
     let members = |c: usize| &flat[start[c]..start[c + 1]];
+    // Previous rows of the clusters that did not change.
+    let kept: Vec<Option<(usize, usize)>> = (0..reps.len())
+        .map(|c| {
+            let (prev, keep) = reuse?;
+            if !members(c)
+                .iter()
+                .all(|&i| keep.get(i).copied().unwrap_or(false))
+            {
+                return None;
+            }
+            prev.row_of.get(master_id.value(reps[c])).copied()
+        })
+        .collect();
+    let fresh: Vec<usize> = (0..reps.len()).filter(|&c| kept[c].is_none()).collect();
     let updated = table.column("updated_at");
     let mut schema = vec![
         Field::new("master_id", DataType::Utf8, false),
@@ -79,10 +160,10 @@ pub fn golden_records(
     ];
     let mut cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
-            reps.iter().map(|&i| master_id.value(i)),
+            fresh.iter().map(|&c| master_id.value(reps[c])),
         )),
         Arc::new(UInt32Array::from_iter_values(
-            (0..reps.len()).map(|c| members(c).len() as u32),
+            fresh.iter().map(|&c| members(c).len() as u32),
         )),
     ];
     let fields: Vec<(&String, &FieldType)> = plan
@@ -110,7 +191,7 @@ pub fn golden_records(
                 StringBuilder::new(),
                 StringBuilder::new(),
             );
-            for c in 0..reps.len() {
+            for &c in &fresh {
                 match pick(col, updated, &authority, members(c), rule) {
                     Some(i) => {
                         v.append_value(if shown.is_valid(i) {
@@ -143,7 +224,42 @@ pub fn golden_records(
             cols.push(Arc::new(a));
         }
     }
-    RecordBatch::try_new(Arc::new(Schema::new(schema)), cols)
+    let metadata = HashMap::from([(SETTINGS_KEY.to_string(), settings(plan, job_sources))]);
+    let schema = Arc::new(Schema::new_with_metadata(schema, metadata));
+    let computed = RecordBatch::try_new(schema.clone(), cols)?;
+    let Some((prev, _)) = reuse.filter(|_| fresh.len() < reps.len()) else {
+        return Ok(computed);
+    };
+    if prev
+        .batches
+        .iter()
+        .any(|b| b.schema().fields() != schema.fields())
+    {
+        // The fields changed: compute every cluster.
+        return golden_records(table, plan, job_sources, master_id, label, None);
+    }
+    // Clusters in order, from the previous rows or the computed ones.
+    let mut next = 0;
+    let order: Vec<(usize, usize)> = kept
+        .iter()
+        .map(|k| match k {
+            Some(at) => *at,
+            None => {
+                next += 1;
+                (prev.batches.len(), next - 1)
+            }
+        })
+        .collect();
+    let mut sources: Vec<&RecordBatch> = prev.batches.iter().collect();
+    sources.push(&computed);
+    let columns = (0..schema.fields().len())
+        .into_par_iter()
+        .map(|i| {
+            let values: Vec<&dyn Array> = sources.iter().map(|b| b.column(i).as_ref()).collect();
+            arrow_select::interleave::interleave(&values, &order)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema, columns)
 }
 
 /// The record whose value survives, among a cluster's members; `authority` gives a record's

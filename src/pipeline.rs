@@ -61,11 +61,13 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             .map(|p| p.join("model.json"))
     });
     let saved = model_path.as_deref().map(ModelFile::load).transpose()?;
-    let previous = opts
-        .previous
-        .as_deref()
-        .map(master::Previous::load)
-        .transpose()?;
+    let (previous, previous_secs) = p.stage("read previous master index", || {
+        opts.previous
+            .as_deref()
+            .map(master::Previous::load)
+            .transpose()
+    });
+    let previous = previous?;
     let labels = match &opts.labels {
         Some(path) => load::load_labels(path)?,
         None => Vec::new(),
@@ -84,6 +86,9 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         })
     };
 
+    if let Some(prev) = &previous {
+        stage("previous", "all", previous_secs, prev.records());
+    }
     let (loaded, secs) = p.stage("load", || match &opts.delta {
         Some(dir) => load::load_delta(plan, dir),
         None => load::load(plan).map(|l| (l, Vec::new())),
@@ -266,6 +271,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         let review_pairs = output::rows(&review);
         pair_batches.append(&mut pairs);
         review_batches.append(&mut review);
+        let golden_file = format!("golden_{k}s.parquet");
         let (golden, secs) = p.stage(&format!("{k}: golden records"), || {
             let job_sources: Vec<String> = plan
                 .sources
@@ -273,10 +279,32 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 .filter(|s| s.kind == kp.kind)
                 .map(|s| s.name.clone())
                 .collect();
-            golden::golden_records(&table, kp, &job_sources, &mi.master_id, &clusters.label)
+            // A delta run keeps the previous rows of clusters nothing happened to.
+            let previous = match (&focus, &opts.previous) {
+                (Some(_), Some(dir)) => {
+                    golden::Previous::load(&dir.join(&golden_file), kp, &job_sources)?
+                }
+                _ => None,
+            };
+            let keep: Option<Vec<bool>> = focus.as_ref().map(|f| {
+                f.iter()
+                    .zip(&mi.unchanged)
+                    .map(|(&changed, &same)| same && !changed)
+                    .collect()
+            });
+            let reuse = previous.as_ref().zip(keep.as_deref());
+            golden::golden_records(
+                &table,
+                kp,
+                &job_sources,
+                &mi.master_id,
+                &clusters.label,
+                reuse,
+            )
+            .map_err(|e| Error::write(out.file(&golden_file), e))
         });
-        let golden_path = out.file(&format!("golden_{k}s.parquet"));
-        let golden = golden.map_err(|e| Error::write(&golden_path, e))?;
+        let golden_path = out.file(&golden_file);
+        let golden = golden?;
         extra_files.push((golden_path, golden.schema(), vec![golden]));
         stage("golden", k, secs, mi.clusters);
         events.extend(mi.events.iter().map(|e| (k, e.clone())));
