@@ -168,7 +168,7 @@ lines = [
     "",
     "How the comparison is set up (`scripts/splink_compare.py`):",
     "",
-    "- Splink reads yiku's `standardised_person.arrow` (which every `yiku run` writes: it is the state a delta run starts from), "
+    "- Splink reads yiku's `standardised_person.arrow` (which every `yiku run` writes: it is the state a delta run starts from; handed to DuckDB through pyarrow), "
     "so it gets yiku's Chinese standardisation (simplified names, pinyin keys, cleaned and upgraded ID "
     "numbers, dates, phones, addresses) for free: **Splink's time excludes standardisation, yiku's "
     "includes everything**, including writing that extra table.",

@@ -157,6 +157,8 @@ struct JobSection {
     threads: Option<usize>,
     #[serde(default)]
     seed: Option<u64>,
+    #[serde(default)]
+    memory_limit: Option<String>,
 }
 
 /// File formats a source can be read from.
@@ -238,6 +240,9 @@ pub struct Plan {
     /// 0 means all cores.
     pub threads: usize,
     pub seed: u64,
+    /// Peak memory the run may need, in bytes (`memory_limit`): a run estimated to need more
+    /// is refused before it starts.
+    pub memory_limit: Option<u64>,
     pub sources: Vec<Source>,
     /// One entry per kind that has sources, in kind order.
     pub kinds: Vec<KindPlan>,
@@ -274,7 +279,17 @@ impl Plan {
             mode: Mode::Both,
             threads: None,
             seed: None,
+            memory_limit: None,
         });
+        let memory_limit = match &job.memory_limit {
+            Some(text) => Some(parse_size(text).ok_or_else(|| {
+                cfg_err(
+                    "job.memory_limit",
+                    format!("`{text}` is not a size: expected a number and a unit, such as \"4GB\" or \"512MB\""),
+                )
+            })?),
+            None => None,
+        };
         if file.sources.is_empty() {
             return Err(cfg_err(
                 "sources",
@@ -390,6 +405,7 @@ impl Plan {
             mode: job.mode,
             threads: job.threads.unwrap_or(0),
             seed: job.seed.unwrap_or(42),
+            memory_limit,
             sources,
             kinds,
         })
@@ -398,6 +414,30 @@ impl Plan {
     pub fn kind(&self, kind: EntityKind) -> Option<&KindPlan> {
         self.kinds.iter().find(|k| k.kind == kind)
     }
+}
+
+/// A size such as `4GB`, `512 MB`, `2GiB` or `1000000` (bytes), in bytes.
+fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = number * scale;
+    (bytes.is_finite() && bytes >= 1.0).then_some(bytes as u64)
 }
 
 fn format_from_extension(path: &Path) -> Option<Format> {

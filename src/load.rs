@@ -237,6 +237,67 @@ pub fn load_delta(plan: &Plan, dir: &Path) -> Result<(Loaded, Vec<Deletion>)> {
     Ok((loaded, deletions))
 }
 
+/// Peak memory of a run per record, measured (`scripts/bench.sh`: ~1.2 GB at 1M person
+/// records, 2 threads, everything in memory) with a margin.
+pub const PEAK_BYTES_PER_RECORD: u64 = 1_400;
+/// Memory a run takes whatever its size (code, thread stacks, buffers).
+const PEAK_BYTES_BASE: u64 = 64 << 20;
+/// Bytes of a row in a file whose row count is not in its metadata (CSV, Arrow IPC), a
+/// generous guess so that the estimate errs high.
+const FILE_BYTES_PER_ROW: u64 = 100;
+
+/// How many records the job's sources hold (Parquet: from the file footers; other formats:
+/// estimated from the file size).
+pub fn count_records(plan: &Plan) -> Result<u64> {
+    plan.sources
+        .par_iter()
+        .map(|src| -> Result<u64> {
+            let size = std::fs::metadata(&src.path)
+                .map_err(|e| Error::io(&src.path, e))?
+                .len();
+            Ok(match src.format {
+                Format::Parquet => {
+                    let file = File::open(&src.path).map_err(|e| Error::io(&src.path, e))?;
+                    parquet::file::reader::FileReader::metadata(
+                        &parquet::file::serialized_reader::SerializedFileReader::new(file)
+                            .map_err(|e| read_err(&src.path, e))?,
+                    )
+                    .file_metadata()
+                    .num_rows()
+                    .max(0) as u64
+                }
+                Format::Csv | Format::Ipc => size / FILE_BYTES_PER_ROW,
+            })
+        })
+        .try_reduce(|| 0, |a, b| Ok(a + b))
+}
+
+/// The peak memory a run of `records` records is expected to need.
+pub fn estimated_peak_bytes(records: u64) -> u64 {
+    PEAK_BYTES_BASE + records * PEAK_BYTES_PER_RECORD
+}
+
+/// Refuses, before any work, a run whose estimated peak memory exceeds the job's
+/// `memory_limit`.
+pub fn check_memory_limit(plan: &Plan, limit: u64, records: u64) -> Result<()> {
+    let need = estimated_peak_bytes(records);
+    if need <= limit {
+        return Ok(());
+    }
+    let gb = |b: u64| b as f64 / 1e9;
+    Err(Error::Config {
+        path: plan.job_path.clone(),
+        key: "job.memory_limit".into(),
+        message: format!(
+            "this run needs about {:.1} GB ({records} records at ~{PEAK_BYTES_PER_RECORD} bytes each, \
+             all held in memory) but memory_limit is {:.1} GB: raise the limit, or split the job \
+             (by region or by kind); partitioned runs within a limit are not built yet",
+            gb(need),
+            gb(limit)
+        ),
+    })
+}
+
 /// Quarantines empty and duplicate record ids; returns the rows kept, sorted by record id.
 fn screen_rows(src: &Source, d: &mut SourceData) -> Vec<u32> {
     let n = d.record_id.len();

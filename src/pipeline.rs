@@ -89,6 +89,14 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     if let Some(prev) = &previous {
         stage("previous", "all", previous_secs, prev.records());
     }
+    if let Some(limit) = plan.memory_limit {
+        // A delta run holds the previous index (tonight's few records aside).
+        let records = match (&opts.delta, &previous) {
+            (Some(_), Some(prev)) => prev.records(),
+            _ => load::count_records(plan)?,
+        };
+        load::check_memory_limit(plan, limit, records)?;
+    }
     let (loaded, secs) = p.stage("load", || match &opts.delta {
         Some(dir) => load::load_delta(plan, dir),
         None => load::load(plan).map(|l| (l, Vec::new())),

@@ -255,3 +255,23 @@ fn a_bad_delta_is_named_and_bad_deletions_are_quarantined() {
         "{ev:?}"
     );
 }
+
+#[test]
+fn memory_limit_is_read_and_checked_before_the_run() {
+    let d = scratch("bad-memory");
+    let rows: String = (0..2000).map(|i| format!("{i},张{i},\n")).collect();
+    std::fs::write(d.join("a.csv"), format!("编号,姓名,身份证号\n{rows}")).expect("csv");
+    let err = run_fails(&job(&d, &csv_source("a.csv"), "memory_limit = \"lots\""));
+    assert!(
+        err.contains("job.memory_limit") && err.contains("\"4GB\""),
+        "{err}"
+    );
+    let err = run_fails(&job(&d, &csv_source("a.csv"), "memory_limit = \"1MB\""));
+    assert!(
+        err.contains("job.memory_limit") && err.contains("needs about"),
+        "{err}"
+    );
+    let ok = job(&d, &csv_source("a.csv"), "memory_limit = \"8 GiB\"");
+    let (code, _, err) = yiku(&["-q", "run", &ok.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+}
