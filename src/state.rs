@@ -87,14 +87,7 @@ pub fn read_ipc(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch
         Arc::new(arrow_ipc::convert::try_fb_to_schema(schema).map_err(|e| bad(e.to_string()))?);
     let mut decoder = FileDecoder::new(schema.clone(), footer.version());
     if let Some(names) = columns {
-        let keep: Vec<usize> = schema
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| names.contains(&f.name().as_str()))
-            .map(|(i, _)| i)
-            .collect();
-        decoder = decoder.with_projection(keep);
+        decoder = decoder.with_projection(positions(&schema, names));
     }
     let mut batches = Vec::new();
     for block in footer.recordBatches().into_iter().flatten() {
@@ -339,17 +332,8 @@ pub fn read_parquet(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordB
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::default())
         .map_err(|e| read_err(&e))?;
-    let mask = columns.map(|names| {
-        let roots: Vec<usize> = meta
-            .schema()
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| names.contains(&f.name().as_str()))
-            .map(|(i, _)| i)
-            .collect();
-        ProjectionMask::roots(meta.parquet_schema(), roots)
-    });
+    let mask = columns
+        .map(|names| ProjectionMask::roots(meta.parquet_schema(), positions(meta.schema(), names)));
     // Row groups are decoded in parallel, then kept in file order.
     let groups: Vec<Vec<RecordBatch>> = (0..meta.metadata().num_row_groups())
         .into_par_iter()
@@ -370,6 +354,17 @@ pub fn read_parquet(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordB
         })
         .collect::<Result<_>>()?;
     Ok(groups.into_iter().flatten().collect())
+}
+
+/// Positions in `schema` of the columns named (those it has).
+fn positions(schema: &Schema, names: &[&str]) -> Vec<usize> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| names.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// One column of a set of batches as a single text array (`None` if absent or not text).
