@@ -171,7 +171,7 @@ pub fn golden_records(
         .iter()
         .filter(|(f, _)| *f != "updated_at")
         .collect();
-    let per_field: Vec<Option<[StringArray; 3]>> = fields
+    let per_field: Vec<Option<Result<Vec<StringArray>, arrow_schema::ArrowError>>> = fields
         .par_iter()
         .map(|(field, ty)| {
             let col = table.column(&value_column(field, **ty))?;
@@ -186,34 +186,58 @@ pub fn golden_records(
                 _ => col,
             };
             let authority = |i: usize| rank[table.source[i] as usize];
-            let (mut v, mut s, mut r) = (
-                StringBuilder::new(),
-                StringBuilder::new(),
-                StringBuilder::new(),
-            );
-            for &c in &fresh {
-                match pick(col, updated, &authority, members(c), rule) {
-                    Some(i) => {
-                        v.append_value(if shown.is_valid(i) {
-                            shown.value(i).trim()
-                        } else {
-                            col.value(i)
-                        });
-                        s.append_value(&table.sources[table.source[i] as usize]);
-                        r.append_value(table.record_id.value(i));
+            // Clusters in parallel chunks too: fields differ in cost.
+            let parts: Vec<[StringArray; 3]> = fresh
+                .par_chunks(16384)
+                .map(|cs| {
+                    let (mut v, mut s, mut r) = (
+                        StringBuilder::with_capacity(cs.len(), cs.len() * 24),
+                        StringBuilder::with_capacity(cs.len(), cs.len() * 16),
+                        StringBuilder::with_capacity(cs.len(), cs.len() * 12),
+                    );
+                    for &c in cs {
+                        match pick(col, updated, &authority, members(c), rule) {
+                            Some(i) => {
+                                v.append_value(if shown.is_valid(i) {
+                                    shown.value(i).trim()
+                                } else {
+                                    col.value(i)
+                                });
+                                s.append_value(&table.sources[table.source[i] as usize]);
+                                r.append_value(table.record_id.value(i));
+                            }
+                            None => {
+                                v.append_null();
+                                s.append_null();
+                                r.append_null();
+                            }
+                        }
                     }
-                    None => {
-                        v.append_null();
-                        s.append_null();
-                        r.append_null();
-                    }
-                }
-            }
-            Some([v.finish(), s.finish(), r.finish()])
+                    [v.finish(), s.finish(), r.finish()]
+                })
+                .collect();
+            let joined = (0..3)
+                .map(|k| {
+                    let arrays: Vec<&dyn Array> =
+                        parts.iter().map(|p| &p[k] as &dyn Array).collect();
+                    let one = match arrays.len() {
+                        0 => return Ok(StringArray::new_null(0)),
+                        1 => return Ok(parts[0][k].clone()),
+                        _ => arrow_select::concat::concat(&arrays)?,
+                    };
+                    one.as_any()
+                        .downcast_ref::<StringArray>()
+                        .cloned()
+                        .ok_or_else(|| arrow_schema::ArrowError::CastError("not text".into()))
+                })
+                .collect::<Result<Vec<StringArray>, _>>();
+            Some(joined)
         })
         .collect();
     for ((field, _), arrays) in fields.iter().zip(per_field) {
-        let Some(arrays) = arrays else { continue };
+        let Some(arrays) = arrays.transpose()? else {
+            continue;
+        };
         let names = [
             field.to_string(),
             format!("{field}_source"),

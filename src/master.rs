@@ -120,8 +120,13 @@ impl Previous {
                 if !idx.windows(2).all(|w| key(w[0]) <= key(w[1])) {
                     idx.par_sort_by(|&a, &b| key(a).cmp(&key(b)));
                 }
+                // Rows of one kind are written together: then the kind's rows are a slice.
+                let contiguous = idx.windows(2).all(|w| w[1] == w[0] + 1);
                 let take = |a: &StringArray| -> StringArray {
-                    idx.iter().map(|&i| Some(a.value(i as usize))).collect()
+                    match idx.first() {
+                        Some(&first) if contiguous => a.slice(first as usize, idx.len()),
+                        _ => idx.iter().map(|&i| Some(a.value(i as usize))).collect(),
+                    }
                 };
                 (
                     kind.to_string(),

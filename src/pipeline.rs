@@ -402,6 +402,14 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         Ok(output::rows(&master_batches))
     });
     let in_master = written?;
+    // Written: free them before the report reads the files back.
+    drop((
+        pair_batches,
+        review_batches,
+        master_batches,
+        extra_files,
+        state_files,
+    ));
     stage("write", "all", secs, in_master);
     let summary = RunSummary {
         yiku_version: env!("CARGO_PKG_VERSION").into(),
