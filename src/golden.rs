@@ -32,6 +32,16 @@ fn value_column(field: &str, ty: FieldType) -> String {
     }
 }
 
+/// The fields whose raw values (as loaded) golden records show: addresses, chosen by their
+/// standardised form but shown as written. Other raw columns are not needed here.
+pub fn raw_fields(plan: &KindPlan) -> Vec<String> {
+    plan.fields
+        .iter()
+        .filter(|(_, ty)| **ty == FieldType::Address)
+        .map(|(f, _)| f.clone())
+        .collect()
+}
+
 /// Schema metadata key holding the survivorship settings a golden file was made with.
 const SETTINGS_KEY: &str = "yiku:golden_settings";
 

@@ -103,10 +103,25 @@ pub struct ParallelWriter {
     writer: SerializedFileWriter<File>,
     factory: ArrowRowGroupWriterFactory,
     schema: Arc<Schema>,
+    path: PathBuf,
+    /// Row groups written so far by [`ParallelWriter::write`].
+    groups: usize,
 }
 
 fn parquet_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
     move |e| Error::write(path, e)
+}
+
+/// How yiku writes its Parquet outputs: zstd, no dictionaries, [`ROWS_PER_GROUP`] rows.
+pub fn output_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        // Most columns are near-unique text (ids, names, addresses): building dictionaries
+        // for them costs more time than it saves space.
+        .set_dictionary_enabled(false)
+        .set_created_by("yiku".into())
+        .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
+        .build()
 }
 
 impl ParallelWriter {
@@ -119,6 +134,8 @@ impl ParallelWriter {
             writer,
             factory,
             schema: schema.clone(),
+            path: path.to_path_buf(),
+            groups: 0,
         })
     }
 
@@ -160,47 +177,82 @@ impl ParallelWriter {
         write().map_err(parquet_err(path))
     }
 
+    /// Writes batches as row groups of at most [`ROWS_PER_GROUP`] rows (each batch starts a
+    /// new group), encoded in parallel a few at a time: only those wait in memory.
+    pub fn write(&mut self, batches: &[RecordBatch]) -> Result<()> {
+        use rayon::prelude::*;
+        let slices: Vec<RecordBatch> = batches
+            .iter()
+            .flat_map(|b| {
+                (0..b.num_rows().div_ceil(ROWS_PER_GROUP)).map(move |k| {
+                    let from = k * ROWS_PER_GROUP;
+                    b.slice(from, ROWS_PER_GROUP.min(b.num_rows() - from))
+                })
+            })
+            .collect();
+        let wave = 2 * rayon::current_num_threads().max(1);
+        let path = self.path.clone();
+        for part in slices.chunks(wave) {
+            let first = self.groups;
+            let groups = part
+                .par_iter()
+                .enumerate()
+                .map(|(i, b)| self.encode(first + i, b, &path))
+                .collect::<Result<Vec<_>>>()?;
+            self.groups += groups.len();
+            self.append(groups, &path)?;
+        }
+        Ok(())
+    }
+
     /// Appends the encoded row groups in order and closes the file.
     pub fn finish(mut self, groups: Vec<Vec<ArrowColumnChunk>>, path: &Path) -> Result<()> {
         self.append(groups, path)?;
         self.writer.close().map_err(parquet_err(path))?;
         Ok(())
     }
+
+    /// Closes a file written with [`ParallelWriter::write`].
+    pub fn close(self) -> Result<()> {
+        let path = self.path.clone();
+        self.finish(Vec::new(), &path)
+    }
+}
+
+/// The output files every kind appends to as soon as its rows are ready, so they need not
+/// wait in memory for the other kinds: `master_index`, `pairs` and `review.parquet`.
+pub struct RunFiles {
+    pub master: ParallelWriter,
+    pub pairs: ParallelWriter,
+    pub review: ParallelWriter,
+}
+
+impl RunFiles {
+    /// Creates the three files in `out`; `level_fields` are the level columns of all kinds.
+    pub fn create(out: &OutputDir, level_fields: &[String]) -> Result<RunFiles> {
+        let file = |name: &str, schema: Arc<Schema>| {
+            ParallelWriter::create(&out.file(name), &schema, output_properties())
+        };
+        Ok(RunFiles {
+            master: file("master_index.parquet", master_schema())?,
+            pairs: file("pairs.parquet", pairs_schema(level_fields, false))?,
+            review: file("review.parquet", pairs_schema(level_fields, true))?,
+        })
+    }
+
+    /// Closes the three files.
+    pub fn close(self) -> Result<()> {
+        self.master.close()?;
+        self.pairs.close()?;
+        self.review.close()
+    }
 }
 
 /// Writes batches of one schema to a Parquet file (zstd), row groups encoded in parallel.
 pub fn write_parquet(path: &Path, schema: Arc<Schema>, batches: &[RecordBatch]) -> Result<()> {
-    use rayon::prelude::*;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        // Most columns are near-unique text (ids, names, addresses): building dictionaries
-        // for them costs more time than it saves space.
-        .set_dictionary_enabled(false)
-        .set_created_by("yiku".into())
-        .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
-        .build();
-    let w = ParallelWriter::create(path, &schema, props)?;
-    let slices: Vec<RecordBatch> = batches
-        .iter()
-        .flat_map(|b| {
-            (0..b.num_rows().div_ceil(ROWS_PER_GROUP)).map(move |k| {
-                let from = k * ROWS_PER_GROUP;
-                b.slice(from, ROWS_PER_GROUP.min(b.num_rows() - from))
-            })
-        })
-        .collect();
-    // A few row groups per thread at a time: encoded groups wait in memory until appended.
-    let wave = 2 * rayon::current_num_threads().max(1);
-    let mut w = w;
-    for (k, part) in slices.chunks(wave).enumerate() {
-        let groups = part
-            .par_iter()
-            .enumerate()
-            .map(|(i, b)| w.encode(k * wave + i, b, path))
-            .collect::<Result<Vec<_>>>()?;
-        w.append(groups, path)?;
-    }
-    w.finish(Vec::new(), path)
+    let mut w = ParallelWriter::create(path, &schema, output_properties())?;
+    w.write(batches)?;
+    w.close()
 }
 
 /// Writes several Parquet files in parallel: (path, schema, batches) each.

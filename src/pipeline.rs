@@ -108,12 +108,8 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
 
     let mut kinds = Vec::new();
     let mut models = Vec::new();
-    let mut master_batches = Vec::new();
     let mut events = Vec::new();
-    // Files written at the end, in parallel with the others: (path, schema, batches).
-    let mut extra_files = Vec::new();
-    // Arrow IPC files of the state ([`state`]), written alongside.
-    let mut state_files = Vec::new();
+    let mut in_master = 0u64;
     let mut level_fields: Vec<String> = Vec::new();
     for kp in &plan.kinds {
         for c in &kp.comparisons {
@@ -122,9 +118,10 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             }
         }
     }
-    let mut pair_batches = Vec::new();
-    let mut review_batches = Vec::new();
-    let (pairs_path, review_path) = (out.file("pairs.parquet"), out.file("review.parquet"));
+    // Each kind's rows are written as soon as they are ready and then freed: memory holds
+    // one kind's working set, not every output of the run.
+    let mut files = output::RunFiles::create(&out, &level_fields)?;
+    let pairs_path = out.file("pairs.parquet");
     for raw in loaded.tables {
         let kp = plan.kind(raw.kind).ok_or_else(|| Error::Data {
             stage: "plan",
@@ -148,10 +145,11 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             _ => (table, None, Links::default(), None),
         };
         records_in += table.len() as u64;
-        let path = state::standardised_path(out.dir(), kp.kind);
-        let batch = state::standardised_batch(&table).map_err(|e| Error::write(&path, e))?;
-        state_files.push((path, batch));
-        let (cands, secs) = p.stage(&format!("{k}: block"), || {
+        let mut table = table;
+        let state_file = state::write_standardised(out.dir(), &table)?;
+        // The state file holds every raw column; golden records need only some.
+        table.keep_raw(&golden::raw_fields(kp));
+        let (mut cands, secs) = p.stage(&format!("{k}: block"), || {
             block::block(
                 &table,
                 &kp.blocking,
@@ -231,6 +229,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
         let scored = scored?;
         stage("score", k, secs, cands.len() as u64);
+        drop((comparators, compared));
 
         let mnl: Vec<&arrow_array::StringArray> = kp
             .must_not_link
@@ -252,9 +251,17 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
         stage("cluster", k, secs, clusters.edges);
         let matches = links.edges.len() as u64;
-        let path = state::links_path(out.dir(), kp.kind);
-        let batch = state::links_batch(&links).map_err(|e| Error::write(&path, e))?;
-        state_files.push((path, batch));
+        let secs = state_file.wait()?;
+        p.note(&format!(
+            "{k}: state written in the background in {secs:.2} s"
+        ));
+        stage("write state", k, secs, table.len() as u64);
+        let (written, secs) = p.stage(&format!("{k}: write links"), || {
+            state::write_links(out.dir(), kp.kind, &links)
+        });
+        written?;
+        stage("write", k, secs, matches);
+        drop(links);
 
         let (mi, secs) = p.stage(&format!("{k}: master index"), || {
             master::master_index(&table, &clusters, previous.as_ref(), run)
@@ -277,8 +284,15 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             &pairs_path,
         )?;
         let review_pairs = output::rows(&review);
-        pair_batches.append(&mut pairs);
-        review_batches.append(&mut review);
+        let candidate_pairs = cands.len() as u64;
+        let blocking = std::mem::take(&mut cands.stats);
+        drop((scored, cands));
+        let (written, secs) = p.stage(&format!("{k}: write pairs"), || -> Result<()> {
+            files.pairs.write(&std::mem::take(&mut pairs))?;
+            files.review.write(&std::mem::take(&mut review))
+        });
+        written?;
+        stage("write", k, secs, candidate_pairs);
         let golden_file = format!("golden_{k}s.parquet");
         let (golden, secs) = p.stage(&format!("{k}: golden records"), || {
             let job_sources: Vec<String> = plan
@@ -311,20 +325,25 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             )
             .map_err(|e| Error::write(out.file(&golden_file), e))
         });
-        let golden_path = out.file(&golden_file);
         let golden = golden?;
-        extra_files.push((golden_path, golden.schema(), vec![golden]));
         stage("golden", k, secs, mi.clusters);
         events.extend(mi.events.iter().map(|e| (k, e.clone())));
-        master_batches.push(
-            output::master_batch(&table, &mi.master_id, &mi.cluster_size)
-                .map_err(|e| Error::write(out.file("master_index.parquet"), e))?,
-        );
+        let (written, secs) = p.stage(&format!("{k}: write master index"), || -> Result<u64> {
+            let golden_path = out.file(&golden_file);
+            output::write_parquet(&golden_path, golden.schema(), std::slice::from_ref(&golden))?;
+            let rows = output::master_batch(&table, &mi.master_id, &mi.cluster_size)
+                .map_err(|e| Error::write(out.file("master_index.parquet"), e))?;
+            files.master.write(std::slice::from_ref(&rows))?;
+            Ok(rows.num_rows() as u64)
+        });
+        let written = written?;
+        stage("write", k, secs, written);
+        in_master += written;
         kinds.push(KindSummary {
             kind: k.into(),
             records: table.len() as u64,
-            candidate_pairs: cands.len() as u64,
-            blocking: cands.stats.clone(),
+            candidate_pairs,
+            blocking,
             standardise: table.stats.clone(),
             matches,
             review_pairs,
@@ -339,31 +358,13 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         models.push(model);
     }
 
-    let (written, secs) = p.stage("write outputs", || -> Result<u64> {
+    let (written, secs) = p.stage("write outputs", || -> Result<()> {
         let q = output::quarantine_batch(&loaded.quarantine)
             .map_err(|e| Error::write(out.file("quarantine.parquet"), e))?;
         let ev = output::events_batch(&run_id, &events)
             .map_err(|e| Error::write(out.file("events.parquet"), e))?;
-        let mut files: Vec<(
-            PathBuf,
-            std::sync::Arc<arrow_schema::Schema>,
-            &[arrow_array::RecordBatch],
-        )> = vec![
-            (
-                out.file("master_index.parquet"),
-                output::master_schema(),
-                master_batches.as_slice(),
-            ),
-            (
-                pairs_path.clone(),
-                output::pairs_schema(&level_fields, false),
-                pair_batches.as_slice(),
-            ),
-            (
-                review_path.clone(),
-                output::pairs_schema(&level_fields, true),
-                review_batches.as_slice(),
-            ),
+        files.close()?;
+        output::write_parquets(&[
             (
                 out.file("quarantine.parquet"),
                 output::quarantine_schema(),
@@ -374,23 +375,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 output::events_schema(),
                 std::slice::from_ref(&ev),
             ),
-        ];
-        files.extend(
-            extra_files
-                .iter()
-                .map(|(p, s, b)| (p.clone(), s.clone(), b.as_slice())),
-        );
-        let (parquets, ipcs) = rayon::join(
-            || output::write_parquets(&files),
-            || -> Result<()> {
-                for (path, batch) in &state_files {
-                    state::write_ipc(path, batch)?;
-                }
-                Ok(())
-            },
-        );
-        parquets?;
-        ipcs?;
+        ])?;
         output::write_json(
             &out.file("model.json"),
             &ModelFile {
@@ -398,18 +383,9 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 run_id: run_id.clone(),
                 models,
             },
-        )?;
-        Ok(output::rows(&master_batches))
+        )
     });
-    let in_master = written?;
-    // Written: free them before the report reads the files back.
-    drop((
-        pair_batches,
-        review_batches,
-        master_batches,
-        extra_files,
-        state_files,
-    ));
+    written?;
     stage("write", "all", secs, in_master);
     let summary = RunSummary {
         yiku_version: env!("CARGO_PKG_VERSION").into(),

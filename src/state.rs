@@ -118,6 +118,42 @@ pub fn links_path(run_dir: &Path, kind: EntityKind) -> PathBuf {
     run_dir.join(format!("links_{}.arrow", kind.as_str()))
 }
 
+/// A state file being written on a thread of its own (the write is mostly I/O, so it overlaps
+/// the stages that follow); [`Writing::wait`] gives its result and seconds.
+pub struct Writing(std::thread::JoinHandle<(Result<()>, f64)>);
+
+impl Writing {
+    /// Waits for the write to end; returns the seconds it took.
+    pub fn wait(self) -> Result<f64> {
+        match self.0.join() {
+            Ok((result, secs)) => result.map(|()| secs),
+            Err(_) => Err(Error::Data {
+                stage: "write",
+                message: "the thread writing a state file stopped".into(),
+            }),
+        }
+    }
+}
+
+/// Starts writing a kind's standardised records ([`standardised_batch`]) to its state file.
+/// The file keeps its own references to the columns, so `table` may drop them meanwhile.
+pub fn write_standardised(run_dir: &Path, table: &StdTable) -> Result<Writing> {
+    let path = standardised_path(run_dir, table.kind);
+    let batch = standardised_batch(table).map_err(|e| Error::write(&path, e))?;
+    Ok(Writing(std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        let result = write_ipc(&path, &batch);
+        (result, start.elapsed().as_secs_f64())
+    })))
+}
+
+/// Writes a kind's links ([`links_batch`]) to its state file.
+pub fn write_links(run_dir: &Path, kind: EntityKind, links: &Links) -> Result<()> {
+    let path = links_path(run_dir, kind);
+    let batch = links_batch(links).map_err(|e| Error::write(&path, e))?;
+    write_ipc(&path, &batch)
+}
+
 /// A kind's standardised records: `source`, `record_id`, every standardised column, then
 /// every raw column as `raw:<field>`.
 pub fn standardised_batch(

@@ -48,6 +48,11 @@ impl StdTable {
         self.source.is_empty()
     }
 
+    /// Drops the raw columns not in `keep` (once the state file holds them).
+    pub fn keep_raw(&mut self, keep: &[String]) {
+        self.raw.retain(|field, _| keep.contains(field));
+    }
+
     /// A column by name; `None` if the job has no such column.
     pub fn column(&self, name: &str) -> Option<&StringArray> {
         self.columns.get(name)
