@@ -24,6 +24,9 @@ fn compare_and_score(c: &mut Criterion) {
             })
         });
     }
+    g.bench_function("fingerprints_per_candidate", |b| {
+        b.iter(|| yiku::compare::comparators(&table, &kp.comparisons).expect("columns"))
+    });
     let compared = yiku::compare::compare(&comparators, &kp.comparisons, &cands).expect("compare");
     let model = yiku::score::train(
         &kp,

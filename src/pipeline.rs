@@ -182,11 +182,11 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             }
             n
         });
-        let comparators = compare::comparators_for(&table, &kp.comparisons, needed.as_deref())?;
         let (compared, secs) = p.stage(&format!("{k}: compare"), || {
-            compare::compare(&comparators, &kp.comparisons, &cands)
+            let comparators = compare::comparators_for(&table, &kp.comparisons, needed.as_deref())?;
+            compare::compare(&comparators, &kp.comparisons, &cands).map(|c| (comparators, c))
         });
-        let compared = compared?;
+        let (comparators, compared) = compared?;
         stage("compare", k, secs, cands.len() as u64);
 
         let reused = saved.as_ref().and_then(|m| m.model(kp.kind)).cloned();
@@ -331,6 +331,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         let (written, secs) = p.stage(&format!("{k}: write master index"), || -> Result<u64> {
             let golden_path = out.file(&golden_file);
             output::write_parquet(&golden_path, golden.schema(), std::slice::from_ref(&golden))?;
+            drop(golden);
             let rows = output::master_batch(&table, &mi.master_id, &mi.cluster_size)
                 .map_err(|e| Error::write(out.file("master_index.parquet"), e))?;
             files.master.write(std::slice::from_ref(&rows))?;

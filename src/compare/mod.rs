@@ -65,55 +65,11 @@ pub struct Comparator<'a> {
     aux: Option<&'a StringArray>,
     thresholds: Vec<f64>,
     top: u8,
-    /// Addresses: every record's sorted bigrams, computed once (`start[i]..start[i + 1]`).
-    bigrams: Option<Bigrams>,
-}
-
-/// Sorted bigram codes of every record of a column, back to back.
-struct Bigrams {
-    start: Vec<usize>,
-    codes: Vec<u32>,
-}
-
-impl Bigrams {
-    /// Bigrams of the records `needed` marks (all when `None`); others get none.
-    fn of(col: &StringArray, needed: Option<&[bool]>) -> Bigrams {
-        use rayon::prelude::*;
-        let per: Vec<Vec<u32>> = (0..col.len())
-            .into_par_iter()
-            .map(|i| {
-                if col.is_valid(i) && needed.is_none_or(|n| n.get(i).copied().unwrap_or(false)) {
-                    address::bigrams(col.value(i))
-                } else {
-                    Vec::new()
-                }
-            })
-            .collect();
-        let mut start = Vec::with_capacity(per.len() + 1);
-        start.push(0);
-        for g in &per {
-            start.push(start[start.len() - 1] + g.len());
-        }
-        Bigrams {
-            start,
-            codes: per.concat(),
-        }
-    }
-
-    fn get(&self, i: usize) -> &[u32] {
-        &self.codes[self.start[i]..self.start[i + 1]]
-    }
 }
 
 impl<'a> Comparator<'a> {
-    /// Binds a comparison to its columns; `None` if the table lacks the column. With
-    /// `needed`, only the marked records can be compared (precomputed work is done for them
-    /// alone).
-    pub fn new(
-        spec: &ComparisonSpec,
-        table: &'a StdTable,
-        needed: Option<&[bool]>,
-    ) -> Option<Self> {
+    /// Binds a comparison to its columns; `None` if the table lacks the column.
+    pub fn new(spec: &ComparisonSpec, table: &'a StdTable) -> Option<Self> {
         let col = table.column(&spec.field)?;
         let aux = match spec.method {
             Method::PersonName => table.column(&format!("{}_pinyin", spec.field)),
@@ -125,7 +81,6 @@ impl<'a> Comparator<'a> {
             aux,
             thresholds: thresholds(spec),
             top: (level_names(spec).len() - 1) as u8,
-            bigrams: (spec.method == Method::Address).then(|| Bigrams::of(col, needed)),
         })
     }
 
@@ -154,6 +109,11 @@ impl<'a> Comparator<'a> {
         if a == b {
             return self.top;
         }
+        self.level_of_different(i, j, a, b)
+    }
+
+    /// The level of records `i` and `j` whose values `a` and `b` are present and differ.
+    fn level_of_different(&self, i: usize, j: usize, a: &str, b: &str) -> u8 {
         match self.method {
             Method::Exact => 1,
             Method::JaroWinkler | Method::EnterpriseName => {
@@ -201,10 +161,7 @@ impl<'a> Comparator<'a> {
                     1
                 }
             }
-            Method::Address => self.by_similarity(match &self.bigrams {
-                Some(g) => address::dice_of_bigrams(g.get(i), g.get(j), false),
-                None => address::dice(a, b),
-            }),
+            Method::Address => self.by_similarity(address::dice(a, b)),
         }
     }
 
@@ -257,11 +214,102 @@ pub struct Compared {
     pub batches: Vec<RecordBatch>,
 }
 
+/// Every comparison of a kind bound to its columns, and a fingerprint of every compared value:
+/// a 64-bit hash per record and comparison, the record's hashes side by side (0 = null). Most
+/// candidate pairs agree exactly on most fields, and two fingerprints read from one place per
+/// record settle that; only the values that differ are read and compared as text.
+pub struct Comparators<'a> {
+    list: Vec<Comparator<'a>>,
+    prints: Vec<u64>,
+}
+
+impl<'a> std::ops::Deref for Comparators<'a> {
+    type Target = [Comparator<'a>];
+    fn deref(&self) -> &[Comparator<'a>] {
+        &self.list
+    }
+}
+
+impl<'c, 'a> IntoIterator for &'c Comparators<'a> {
+    type Item = &'c Comparator<'a>;
+    type IntoIter = std::slice::Iter<'c, Comparator<'a>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter()
+    }
+}
+
+/// Seed of the value fingerprints (any fixed value: they live for one run).
+const PRINT_SEED: u64 = 0x5949_4b55_4350;
+
+impl<'a> Comparators<'a> {
+    /// Binds `list` and fingerprints the values of the records `needed` marks (all when
+    /// `None`); the others are never compared through [`Comparators::levels`].
+    fn new(list: Vec<Comparator<'a>>, n: usize, needed: Option<&[bool]>) -> Self {
+        use rayon::prelude::*;
+        use std::hash::BuildHasher;
+        let hasher = foldhash::fast::FixedState::with_seed(PRINT_SEED);
+        let w = list.len();
+        let mut prints = vec![0u64; n * w];
+        if w > 0 {
+            prints
+                .par_chunks_mut(w * 4096)
+                .enumerate()
+                .for_each(|(chunk, rows)| {
+                    for (r, row) in rows.chunks_mut(w).enumerate() {
+                        let i = chunk * 4096 + r;
+                        if needed.is_some_and(|n| !n.get(i).copied().unwrap_or(false)) {
+                            continue;
+                        }
+                        for (slot, c) in row.iter_mut().zip(&list) {
+                            if let Some(v) = c.value(i) {
+                                *slot = hasher.hash_one(v).max(1);
+                            }
+                        }
+                    }
+                });
+        }
+        Comparators { list, prints }
+    }
+
+    /// The levels of one pair of records, one per comparison, into `out`: equal fingerprints
+    /// give the exact level at once, others are compared as text ([`Comparator::level`]).
+    pub fn levels(&self, i: usize, j: usize, out: &mut [u8]) {
+        let w = self.list.len();
+        let (pi, pj) = match (
+            self.prints.get(i * w..(i + 1) * w),
+            self.prints.get(j * w..(j + 1) * w),
+        ) {
+            (Some(a), Some(b)) => (a, b),
+            _ => {
+                out.fill(0);
+                return;
+            }
+        };
+        for (k, (o, c)) in out.iter_mut().zip(&self.list).enumerate() {
+            let (a, b) = (pi[k], pj[k]);
+            *o = if a == 0 || b == 0 {
+                0
+            } else if a == b {
+                c.top
+            } else {
+                // Different fingerprints: different values (equal values hash alike).
+                c.level_of_different(i, j, c.col.value(i), c.col.value(j))
+            };
+        }
+    }
+
+    /// The fingerprints of comparison `k`, one per record (0 = null or not fingerprinted).
+    pub fn prints_of(&self, k: usize) -> impl Iterator<Item = u64> + '_ {
+        let w = self.list.len().max(1);
+        self.prints.iter().skip(k).step_by(w).copied()
+    }
+}
+
 /// Binds every comparison of a kind to its columns; an error names a missing column.
 pub fn comparators<'a>(
     table: &'a StdTable,
     specs: &[ComparisonSpec],
-) -> Result<Vec<Comparator<'a>>, crate::error::Error> {
+) -> Result<Comparators<'a>, crate::error::Error> {
     comparators_for(table, specs, None)
 }
 
@@ -271,21 +319,22 @@ pub fn comparators_for<'a>(
     table: &'a StdTable,
     specs: &[ComparisonSpec],
     needed: Option<&[bool]>,
-) -> Result<Vec<Comparator<'a>>, crate::error::Error> {
-    specs
+) -> Result<Comparators<'a>, crate::error::Error> {
+    let list = specs
         .iter()
         .map(|s| {
-            Comparator::new(s, table, needed).ok_or_else(|| crate::error::Error::Data {
+            Comparator::new(s, table).ok_or_else(|| crate::error::Error::Data {
                 stage: "compare",
                 message: format!("no column `{}` to compare", s.field),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Comparators::new(list, table.len(), needed))
 }
 
 /// Compares every candidate pair, batch by batch in parallel.
 pub fn compare(
-    comparators: &[Comparator],
+    comparators: &Comparators,
     specs: &[ComparisonSpec],
     candidates: &crate::block::Candidates,
 ) -> Result<Compared, crate::error::Error> {
@@ -343,7 +392,7 @@ pub fn levels_schema(specs: &[ComparisonSpec]) -> Arc<Schema> {
 /// Compares a batch of candidate pairs (`left`, `right` as `UInt32`, `rule` as `UInt8`): the
 /// kernel that runs unchanged wherever the batch comes from.
 pub fn compare_batch(
-    comparators: &[Comparator],
+    comparators: &Comparators,
     schema: &Arc<Schema>,
     pairs: &RecordBatch,
 ) -> Result<RecordBatch, arrow_schema::ArrowError> {
@@ -362,17 +411,23 @@ pub fn compare_batch(
     let rule = pairs.column_by_name("rule").cloned().ok_or_else(|| {
         arrow_schema::ArrowError::SchemaError("pairs need a UInt8 `rule` column".into())
     })?;
-    let mut cols: Vec<ArrayRef> = vec![Arc::new(l.clone()), Arc::new(r.clone()), rule];
-    for c in comparators {
-        let levels: UInt8Array = l
-            .values()
-            .iter()
-            .zip(r.values().iter())
-            .map(|(&i, &j)| c.level(i as usize, j as usize))
-            .collect::<Vec<u8>>()
-            .into();
-        cols.push(Arc::new(levels));
+    let w = comparators.len();
+    let n = l.len();
+    // Row by row (a record's fingerprints are read together), into one column per comparison.
+    let mut levels: Vec<Vec<u8>> = (0..w).map(|_| vec![0u8; n]).collect();
+    let mut row = vec![0u8; w];
+    for (p, (&i, &j)) in l.values().iter().zip(r.values().iter()).enumerate() {
+        comparators.levels(i as usize, j as usize, &mut row);
+        for (col, &lv) in levels.iter_mut().zip(&row) {
+            col[p] = lv;
+        }
     }
+    let mut cols: Vec<ArrayRef> = vec![Arc::new(l.clone()), Arc::new(r.clone()), rule];
+    cols.extend(
+        levels
+            .into_iter()
+            .map(|v| Arc::new(UInt8Array::from(v)) as ArrayRef),
+    );
     RecordBatch::try_new(schema.clone(), cols)
 }
 

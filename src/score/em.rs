@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use super::model::{ComparisonModel, FLOOR, Model, rule_covers};
-use crate::compare::{Comparator, level_names};
+use crate::compare::{Comparators, level_names};
 use crate::config::{KindPlan, Mode};
 
 /// A small seeded generator (SplitMix64): the same seed gives the same sample everywhere.
@@ -33,7 +33,7 @@ impl SplitMix {
 
 /// Level counts per comparison over random record pairs allowed by the mode.
 pub fn estimate_u(
-    comparators: &[Comparator],
+    comparators: &Comparators,
     source: &[u16],
     mode: Mode,
     sample: usize,
@@ -62,15 +62,29 @@ pub fn estimate_u(
             pairs.push((a.min(b), a.max(b)));
         }
     }
-    let counts: Vec<Vec<u64>> = comparators
-        .par_iter()
-        .map(|c| {
-            let mut k = vec![0u64; 16];
-            for &(a, b) in &pairs {
-                k[c.level(a as usize, b as usize) as usize] += 1;
+    let w = comparators.len();
+    let counts: Vec<Vec<u64>> = pairs
+        .par_chunks(8192)
+        .map(|part| {
+            let mut k = vec![0u64; 16 * w];
+            let mut row = vec![0u8; w];
+            for &(a, b) in part {
+                comparators.levels(a as usize, b as usize, &mut row);
+                for (c, &lv) in row.iter().enumerate() {
+                    k[16 * c + (lv as usize & 15)] += 1;
+                }
             }
             k
         })
+        .reduce(
+            || vec![0u64; 16 * w],
+            |mut x, y| {
+                x.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
+                x
+            },
+        )
+        .chunks(16)
+        .map(<[u64]>::to_vec)
         .collect();
     let u = counts
         .iter()
@@ -139,7 +153,7 @@ pub fn patterns(
                         .downcast_ref::<UInt8Array>()
                 })
                 .collect();
-            let mut m: HashMap<(u64, u32), u64> = HashMap::new();
+            let mut m: HashMap<(u64, u32), u64, foldhash::fast::FixedState> = HashMap::default();
             for i in 0..b.num_rows() {
                 let key = cols.iter().enumerate().fold(0u64, |acc, (k, col)| {
                     acc | (u64::from(col.value(i)) << (4 * k))
@@ -149,7 +163,7 @@ pub fn patterns(
             }
             m
         })
-        .reduce(HashMap::new, |mut a, b| {
+        .reduce(HashMap::default, |mut a, b| {
             for (k, v) in b {
                 *a.entry(k).or_default() += v;
             }

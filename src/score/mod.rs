@@ -15,14 +15,14 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, UInt8Array};
 use arrow_schema::{DataType, Field, Schema};
 
-use crate::compare::Comparator;
+use crate::compare::{Comparator, Comparators};
 use tf::TermFrequencies;
 
 /// Trains a model on the compared candidate pairs of one kind: u from random record pairs,
 /// m and λ by EM.
 pub fn train(
     plan: &crate::config::KindPlan,
-    comparators: &[Comparator],
+    comparators: &Comparators,
     source: &[u16],
     compared: &crate::compare::Compared,
     agree: &[u32],
@@ -74,16 +74,16 @@ pub fn term_frequencies(model: &Model, comparators: &[Comparator]) -> Vec<Option
 /// Scores every compared batch in parallel.
 pub fn score(
     model: &Model,
-    comparators: &[Comparator],
+    comparators: &Comparators,
     compared: &crate::compare::Compared,
 ) -> Result<Vec<RecordBatch>, crate::error::Error> {
     use rayon::prelude::*;
-    let tfs = term_frequencies(model, comparators);
+    let weights = Weights::of(model, comparators);
     let schema = scored_schema(&compared.schema);
     compared
         .batches
         .par_iter()
-        .map(|b| score_batch(model, &tfs, comparators, &schema, b))
+        .map(|b| score_batch(&weights, &schema, b))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| crate::error::Error::Data {
             stage: "score",
@@ -99,56 +99,128 @@ pub fn scored_schema(levels: &Schema) -> Arc<Schema> {
     Arc::new(Schema::new(fields))
 }
 
+/// Levels per comparison in [`Weights`]' table (level codes are 4 bits).
+const LEVEL_SLOTS: usize = 16;
+
+/// A model's weights laid out for scoring: the prior of every blocking rule, the weight of
+/// every (rule, comparison, level) — 0 where the rule does not count the comparison — and for
+/// term-frequency comparisons the weight of exact agreement on each record's own value. The
+/// sums are the same, term for term and in the same order, as [`pair_weight`]'s.
+pub struct Weights {
+    priors: Vec<f64>,
+    counted: Vec<Vec<bool>>,
+    table: Vec<f64>,
+    tops: Vec<u8>,
+    exact_by_record: Vec<Option<Vec<f64>>>,
+}
+
+impl Weights {
+    pub fn of(model: &Model, comparators: &Comparators) -> Weights {
+        let k = model.comparisons.len();
+        let rules = model.blocking.len();
+        let mut table = vec![0.0; rules * k * LEVEL_SLOTS];
+        for r in 0..rules {
+            for (c, cm) in model.comparisons.iter().enumerate() {
+                for l in 0..LEVEL_SLOTS {
+                    table[(r * k + c) * LEVEL_SLOTS + l] = cm.weight(l as u8);
+                }
+            }
+        }
+        let exact_by_record = model
+            .comparisons
+            .iter()
+            .zip(comparators.iter())
+            .map(|(cm, cmp)| {
+                cm.spec
+                    .term_frequency
+                    .then(|| tf::exact_weights(cmp.column(), |u| cm.tf_weight(Some(u))))
+            })
+            .collect();
+        Weights {
+            priors: (0..rules).map(|r| model.prior_weight(r)).collect(),
+            counted: model.counted(),
+            table,
+            tops: model
+                .comparisons
+                .iter()
+                .map(|cm| cm.m.len().saturating_sub(1) as u8)
+                .collect(),
+            exact_by_record,
+        }
+    }
+
+    /// The match weight of a pair found by `rule` whose left record is `left`, with
+    /// `level(k)` its level of comparison `k`.
+    fn pair(&self, rule: usize, left: usize, level: impl Fn(usize) -> u8) -> Result<f64, String> {
+        let (Some(prior), Some(counts)) = (self.priors.get(rule), self.counted.get(rule)) else {
+            return Err(format!(
+                "pair found by blocking rule {rule}, but the model has {} rules",
+                self.priors.len()
+            ));
+        };
+        let k = self.tops.len();
+        let row = &self.table[rule * k * LEVEL_SLOTS..(rule + 1) * k * LEVEL_SLOTS];
+        let mut total = *prior;
+        for c in 0..k {
+            if !counts[c] {
+                continue;
+            }
+            let lv = level(c);
+            total += match &self.exact_by_record[c] {
+                Some(by_record) if lv == self.tops[c] => by_record[left],
+                _ => row[c * LEVEL_SLOTS + (lv as usize & (LEVEL_SLOTS - 1))],
+            };
+        }
+        Ok(total)
+    }
+}
+
 /// Scores a compared batch (`left`, `right`, one level column per comparison in model order).
 pub fn score_batch(
-    model: &Model,
-    tfs: &[Option<TermFrequencies>],
-    comparators: &[Comparator],
+    weights: &Weights,
     schema: &Arc<Schema>,
     batch: &RecordBatch,
 ) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let n = batch.num_rows();
-    let levels: Vec<&UInt8Array> = (0..model.comparisons.len())
+    let levels: Vec<&[u8]> = (0..weights.tops.len())
         .map(|k| {
             batch
                 .column(crate::compare::FIRST_LEVEL + k)
                 .as_any()
                 .downcast_ref::<UInt8Array>()
+                .map(|a| a.values().as_ref())
                 .ok_or_else(|| {
                     arrow_schema::ArrowError::SchemaError("level columns must be UInt8".into())
                 })
         })
         .collect::<Result<_, _>>()?;
-    let index = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<arrow_array::UInt32Array>())
-            .cloned()
-            .ok_or_else(|| arrow_schema::ArrowError::SchemaError(format!("missing `{name}`")))
-    };
-    let l = index("left")?;
+    let l = batch
+        .column_by_name("left")
+        .and_then(|c| c.as_any().downcast_ref::<arrow_array::UInt32Array>())
+        .ok_or_else(|| arrow_schema::ArrowError::SchemaError("missing `left`".into()))?;
     let rules = batch
         .column_by_name("rule")
         .and_then(|c| c.as_any().downcast_ref::<UInt8Array>())
-        .cloned()
         .ok_or_else(|| arrow_schema::ArrowError::SchemaError("missing `rule`".into()))?;
-    let counted = model.counted();
-    let priors: Vec<f64> = (0..model.blocking.len())
-        .map(|r| model.prior_weight(r))
-        .collect();
+    let records = weights
+        .exact_by_record
+        .iter()
+        .flatten()
+        .map(Vec::len)
+        .min()
+        .unwrap_or(usize::MAX);
     let mut w = Vec::with_capacity(n);
-    for row in 0..n {
-        let i = l.value(row) as usize;
+    for (row, &left) in l.values().iter().enumerate() {
+        let i = left as usize;
+        if i >= records {
+            return Err(arrow_schema::ArrowError::SchemaError(format!(
+                "record {i} is out of range"
+            )));
+        }
         w.push(
-            pair_weight(
-                model,
-                tfs,
-                (&counted, &priors),
-                rules.value(row) as usize,
-                |k| levels[k].value(row),
-                |k| comparators[k].value(i),
-            )
-            .map_err(arrow_schema::ArrowError::SchemaError)?,
+            weights
+                .pair(rules.value(row) as usize, i, |k| levels[k][row])
+                .map_err(arrow_schema::ArrowError::SchemaError)?,
         );
     }
     let p: Vec<f64> = w.iter().map(|&x| probability(x)).collect();

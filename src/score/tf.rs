@@ -42,3 +42,31 @@ impl TermFrequencies {
         self.freq.get(value?).copied()
     }
 }
+
+/// For every record of `col`, `weight(u)` of its value's relative frequency `u` among the
+/// column's non-null values (the u of [`TermFrequencies`]), or 0 for a null. Values are told
+/// apart by a 64-bit hash, counted once: no string is copied.
+pub fn exact_weights(col: &StringArray, weight: impl Fn(f64) -> f64 + Sync) -> Vec<f64> {
+    use arrow_array::Array;
+    use rayon::prelude::*;
+    use std::hash::BuildHasher;
+    let hasher = foldhash::fast::FixedState::with_seed(0x7466);
+    let keys: Vec<Option<u64>> = (0..col.len())
+        .into_par_iter()
+        .with_min_len(4096)
+        .map(|i| col.is_valid(i).then(|| hasher.hash_one(col.value(i))))
+        .collect();
+    let mut counts: HashMap<u64, u64, foldhash::fast::FixedState> = HashMap::default();
+    let mut total = 0u64;
+    for k in keys.iter().flatten() {
+        *counts.entry(*k).or_default() += 1;
+        total += 1;
+    }
+    keys.par_iter()
+        .with_min_len(4096)
+        .map(|k| match k.and_then(|k| counts.get(&k)) {
+            Some(&c) => weight(c as f64 / total.max(1) as f64),
+            None => 0.0,
+        })
+        .collect()
+}

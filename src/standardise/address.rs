@@ -81,7 +81,39 @@ pub fn standardise(folded: &str) -> Option<String> {
 
 /// Character-bigram Dice similarity of two standardised addresses.
 pub fn dice(a: &str, b: &str) -> f64 {
+    // Most addresses are short: their bigrams fit on the stack.
+    const ON_STACK: usize = 48;
+    if a.len() / 3 < ON_STACK && b.len() / 3 < ON_STACK {
+        let (mut ga, mut gb) = ([0u32; 3 * ON_STACK], [0u32; 3 * ON_STACK]);
+        if let (Some(na), Some(nb)) = (bigrams_into(a, &mut ga), bigrams_into(b, &mut gb)) {
+            return dice_of_bigrams(&ga[..na], &gb[..nb], a == b);
+        }
+    }
     dice_of_bigrams(&bigrams(a), &bigrams(b), a == b)
+}
+
+/// [`bigrams`] written into `out`; `None` when they do not fit.
+fn bigrams_into(s: &str, out: &mut [u32]) -> Option<usize> {
+    let mut n = 0;
+    let mut prev: Option<u32> = None;
+    for c in s.chars() {
+        let c = u32::from(c);
+        if let Some(p) = prev {
+            *out.get_mut(n)? = bigram_code(p, c);
+            n += 1;
+        }
+        prev = Some(c);
+    }
+    out[..n].sort_unstable();
+    Some(n)
+}
+
+fn bigram_code(p: u32, c: u32) -> u32 {
+    if p < 0x1_0000 && c < 0x1_0000 {
+        (p << 16) | c
+    } else {
+        0xFFFF_0000 | (p.wrapping_mul(0x9E37_79B1) ^ c) & 0xFFFF
+    }
 }
 
 /// The character bigrams of a text as sorted codes: two characters of the Basic Multilingual
@@ -92,11 +124,7 @@ pub fn bigrams(s: &str) -> Vec<u32> {
     for c in s.chars() {
         let c = u32::from(c);
         if let Some(p) = prev {
-            out.push(if p < 0x1_0000 && c < 0x1_0000 {
-                (p << 16) | c
-            } else {
-                0xFFFF_0000 | (p.wrapping_mul(0x9E37_79B1) ^ c) & 0xFFFF
-            });
+            out.push(bigram_code(p, c));
         }
         prev = Some(c);
     }
