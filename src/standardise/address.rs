@@ -5,11 +5,19 @@
 const UNITS: [char; 9] = ['号', '栋', '幢', '单', '楼', '层', '室', '弄', '巷'];
 
 fn digit(c: char) -> Option<u32> {
-    "零一二三四五六七八九"
-        .chars()
-        .position(|d| d == c)
-        .map(|p| p as u32)
-        .or(if c == '〇' { Some(0) } else { None })
+    Some(match c {
+        '零' | '〇' => 0,
+        '一' => 1,
+        '二' => 2,
+        '三' => 3,
+        '四' => 4,
+        '五' => 5,
+        '六' => 6,
+        '七' => 7,
+        '八' => 8,
+        '九' => 9,
+        _ => return None,
+    })
 }
 
 /// Value of a Chinese numeral such as `三`, `十二`, `二十五`, `一百零三`, `五〇一`.

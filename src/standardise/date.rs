@@ -18,12 +18,19 @@ pub fn ymd_is_valid(y: u32, m: u32, d: u32) -> bool {
 
 /// Parses a folded date text into (year, month, day).
 pub fn parse(s: &str) -> Option<(u32, u32, u32)> {
-    let parts: Vec<&str> = s
+    // The forms below look at no more than the first four runs of digits.
+    let mut runs = s
         .split(|c: char| !c.is_ascii_digit())
-        .filter(|p| !p.is_empty())
-        .collect();
+        .filter(|p| !p.is_empty());
+    let mut parts: [&str; 4] = [""; 4];
+    let mut count = 0;
+    for p in runs.by_ref().take(4) {
+        parts[count] = p;
+        count += 1;
+    }
+    let parts = &parts[..count];
     let num = |p: &str| p.parse::<u32>().ok();
-    let (y, m, d) = match parts.as_slice() {
+    let (y, m, d) = match parts {
         [one] if one.len() == 8 => (num(&one[..4])?, num(&one[4..6])?, num(&one[6..])?),
         [y, m, d, ..] if y.len() == 4 => (num(y)?, num(m)?, num(d)?),
         // Day first (02/01/1990), as some forms write it.
@@ -36,7 +43,26 @@ pub fn parse(s: &str) -> Option<(u32, u32, u32)> {
 /// Standardised `YYYY-MM-DD`, or `None` when the text is not a date.
 pub fn standardise(s: &str) -> Option<String> {
     let (y, m, d) = parse(s)?;
-    Some(format!("{y:04}-{m:02}-{d:02}"))
+    Some(iso(y, m, d))
+}
+
+/// `YYYY-MM-DD` of a valid date ([`ymd_is_valid`]), without the formatting machinery.
+pub fn iso(y: u32, m: u32, d: u32) -> String {
+    let digit = |v: u32| char::from(b'0' + (v % 10) as u8);
+    [
+        digit(y / 1000),
+        digit(y / 100),
+        digit(y / 10),
+        digit(y),
+        '-',
+        digit(m / 10),
+        digit(m),
+        '-',
+        digit(d / 10),
+        digit(d),
+    ]
+    .into_iter()
+    .collect()
 }
 
 /// Days since 1970-01-01 of a standardised date (civil-from-days inverse).

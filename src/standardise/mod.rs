@@ -150,6 +150,7 @@ where
         })
         .collect();
     (0..k)
+        .into_par_iter()
         .map(|j| {
             let parts: Vec<&dyn Array> = chunks.iter().map(|c| &c[j] as &dyn Array).collect();
             if parts.is_empty() {
@@ -171,7 +172,7 @@ fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut [Option<String>],
     };
     match ty {
         FieldType::Text => out[0] = Some(f.to_lowercase()),
-        FieldType::Exact => out[0] = Some(f),
+        FieldType::Exact => out[0] = Some(f.into_owned()),
         FieldType::PersonName => {
             if let Some(p) = name::standardise(&f) {
                 if p.name.is_ascii() && p.pinyin.is_some() {
@@ -196,8 +197,7 @@ fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut [Option<String>],
             }
             if ident::id_is_valid(&id) {
                 c.inc("id_valid");
-                out[2] = ident::id_birth(&id)
-                    .map(|d| format!("{}-{:02}-{:02}", d / 10000, d / 100 % 100, d % 100));
+                out[2] = ident::id_birth(&id).map(|d| date::iso(d / 10000, d / 100 % 100, d % 100));
                 out[3] = ident::id_gender(&id).map(str::to_string);
                 out[4] = Some(id[..6].to_string());
                 out[1] = Some(id.clone());

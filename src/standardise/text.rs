@@ -2,10 +2,20 @@
 //! their ordinary forms), trimming, whitespace collapsing, and placeholder values that mean
 //! "unknown".
 
+use std::borrow::Cow;
+
 use unicode_normalization::UnicodeNormalization;
 
-/// NFKC, trimmed, runs of whitespace collapsed to one space. Fast path for plain ASCII.
-pub fn fold(s: &str) -> String {
+/// NFKC, trimmed, runs of whitespace collapsed to one space. Text that is already folded
+/// (the usual case) is borrowed, not copied.
+pub fn fold(s: &str) -> Cow<'_, str> {
+    if s.chars().all(|c| nfkc_stable(c) && !c.is_whitespace()) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(fold_owned(s))
+}
+
+fn fold_owned(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut space = false;
     let mut push = |c: char, out: &mut String| {
@@ -60,7 +70,8 @@ pub fn is_placeholder(s: &str) -> bool {
     if t.is_empty() {
         return true;
     }
-    if WORDS.iter().any(|w| t.eq_ignore_ascii_case(w)) {
+    // The longest word is 9 bytes.
+    if t.len() <= 9 && WORDS.iter().any(|w| t.eq_ignore_ascii_case(w)) {
         return true;
     }
     // 000000, 0000-00-00 and the like: only zeros and separators.
@@ -69,7 +80,7 @@ pub fn is_placeholder(s: &str) -> bool {
 }
 
 /// Folds and drops placeholders: the common first step of every standardiser.
-pub fn clean(s: Option<&str>) -> Option<String> {
+pub fn clean(s: Option<&str>) -> Option<Cow<'_, str>> {
     let f = fold(s?);
     (!is_placeholder(&f)).then_some(f)
 }
