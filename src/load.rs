@@ -237,9 +237,9 @@ pub fn load_delta(plan: &Plan, dir: &Path) -> Result<(Loaded, Vec<Deletion>)> {
     Ok((loaded, deletions))
 }
 
-/// Peak memory of a run per record, measured (`scripts/bench.sh`: ~1.2 GB at 1M person
-/// records, 2 threads, everything in memory) with a margin.
-pub const PEAK_BYTES_PER_RECORD: u64 = 1_400;
+/// Peak memory of a run per record, measured (`scripts/bench.sh`: ~0.72 GB at 1M and ~7.2 GB
+/// at 10M person records, 2 threads, everything in memory) with a margin.
+pub const PEAK_BYTES_PER_RECORD: u64 = 850;
 /// Memory a run takes whatever its size (code, thread stacks, buffers).
 const PEAK_BYTES_BASE: u64 = 64 << 20;
 /// Bytes of a row in a file whose row count is not in its metadata (CSV, Arrow IPC), a

@@ -180,8 +180,13 @@ fn id_level(a: &[u8], b: &[u8]) -> u8 {
     if a.len() != b.len() {
         return 1;
     }
-    let diff: Vec<usize> = (0..a.len()).filter(|&k| a[k] != b[k]).take(3).collect();
-    match diff.as_slice() {
+    let mut diff = [0usize; 3];
+    let mut n = 0;
+    for k in (0..a.len()).filter(|&k| a[k] != b[k]).take(3) {
+        diff[n] = k;
+        n += 1;
+    }
+    match &diff[..n] {
         [_] => 3,
         [x, y] if *y == x + 1 && a[*x] == b[*y] && a[*y] == b[*x] => 2,
         _ => 1,
