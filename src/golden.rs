@@ -101,9 +101,40 @@ impl Previous {
     }
 }
 
-/// Golden records of one kind. `job_sources` lists the kind's sources in job order; `label`
-/// is each record's cluster label (the cluster's smallest record index). With `reuse`, a
-/// cluster whose records are all marked keeps its row of the previous run's golden records.
+/// The fields of a kind that get golden values: every field but `updated_at` that the table
+/// has a value column for.
+fn golden_fields<'p>(table: &StdTable, plan: &'p KindPlan) -> Vec<(&'p String, &'p FieldType)> {
+    plan.fields
+        .iter()
+        .filter(|(f, ty)| *f != "updated_at" && table.column(&value_column(f, **ty)).is_some())
+        .collect()
+}
+
+/// Schema of a kind's golden records: `master_id`, `records`, then per field its value, source
+/// and record id; the survivorship settings in the metadata.
+pub fn schema(table: &StdTable, plan: &KindPlan, job_sources: &[String]) -> Arc<Schema> {
+    let mut fields = vec![
+        Field::new("master_id", DataType::Utf8, false),
+        Field::new("records", DataType::UInt32, false),
+    ];
+    for (field, _) in golden_fields(table, plan) {
+        for name in [
+            field.to_string(),
+            format!("{field}_source"),
+            format!("{field}_record_id"),
+        ] {
+            fields.push(Field::new(name, DataType::Utf8, true));
+        }
+    }
+    let metadata = HashMap::from([(SETTINGS_KEY.to_string(), settings(plan, job_sources))]);
+    Arc::new(Schema::new_with_metadata(fields, metadata))
+}
+
+/// Golden records of one kind, handed to `sink` in batches of [`crate::output::ROWS_PER_BLOCK`] clusters (of
+/// [`schema`]) so that they need not all be held at once; returns the rows. `job_sources`
+/// lists the kind's sources in job order; `label` is each record's cluster label (the
+/// cluster's smallest record index). With `reuse`, a cluster whose records are all marked
+/// keeps its row of the previous run's golden records.
 pub fn golden_records(
     table: &StdTable,
     plan: &KindPlan,
@@ -111,7 +142,12 @@ pub fn golden_records(
     master_id: &StringArray,
     label: &[u32],
     reuse: Option<(&Previous, &[bool])>,
-) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    sink: &mut dyn FnMut(&RecordBatch) -> crate::error::Result<()>,
+) -> crate::error::Result<u64> {
+    let arrow = |e: arrow_schema::ArrowError| crate::error::Error::Data {
+        stage: "golden",
+        message: e.to_string(),
+    };
     // Authority of each source index of the table: lower is more authoritative.
     let rank: Vec<usize> = table
         .sources
@@ -163,106 +199,93 @@ pub fn golden_records(
         })
         .collect();
     let fresh: Vec<usize> = (0..reps.len()).filter(|&c| kept[c].is_none()).collect();
+    let schema = schema(table, plan, job_sources);
+    let fields = golden_fields(table, plan);
     let updated = table.column("updated_at");
-    let mut schema = vec![
-        Field::new("master_id", DataType::Utf8, false),
-        Field::new("records", DataType::UInt32, false),
-    ];
-    let mut cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            fresh.iter().map(|&c| master_id.value(reps[c])),
-        )),
-        Arc::new(UInt32Array::from_iter_values(
-            fresh.iter().map(|&c| members(c).len() as u32),
-        )),
-    ];
-    let fields: Vec<(&String, &FieldType)> = plan
-        .fields
-        .iter()
-        .filter(|(f, _)| *f != "updated_at")
-        .collect();
-    let per_field: Vec<Option<Result<Vec<StringArray>, arrow_schema::ArrowError>>> = fields
-        .par_iter()
-        .map(|(field, ty)| {
-            let col = table.column(&value_column(field, **ty))?;
-            let rule = plan
-                .golden
-                .get(*field)
-                .copied()
-                .unwrap_or(Survivorship::MostFrequent);
-            // Addresses are chosen by their standardised form but shown as written.
-            let shown = match ty {
-                FieldType::Address => table.raw.get(*field).unwrap_or(col),
-                _ => col,
-            };
-            let authority = |i: usize| rank[table.source[i] as usize];
-            // Clusters in parallel chunks too: fields differ in cost.
-            let parts: Vec<[StringArray; 3]> = fresh
-                .par_chunks(16384)
-                .map(|cs| {
-                    let (mut v, mut s, mut r) = (
-                        StringBuilder::with_capacity(cs.len(), cs.len() * 24),
-                        StringBuilder::with_capacity(cs.len(), cs.len() * 16),
-                        StringBuilder::with_capacity(cs.len(), cs.len() * 12),
-                    );
-                    for &c in cs {
-                        match pick(col, updated, &authority, members(c), rule) {
-                            Some(i) => {
-                                v.append_value(if shown.is_valid(i) {
-                                    shown.value(i).trim()
-                                } else {
-                                    col.value(i)
-                                });
-                                s.append_value(&table.sources[table.source[i] as usize]);
-                                r.append_value(table.record_id.value(i));
-                            }
-                            None => {
-                                v.append_null();
-                                s.append_null();
-                                r.append_null();
+    let rows_of = |clusters: &[usize]| -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                clusters.iter().map(|&c| master_id.value(reps[c])),
+            )),
+            Arc::new(UInt32Array::from_iter_values(
+                clusters.iter().map(|&c| members(c).len() as u32),
+            )),
+        ];
+        let per_field: Vec<Result<Vec<StringArray>, arrow_schema::ArrowError>> = fields
+            .par_iter()
+            .map(|(field, ty)| {
+                let col = table
+                    .column(&value_column(field, **ty))
+                    .ok_or_else(|| arrow_schema::ArrowError::SchemaError(field.to_string()))?;
+                let rule = plan
+                    .golden
+                    .get(*field)
+                    .copied()
+                    .unwrap_or(Survivorship::MostFrequent);
+                // Addresses are chosen by their standardised form but shown as written.
+                let shown = match ty {
+                    FieldType::Address => table.raw.get(*field).unwrap_or(col),
+                    _ => col,
+                };
+                let authority = |i: usize| rank[table.source[i] as usize];
+                // Clusters in parallel chunks too: fields differ in cost.
+                let parts: Vec<[StringArray; 3]> = clusters
+                    .par_chunks(16384)
+                    .map(|cs| {
+                        let (mut v, mut s, mut r) = (
+                            StringBuilder::with_capacity(cs.len(), cs.len() * 24),
+                            StringBuilder::with_capacity(cs.len(), cs.len() * 16),
+                            StringBuilder::with_capacity(cs.len(), cs.len() * 12),
+                        );
+                        for &c in cs {
+                            match pick(col, updated, &authority, members(c), rule) {
+                                Some(i) => {
+                                    v.append_value(if shown.is_valid(i) {
+                                        shown.value(i).trim()
+                                    } else {
+                                        col.value(i)
+                                    });
+                                    s.append_value(&table.sources[table.source[i] as usize]);
+                                    r.append_value(table.record_id.value(i));
+                                }
+                                None => {
+                                    v.append_null();
+                                    s.append_null();
+                                    r.append_null();
+                                }
                             }
                         }
-                    }
-                    [v.finish(), s.finish(), r.finish()]
-                })
-                .collect();
-            let joined = (0..3)
-                .map(|k| {
-                    let arrays: Vec<&dyn Array> =
-                        parts.iter().map(|p| &p[k] as &dyn Array).collect();
-                    let one = match arrays.len() {
-                        0 => return Ok(StringArray::new_null(0)),
-                        1 => return Ok(parts[0][k].clone()),
-                        _ => arrow_select::concat::concat(&arrays)?,
-                    };
-                    one.as_any()
-                        .downcast_ref::<StringArray>()
-                        .cloned()
-                        .ok_or_else(|| arrow_schema::ArrowError::CastError("not text".into()))
-                })
-                .collect::<Result<Vec<StringArray>, _>>();
-            Some(joined)
-        })
-        .collect();
-    for ((field, _), arrays) in fields.iter().zip(per_field) {
-        let Some(arrays) = arrays.transpose()? else {
-            continue;
-        };
-        let names = [
-            field.to_string(),
-            format!("{field}_source"),
-            format!("{field}_record_id"),
-        ];
-        for (name, a) in names.into_iter().zip(arrays) {
-            schema.push(Field::new(name, DataType::Utf8, true));
-            cols.push(Arc::new(a));
+                        [v.finish(), s.finish(), r.finish()]
+                    })
+                    .collect();
+                (0..3)
+                    .map(|k| {
+                        let arrays: Vec<&dyn Array> =
+                            parts.iter().map(|p| &p[k] as &dyn Array).collect();
+                        let one = match arrays.len() {
+                            0 => return Ok(StringArray::new_null(0)),
+                            1 => return Ok(parts[0][k].clone()),
+                            _ => arrow_select::concat::concat(&arrays)?,
+                        };
+                        one.as_any()
+                            .downcast_ref::<StringArray>()
+                            .cloned()
+                            .ok_or_else(|| arrow_schema::ArrowError::CastError("not text".into()))
+                    })
+                    .collect()
+            })
+            .collect();
+        for arrays in per_field {
+            cols.extend(arrays?.into_iter().map(|a| Arc::new(a) as ArrayRef));
         }
-    }
-    let metadata = HashMap::from([(SETTINGS_KEY.to_string(), settings(plan, job_sources))]);
-    let schema = Arc::new(Schema::new_with_metadata(schema, metadata));
-    let computed = RecordBatch::try_new(schema.clone(), cols)?;
+        RecordBatch::try_new(schema.clone(), cols)
+    };
     let Some((prev, _)) = reuse.filter(|_| fresh.len() < reps.len()) else {
-        return Ok(computed);
+        // Every cluster computed, a block at a time.
+        for block in fresh.chunks(crate::output::ROWS_PER_BLOCK) {
+            sink(&rows_of(block).map_err(arrow)?)?;
+        }
+        return Ok(fresh.len() as u64);
     };
     if prev
         .batches
@@ -270,9 +293,10 @@ pub fn golden_records(
         .any(|b| b.schema().fields() != schema.fields())
     {
         // The fields changed: compute every cluster.
-        return golden_records(table, plan, job_sources, master_id, label, None);
+        return golden_records(table, plan, job_sources, master_id, label, None, sink);
     }
     // Clusters in order, from the previous rows or the computed ones.
+    let computed = rows_of(&fresh).map_err(arrow)?;
     let mut next = 0;
     let order: Vec<(usize, usize)> = kept
         .iter()
@@ -286,14 +310,19 @@ pub fn golden_records(
         .collect();
     let mut sources: Vec<&RecordBatch> = prev.batches.iter().collect();
     sources.push(&computed);
-    let columns = (0..schema.fields().len())
-        .into_par_iter()
-        .map(|i| {
-            let values: Vec<&dyn Array> = sources.iter().map(|b| b.column(i).as_ref()).collect();
-            arrow_select::interleave::interleave(&values, &order)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(schema, columns)
+    for block in order.chunks(crate::output::ROWS_PER_BLOCK) {
+        let columns = (0..schema.fields().len())
+            .into_par_iter()
+            .map(|i| {
+                let values: Vec<&dyn Array> =
+                    sources.iter().map(|b| b.column(i).as_ref()).collect();
+                arrow_select::interleave::interleave(&values, block)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(arrow)?;
+        sink(&RecordBatch::try_new(schema.clone(), columns).map_err(arrow)?)?;
+    }
+    Ok(order.len() as u64)
 }
 
 /// The record whose value survives, among a cluster's members; `authority` gives a record's

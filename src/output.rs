@@ -97,6 +97,11 @@ impl Drop for OutputDir {
 /// Rows per row group of the files yiku writes; row groups are encoded in parallel.
 pub const ROWS_PER_GROUP: usize = 65_536;
 
+/// Rows handed to a [`ParallelWriter`] at a time by the stages that build their output in
+/// blocks (golden records, the master index): whole row groups, so the file is laid out as if
+/// written at once, and enough of them to encode in parallel.
+pub const ROWS_PER_BLOCK: usize = 4 * ROWS_PER_GROUP;
+
 /// A Parquet file whose row groups are encoded in parallel ([`ParallelWriter::encode`]) and
 /// appended in order ([`ParallelWriter::finish`]), so the bytes do not depend on scheduling.
 pub struct ParallelWriter {
@@ -240,6 +245,25 @@ impl RunFiles {
         })
     }
 
+    /// Appends a kind's rows to the master index, [`ROWS_PER_BLOCK`] at a time; returns how
+    /// many.
+    pub fn write_master(
+        &mut self,
+        table: &StdTable,
+        master_id: &StringArray,
+        cluster_size: &[u32],
+    ) -> Result<u64> {
+        let mut written = 0;
+        for from in (0..table.len()).step_by(ROWS_PER_BLOCK) {
+            let to = (from + ROWS_PER_BLOCK).min(table.len());
+            let rows = master_batch(table, master_id, cluster_size, from..to)
+                .map_err(|e| Error::write(&self.master.path, e))?;
+            self.master.write(std::slice::from_ref(&rows))?;
+            written += rows.num_rows() as u64;
+        }
+        Ok(written)
+    }
+
     /// Closes the three files.
     pub fn close(self) -> Result<()> {
         self.master.close()?;
@@ -274,27 +298,28 @@ fn err(path: &Path) -> impl Fn(arrow_schema::ArrowError) -> Error + '_ {
     move |e| Error::write(path, e)
 }
 
-/// `master_index.parquet` rows of one kind.
+/// `master_index.parquet` rows of one kind, records `rows` (a few row groups at a time, so
+/// that the file's text columns are not all built at once).
 pub fn master_batch(
     table: &StdTable,
     master_id: &StringArray,
     cluster_size: &[u32],
+    rows: std::ops::Range<usize>,
 ) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
     let kind = table.kind.as_str();
-    let n = table.len();
-    let sources: StringArray = table
-        .source
+    let (from, n) = (rows.start, rows.len());
+    let sources: StringArray = table.source[rows.clone()]
         .iter()
         .map(|&s| Some(table.sources[s as usize].as_str()))
         .collect();
     RecordBatch::try_new(
         master_schema(),
         vec![
-            Arc::new(StringArray::from(vec![kind; n])),
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(kind, n))),
             Arc::new(sources),
-            Arc::new(table.record_id.clone()),
-            Arc::new(master_id.clone()),
-            Arc::new(UInt32Array::from(cluster_size.to_vec())),
+            Arc::new(table.record_id.slice(from, n)),
+            Arc::new(master_id.slice(from, n)),
+            Arc::new(UInt32Array::from(cluster_size[rows].to_vec())),
         ],
     )
 }

@@ -89,13 +89,19 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     if let Some(prev) = &previous {
         stage("previous", "all", previous_secs, prev.records());
     }
-    if let Some(limit) = plan.memory_limit {
-        // A delta run holds the previous index (tonight's few records aside).
-        let records = match (&opts.delta, &previous) {
-            (Some(_), Some(prev)) => prev.records(),
-            _ => load::count_records(plan)?,
-        };
-        load::check_memory_limit(plan, limit, records)?;
+    let memory = match plan.memory_limit {
+        Some(limit) => {
+            // A delta run holds the previous index (tonight's few records aside).
+            let records = match (&opts.delta, &previous) {
+                (Some(_), Some(prev)) => prev.records(),
+                _ => load::count_records(plan)?,
+            };
+            load::memory_mode(plan, limit, records)?
+        }
+        None => load::MemoryMode::InMemory,
+    };
+    if memory == load::MemoryMode::Mapped {
+        p.note("memory_limit: records are mapped from the state file instead of held in memory");
     }
     let (loaded, secs) = p.stage("load", || match &opts.delta {
         Some(dir) => load::load_delta(plan, dir),
@@ -146,9 +152,15 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         };
         records_in += table.len() as u64;
         let mut table = table;
-        let state_file = state::write_standardised(out.dir(), &table)?;
+        let mut state_file = Some(state::write_standardised(out.dir(), &table)?);
         // The state file holds every raw column; golden records need only some.
         table.keep_raw(&golden::raw_fields(kp));
+        if memory == load::MemoryMode::Mapped {
+            if let Some(writing) = state_file.take() {
+                stage("write state", k, writing.wait()?, table.len() as u64);
+            }
+            state::map_standardised(out.dir(), &mut table)?;
+        }
         let (mut cands, secs) = p.stage(&format!("{k}: block"), || {
             block::block(
                 &table,
@@ -251,11 +263,13 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
         stage("cluster", k, secs, clusters.edges);
         let matches = links.edges.len() as u64;
-        let secs = state_file.wait()?;
-        p.note(&format!(
-            "{k}: state written in the background in {secs:.2} s"
-        ));
-        stage("write state", k, secs, table.len() as u64);
+        if let Some(writing) = state_file.take() {
+            let secs = writing.wait()?;
+            p.note(&format!(
+                "{k}: state written in the background in {secs:.2} s"
+            ));
+            stage("write state", k, secs, table.len() as u64);
+        }
         let (written, secs) = p.stage(&format!("{k}: write links"), || {
             state::write_links(out.dir(), kp.kind, &links)
         });
@@ -294,7 +308,8 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         written?;
         stage("write", k, secs, candidate_pairs);
         let golden_file = format!("golden_{k}s.parquet");
-        let (golden, secs) = p.stage(&format!("{k}: golden records"), || {
+        // Golden rows go to their file a block at a time, as they are made.
+        let (golden, secs) = p.stage(&format!("{k}: golden records"), || -> Result<u64> {
             let job_sources: Vec<String> = plan
                 .sources
                 .iter()
@@ -315,27 +330,28 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                     .collect()
             });
             let reuse = previous.as_ref().zip(keep.as_deref());
-            golden::golden_records(
+            let mut file = output::ParallelWriter::create(
+                &out.file(&golden_file),
+                &golden::schema(&table, kp, &job_sources),
+                output::output_properties(),
+            )?;
+            let rows = golden::golden_records(
                 &table,
                 kp,
                 &job_sources,
                 &mi.master_id,
                 &clusters.label,
                 reuse,
-            )
-            .map_err(|e| Error::write(out.file(&golden_file), e))
+                &mut |batch| file.write(std::slice::from_ref(batch)),
+            )?;
+            file.close()?;
+            Ok(rows)
         });
-        let golden = golden?;
+        golden?;
         stage("golden", k, secs, mi.clusters);
         events.extend(mi.events.iter().map(|e| (k, e.clone())));
         let (written, secs) = p.stage(&format!("{k}: write master index"), || -> Result<u64> {
-            let golden_path = out.file(&golden_file);
-            output::write_parquet(&golden_path, golden.schema(), std::slice::from_ref(&golden))?;
-            drop(golden);
-            let rows = output::master_batch(&table, &mi.master_id, &mi.cluster_size)
-                .map_err(|e| Error::write(out.file("master_index.parquet"), e))?;
-            files.master.write(std::slice::from_ref(&rows))?;
-            Ok(rows.num_rows() as u64)
+            files.write_master(&table, &mi.master_id, &mi.cluster_size)
         });
         let written = written?;
         stage("write", k, secs, written);
@@ -400,6 +416,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             None => "trained in this run (model.json)".into(),
         },
         threads,
+        memory,
         sources: loaded.stats,
         kinds,
         stages,

@@ -57,6 +57,9 @@ pub struct RunSummary {
     /// Which model scored the pairs.
     pub model: String,
     pub threads: usize,
+    /// How the records were held ([`crate::load::MemoryMode`]; `mapped` under a tight
+    /// `memory_limit`).
+    pub memory: crate::load::MemoryMode,
     pub sources: Vec<SourceStats>,
     pub kinds: Vec<KindSummary>,
     pub stages: Vec<StageStats>,

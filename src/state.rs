@@ -183,6 +183,27 @@ pub fn standardised_batch(
     RecordBatch::try_from_iter(cols)
 }
 
+/// Replaces the columns of `table` by the same columns mapped from its state file (written by
+/// [`write_standardised`]): the kernel may then page them out under memory pressure and read
+/// them again from disk. Only the raw columns `table` still holds are kept.
+pub fn map_standardised(run_dir: &Path, table: &mut StdTable) -> Result<()> {
+    let path = standardised_path(run_dir, table.kind);
+    let mapped = read_standardised(run_dir, table.kind, None)?
+        .filter(|m| m.len() == table.len() && m.columns.len() == table.columns.len())
+        .ok_or_else(|| Error::Read {
+            path: path.clone(),
+            message: "the state file just written does not hold the run's records".into(),
+        })?;
+    table.record_id = mapped.record_id;
+    table.columns = mapped.columns;
+    table.raw = mapped
+        .raw
+        .into_iter()
+        .filter(|(field, _)| table.raw.contains_key(field))
+        .collect();
+    Ok(())
+}
+
 /// A kind's standardised records as written by [`standardised_batch`], with only `columns`
 /// (all when `None`); `Ok(None)` when the folder has none for this kind.
 pub fn read_standardised(
