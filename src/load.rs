@@ -237,9 +237,9 @@ pub fn load_delta(plan: &Plan, dir: &Path) -> Result<(Loaded, Vec<Deletion>)> {
     Ok((loaded, deletions))
 }
 
-/// Peak memory of a run per record, measured (`scripts/bench.sh`: ~0.72 GB at 1M and ~7.2 GB
-/// at 10M person records, 2 threads, everything in memory) with a margin.
-pub const PEAK_BYTES_PER_RECORD: u64 = 850;
+/// Peak memory of a run per record, measured (`scripts/bench.sh`: 0.67 GB at 1M and 5.5 GB at
+/// 10M person records, 2 threads, everything in memory) with a margin.
+pub const PEAK_BYTES_PER_RECORD: u64 = 700;
 /// Memory a run takes whatever its size (code, thread stacks, buffers).
 const PEAK_BYTES_BASE: u64 = 64 << 20;
 /// Bytes of a row in a file whose row count is not in its metadata (CSV, Arrow IPC), a
@@ -273,9 +273,10 @@ pub fn count_records(plan: &Plan) -> Result<u64> {
 }
 
 /// Peak memory per record when the standardised records are mapped from the state file
-/// instead of held ([`MemoryMode::Mapped`]): what stays in memory is pairs, clusters, ids and
-/// the rows being written. Measured likewise (anonymous memory), with a margin.
-pub const MAPPED_BYTES_PER_RECORD: u64 = 550;
+/// instead of held ([`MemoryMode::Mapped`]): the peak is then standardising (the loaded and the
+/// standardised columns, before they are written and mapped). Measured likewise (anonymous
+/// memory: 0.41 GB at 1M, 4.2 GB at 10M), with a margin.
+pub const MAPPED_BYTES_PER_RECORD: u64 = 480;
 
 /// How a run holds its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
