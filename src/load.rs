@@ -307,18 +307,21 @@ pub fn memory_mode(plan: &Plan, limit: u64, records: u64) -> Result<MemoryMode> 
             return Ok(mode);
         }
     }
-    let gb = |b: u64| b as f64 / 1e9;
+    let size = |b: u64| match b {
+        b if b >= 1_000_000_000 => format!("{:.1} GB", b as f64 / 1e9),
+        b => format!("{:.0} MB", b as f64 / 1e6),
+    };
     Err(Error::Config {
         path: plan.job_path.clone(),
         key: "job.memory_limit".into(),
         message: format!(
-            "this run needs about {:.1} GB ({records} records at ~{PEAK_BYTES_PER_RECORD} bytes \
-             each in memory), or {:.1} GB with the records mapped from disk (~{MAPPED_BYTES_PER_RECORD} \
-             bytes each), but memory_limit is {:.1} GB: raise the limit, or split the job (by \
-             region or by kind)",
-            gb(estimated_peak_bytes(records, MemoryMode::InMemory)),
-            gb(estimated_peak_bytes(records, MemoryMode::Mapped)),
-            gb(limit)
+            "this run needs about {} ({records} records at ~{PEAK_BYTES_PER_RECORD} bytes each in \
+             memory), or {} with the records mapped from disk (~{MAPPED_BYTES_PER_RECORD} bytes \
+             each), but memory_limit is {}: raise the limit, or split the job (by region or by \
+             kind)",
+            size(estimated_peak_bytes(records, MemoryMode::InMemory)),
+            size(estimated_peak_bytes(records, MemoryMode::Mapped)),
+            size(limit)
         ),
     })
 }

@@ -222,7 +222,9 @@ pub struct Compared {
 /// Every comparison of a kind bound to its columns, and a fingerprint of every compared value:
 /// a 64-bit hash per record and comparison, the record's hashes side by side (0 = null). Most
 /// candidate pairs agree exactly on most fields, and two fingerprints read from one place per
-/// record settle that; only the values that differ are read and compared as text.
+/// record settle that; only the values that differ are read and compared as text. Equal
+/// values always have equal fingerprints; two different values share one with a chance of
+/// about 1 in 10^19 per comparison, which would count them as exact agreement.
 pub struct Comparators<'a> {
     list: Vec<Comparator<'a>>,
     prints: Vec<u64>,
