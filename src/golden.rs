@@ -203,6 +203,42 @@ pub fn golden_records(
     let fields = golden_fields(table, plan);
     let updated = table.column("updated_at");
     let rows_of = |clusters: &[usize]| -> Result<RecordBatch, arrow_schema::ArrowError> {
+        // The block's member rows side by side, cluster after cluster: every column is
+        // gathered once in a tight loop, then picked from in order (the members of a cluster
+        // lie far apart in the table, and picking from there waited on memory at every step).
+        let mut off = Vec::with_capacity(clusters.len() + 1);
+        off.push(0usize);
+        let mut rows: Vec<u32> = Vec::with_capacity(clusters.len() * 2);
+        for &c in clusters {
+            rows.extend(members(c).iter().map(|&i| i as u32));
+            off.push(rows.len());
+        }
+        let local: Vec<usize> = (0..rows.len()).collect();
+        let members_of = |k: usize| &local[off[k]..off[k + 1]];
+        let indices = UInt32Array::from(rows);
+        let gather = |col: &StringArray| -> Result<StringArray, arrow_schema::ArrowError> {
+            let a = arrow_select::take::take(col, &indices, None)?;
+            a.as_any()
+                .downcast_ref::<StringArray>()
+                .cloned()
+                .ok_or_else(|| arrow_schema::ArrowError::CastError("not text".into()))
+        };
+        let ((record_id, updated), source) = rayon::join(
+            || {
+                rayon::join(
+                    || gather(&table.record_id),
+                    || updated.map(gather).transpose(),
+                )
+            },
+            || {
+                indices
+                    .values()
+                    .iter()
+                    .map(|&i| table.source[i as usize])
+                    .collect::<Vec<u16>>()
+            },
+        );
+        let (record_id, updated) = (record_id?, updated?);
         let mut cols: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(
                 clusters.iter().map(|&c| master_id.value(reps[c])),
@@ -222,31 +258,33 @@ pub fn golden_records(
                     .get(*field)
                     .copied()
                     .unwrap_or(Survivorship::MostFrequent);
+                let col = gather(col)?;
                 // Addresses are chosen by their standardised form but shown as written.
-                let shown = match ty {
-                    FieldType::Address => table.raw.get(*field).unwrap_or(col),
-                    _ => col,
+                let shown = match (ty, table.raw.get(*field)) {
+                    (FieldType::Address, Some(raw)) => gather(raw)?,
+                    _ => col.clone(),
                 };
-                let authority = |i: usize| rank[table.source[i] as usize];
+                let authority = |i: usize| rank[source[i] as usize];
                 // Clusters in parallel chunks too: fields differ in cost.
-                let parts: Vec<[StringArray; 3]> = clusters
+                let parts: Vec<[StringArray; 3]> = (0..clusters.len())
+                    .collect::<Vec<_>>()
                     .par_chunks(16384)
-                    .map(|cs| {
+                    .map(|ks| {
                         let (mut v, mut s, mut r) = (
-                            StringBuilder::with_capacity(cs.len(), cs.len() * 24),
-                            StringBuilder::with_capacity(cs.len(), cs.len() * 16),
-                            StringBuilder::with_capacity(cs.len(), cs.len() * 12),
+                            StringBuilder::with_capacity(ks.len(), ks.len() * 24),
+                            StringBuilder::with_capacity(ks.len(), ks.len() * 16),
+                            StringBuilder::with_capacity(ks.len(), ks.len() * 12),
                         );
-                        for &c in cs {
-                            match pick(col, updated, &authority, members(c), rule) {
+                        for &k in ks {
+                            match pick(&col, updated.as_ref(), &authority, members_of(k), rule) {
                                 Some(i) => {
                                     v.append_value(if shown.is_valid(i) {
                                         shown.value(i).trim()
                                     } else {
                                         col.value(i)
                                     });
-                                    s.append_value(&table.sources[table.source[i] as usize]);
-                                    r.append_value(table.record_id.value(i));
+                                    s.append_value(&table.sources[source[i] as usize]);
+                                    r.append_value(record_id.value(i));
                                 }
                                 None => {
                                     v.append_null();

@@ -576,7 +576,9 @@ fn standardised(out_dir: &Path, model: &Model, pk: &KindPairs) -> Result<Option<
         needed[i] = true;
     }
     if let Ok(comparators) = crate::compare::comparators_for(&table, &specs, Some(&needed)) {
-        let tfs = crate::score::term_frequencies(model, &comparators);
+        let mut rows: Vec<usize> = idx.values().copied().collect();
+        rows.sort_unstable();
+        let tfs = crate::score::term_frequencies(model, &comparators, &rows);
         for (side, out) in [(&pk.above, &mut above), (&pk.below, &mut below)] {
             for p in side {
                 let (Some(&a), Some(&b)) = (

@@ -21,6 +21,7 @@ use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt3
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rayon::prelude::*;
 
 use crate::cluster::Edge;
 use crate::config::EntityKind;
@@ -85,10 +86,15 @@ pub fn read_ipc(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch
         .ok_or_else(|| bad("no schema in the footer".into()))?;
     let schema =
         Arc::new(arrow_ipc::convert::try_fb_to_schema(schema).map_err(|e| bad(e.to_string()))?);
-    let mut decoder = FileDecoder::new(schema.clone(), footer.version());
-    if let Some(names) = columns {
-        decoder = decoder.with_projection(positions(&schema, names));
+    let version = footer.version();
+    let wanted: Vec<usize> = match columns {
+        Some(names) => positions(&schema, names),
+        None => (0..schema.fields().len()).collect(),
+    };
+    if wanted.is_empty() {
+        return Ok(Vec::new());
     }
+    let projected = Arc::new(schema.project(&wanted).map_err(|e| bad(e.to_string()))?);
     let mut batches = Vec::new();
     for block in footer.recordBatches().into_iter().flatten() {
         let start = usize::try_from(block.offset()).ok();
@@ -103,11 +109,22 @@ pub fn read_ipc(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch
             return Err(bad("a block beyond the end of the file".into()));
         }
         let data = buffer.slice_with_length(start, len);
-        if let Some(b) = decoder
-            .read_record_batch(block, &data)
-            .map_err(|e| bad(e.to_string()))?
-        {
-            batches.push(b);
+        // One column per task: decoding checks every text value is UTF-8, and a state file
+        // is one batch, so this is what spreads the work over the threads.
+        let cols = wanted
+            .par_iter()
+            .map(|&c| {
+                FileDecoder::new(schema.clone(), version)
+                    .with_projection(vec![c])
+                    .read_record_batch(block, &data)
+                    .map_err(|e| bad(e.to_string()))
+                    .map(|b| b.map(|b| b.column(0).clone()))
+            })
+            .collect::<Result<Option<Vec<_>>>>()?;
+        if let Some(cols) = cols {
+            batches.push(
+                RecordBatch::try_new(projected.clone(), cols).map_err(|e| bad(e.to_string()))?,
+            );
         }
     }
     Ok(batches)

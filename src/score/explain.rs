@@ -525,7 +525,7 @@ pub fn explain(run_dir: &Path, a: (&str, &str), b: (&str, &str)) -> Result<Expla
             }
             let specs: Vec<_> = model.comparisons.iter().map(|c| c.spec.clone()).collect();
             let comparators = crate::compare::comparators(&table, &specs)?;
-            let tfs = super::term_frequencies(&model, &comparators);
+            let tfs = super::term_frequencies(&model, &comparators, &[i, j]);
             let waterfall = from_records(&model, &comparators, &tfs, i, j, rule);
             let rules = check_rules(&model, &table, i.min(j), i.max(j));
             Ok(Explanation {

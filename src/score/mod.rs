@@ -56,8 +56,13 @@ pub fn refine_with_labels(model: &mut Model, comparators: &[Comparator], matches
     }
 }
 
-/// Term frequencies of the comparisons that ask for them.
-pub fn term_frequencies(model: &Model, comparators: &[Comparator]) -> Vec<Option<TermFrequencies>> {
+/// Term frequencies of the values of the records at `rows`, for the comparisons that ask for
+/// them.
+pub fn term_frequencies(
+    model: &Model,
+    comparators: &[Comparator],
+    rows: &[usize],
+) -> Vec<Option<TermFrequencies>> {
     use rayon::prelude::*;
     model
         .comparisons
@@ -66,7 +71,7 @@ pub fn term_frequencies(model: &Model, comparators: &[Comparator]) -> Vec<Option
         .map(|(c, cmp)| {
             c.spec
                 .term_frequency
-                .then(|| TermFrequencies::of(cmp.column()))
+                .then(|| TermFrequencies::of(cmp.column(), rows))
         })
         .collect()
 }

@@ -5,20 +5,52 @@ use std::collections::HashMap;
 
 use arrow_array::StringArray;
 
-/// Relative frequency of every value of a column among its non-null values.
+/// Relative frequencies of values of a column among its non-null values.
 #[derive(Debug, Clone, Default)]
 pub struct TermFrequencies {
     freq: HashMap<String, f64, foldhash::fast::FixedState>,
 }
 
 impl TermFrequencies {
-    pub fn of(col: &StringArray) -> Self {
-        let mut counts: HashMap<&str, u64, foldhash::fast::FixedState> = HashMap::default();
-        let mut total = 0u64;
-        for v in col.iter().flatten() {
-            *counts.entry(v).or_default() += 1;
-            total += 1;
-        }
+    /// Relative frequency among the column's non-null values of each value the records at
+    /// `rows` hold: what explaining a few pairs needs, without a table of every value.
+    pub fn of(col: &StringArray, rows: &[usize]) -> Self {
+        use arrow_array::Array;
+        use rayon::prelude::*;
+        let wanted: std::collections::HashSet<&str, foldhash::fast::FixedState> = rows
+            .iter()
+            .filter(|&&i| i < col.len() && col.is_valid(i))
+            .map(|&i| col.value(i))
+            .collect();
+        let (counts, total) = (0..col.len())
+            .into_par_iter()
+            .with_min_len(16 * 1024)
+            .fold(
+                || {
+                    (
+                        HashMap::<&str, u64, foldhash::fast::FixedState>::default(),
+                        0u64,
+                    )
+                },
+                |(mut counts, total), i| {
+                    if col.is_null(i) {
+                        return (counts, total);
+                    }
+                    if let Some(v) = wanted.get(col.value(i)) {
+                        *counts.entry(v).or_default() += 1;
+                    }
+                    (counts, total + 1)
+                },
+            )
+            .reduce(
+                || (HashMap::default(), 0),
+                |(mut a, ta), (b, tb)| {
+                    for (k, c) in b {
+                        *a.entry(k).or_default() += c;
+                    }
+                    (a, ta + tb)
+                },
+            );
         let freq = counts
             .into_iter()
             .map(|(k, c)| (k.to_string(), c as f64 / total.max(1) as f64))

@@ -20,49 +20,63 @@ fn digit(c: char) -> Option<u32> {
     })
 }
 
-/// Value of a Chinese numeral such as `三`, `十二`, `二十五`, `一百零三`, `五〇一`.
+fn is_num(c: char) -> bool {
+    digit(c).is_some() || c == '十' || c == '百'
+}
+
+/// Value of a Chinese numeral such as `三`, `十二`, `二十五`, `一百零三`, `五〇一`; `None`
+/// when it is not one (or too large to matter).
 fn numeral_value(s: &[char]) -> Option<u32> {
     if s.iter().all(|&c| digit(c).is_some()) {
         return s
             .iter()
-            .try_fold(0u32, |acc, &c| Some(acc * 10 + digit(c)?));
+            .try_fold(0u32, |acc, &c| acc.checked_mul(10)?.checked_add(digit(c)?));
     }
     let (mut total, mut cur) = (0u32, 0u32);
     for &c in s {
         match c {
             '十' => {
-                total += cur.max(1) * 10;
+                total = total.checked_add(cur.max(1) * 10)?;
                 cur = 0;
             }
             '百' => {
-                total += cur.max(1) * 100;
+                total = total.checked_add(cur.max(1) * 100)?;
                 cur = 0;
             }
             _ => cur = digit(c)?,
         }
     }
-    Some(total + cur)
+    total.checked_add(cur)
 }
 
-/// Standardised address text, in one pass over the characters.
+/// Standardised address text, in one pass over the characters (spaces, 省 and 市 skipped).
 pub fn standardise(folded: &str) -> Option<String> {
-    let chars: Vec<char> = folded
+    /// Runs of numerals up to this long are read on the stack.
+    const RUN: usize = 24;
+    let mut out = String::with_capacity(folded.len());
+    let mut chars = folded
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '省' && *c != '市')
-        .collect();
-    let is_num = |c: char| digit(c).is_some() || c == '十' || c == '百';
-    let mut out = String::with_capacity(folded.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
+        .peekable();
+    let (mut stack, mut heap) = (['\0'; RUN], Vec::new());
+    while let Some(c) = chars.next() {
         if is_num(c) {
-            let start = i;
-            while i < chars.len() && is_num(chars[i]) {
-                i += 1;
+            stack[0] = c;
+            let mut n = 1;
+            while let Some(d) = chars.next_if(|&d| is_num(d)) {
+                if n < RUN {
+                    stack[n] = d;
+                } else {
+                    if n == RUN {
+                        heap.clear();
+                        heap.extend_from_slice(&stack);
+                    }
+                    heap.push(d);
+                }
+                n += 1;
             }
-            let run = &chars[start..i];
-            match (chars.get(i), numeral_value(run)) {
+            let run = if n <= RUN { &stack[..n] } else { &heap[..] };
+            match (chars.peek(), numeral_value(run)) {
                 (Some(u), Some(v)) if UNITS.contains(u) => {
                     use std::fmt::Write;
                     let _ = write!(out, "{v}");
@@ -72,17 +86,15 @@ pub fn standardise(folded: &str) -> Option<String> {
             continue;
         }
         // 3栋2单元501室, 3幢, 3号楼 -> 3-2-501
-        match (c, next) {
+        match (c, chars.peek()) {
             ('号', Some('楼')) | ('单', Some('元')) => {
                 out.push('-');
-                i += 2;
-                continue;
+                chars.next();
             }
             ('栋' | '幢', _) => out.push('-'),
             ('室', None) => {}
             _ => out.push(c),
         }
-        i += 1;
     }
     (!out.is_empty()).then_some(out)
 }
@@ -164,6 +176,122 @@ fn common_ratio(ga: &[u32], gb: &[u32], equal: bool) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn numeral_value_ref(s: &[char]) -> Option<u32> {
+        if s.iter().all(|&c| digit(c).is_some()) {
+            return s
+                .iter()
+                .try_fold(0u32, |acc, &c| acc.checked_mul(10)?.checked_add(digit(c)?));
+        }
+        let (mut total, mut cur) = (0u32, 0u32);
+        for &c in s {
+            match c {
+                '十' => {
+                    total += cur.max(1) * 10;
+                    cur = 0;
+                }
+                '百' => {
+                    total += cur.max(1) * 100;
+                    cur = 0;
+                }
+                _ => cur = digit(c)?,
+            }
+        }
+        Some(total + cur)
+    }
+
+    /// The straightforward form of [`standardise`] (characters collected first), which it
+    /// must agree with.
+    fn reference(folded: &str) -> Option<String> {
+        let chars: Vec<char> = folded
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '省' && *c != '市')
+            .collect();
+        let is_num = |c: char| digit(c).is_some() || c == '十' || c == '百';
+        let mut out = String::with_capacity(folded.len());
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            let next = chars.get(i + 1).copied();
+            if is_num(c) {
+                let start = i;
+                while i < chars.len() && is_num(chars[i]) {
+                    i += 1;
+                }
+                let run = &chars[start..i];
+                match (chars.get(i), numeral_value_ref(run)) {
+                    (Some(u), Some(v)) if UNITS.contains(u) => {
+                        use std::fmt::Write;
+                        let _ = write!(out, "{v}");
+                    }
+                    _ => out.extend(run),
+                }
+                continue;
+            }
+            // 3栋2单元501室, 3幢, 3号楼 -> 3-2-501
+            match (c, next) {
+                ('号', Some('楼')) | ('单', Some('元')) => {
+                    out.push('-');
+                    i += 2;
+                    continue;
+                }
+                ('栋' | '幢', _) => out.push('-'),
+                ('室', None) => {}
+                _ => out.push(c),
+            }
+            i += 1;
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    #[test]
+    fn one_pass_agrees_with_the_reference() {
+        let parts = [
+            "北京",
+            "市",
+            "省",
+            "朝阳区",
+            "三",
+            "十",
+            "百",
+            "零",
+            "〇",
+            "二十五",
+            "号",
+            "楼",
+            "栋",
+            "幢",
+            "单",
+            "元",
+            "室",
+            "弄",
+            "巷",
+            "层",
+            " ",
+            "3",
+            "-",
+            "a",
+            "五〇一",
+            "九九九九九九九九九九九九",
+            "路",
+        ];
+        // Every sequence of up to four parts, and some long ones.
+        let mut texts: Vec<String> = vec![String::new()];
+        for _ in 0..4 {
+            let next: Vec<String> = texts
+                .iter()
+                .flat_map(|t| parts.iter().map(move |p| format!("{t}{p}")))
+                .collect();
+            texts.extend(next);
+            texts.sort();
+            texts.dedup();
+        }
+        texts.push("一".repeat(30) + "号");
+        texts.push("三十".repeat(20) + "室");
+        for t in &texts {
+            assert_eq!(standardise(t), reference(t), "{t}");
+        }
+    }
 
     #[test]
     fn variants_agree() {

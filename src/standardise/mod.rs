@@ -15,10 +15,9 @@ pub mod phone;
 pub mod text;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::builder::StringBuilder;
-use arrow_array::{Array, StringArray};
+use arrow_array::{Array, BooleanArray, StringArray};
 use rayon::prelude::*;
 
 use crate::config::{EntityKind, FieldType, KindPlan, derived_columns};
@@ -64,21 +63,44 @@ impl StdTable {
     }
 }
 
-/// Counters incremented in parallel while standardising.
-#[derive(Default)]
-struct Counters(BTreeMap<&'static str, AtomicU64>);
+/// What standardising fixed or rejected, counted per chunk of rows and summed: a plain array,
+/// so threads never share a counter.
+#[derive(Clone, Copy, Default)]
+struct Counters([u64; COUNTERS.len()]);
+
+/// The counters, in the order of [`COUNTERS`].
+#[derive(Clone, Copy)]
+enum Counter {
+    IdValid,
+    IdInvalid,
+    IdUpgradedFrom15,
+    IdLowercaseX,
+    UsccValid,
+    UsccInvalid,
+    LegacyRegNumber,
+    OrgCodeInvalid,
+    DateUnparsed,
+    PhoneUnusable,
+    NamePinyinSpelling,
+    BirthDateDisagreesWithId,
+}
 
 impl Counters {
-    fn new(names: &[&'static str]) -> Self {
-        Counters(names.iter().map(|n| (*n, AtomicU64::new(0))).collect())
+    fn inc(&mut self, c: Counter) {
+        self.0[c as usize] += 1;
     }
-    fn inc(&self, name: &'static str) {
-        if let Some(c) = self.0.get(name) {
-            c.fetch_add(1, Ordering::Relaxed);
+    fn add(&mut self, c: Counter, n: u64) {
+        self.0[c as usize] += n;
+    }
+    fn merge(mut self, other: Counters) -> Counters {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
         }
+        self
     }
 }
 
+/// Counter names as they appear in the run summary, in the order of [`Counter`].
 const COUNTERS: [&str; 12] = [
     "id_valid",
     "id_invalid",
@@ -96,7 +118,7 @@ const COUNTERS: [&str; 12] = [
 
 /// Standardises one kind's records.
 pub fn standardise(raw: RawTable, plan: &KindPlan) -> StdTable {
-    let counters = Counters::new(&COUNTERS);
+    let mut counters = Counters::default();
     let n = raw.len();
     let mut columns = BTreeMap::new();
     for (field, arr) in raw.fields.iter().zip(&raw.columns) {
@@ -104,18 +126,19 @@ pub fn standardise(raw: RawTable, plan: &KindPlan) -> StdTable {
         let names: Vec<String> = std::iter::once(field.clone())
             .chain(derived_columns(field, ty))
             .collect();
-        let outs = map_rows(n, names.len(), |i, out| {
+        let (outs, counted) = map_rows(n, names.len(), |i, out, c| {
             let v = (!arr.is_null(i)).then(|| arr.value(i));
-            standardise_value(ty, v, out, &counters);
+            standardise_value(ty, v, out, c);
         });
+        counters = counters.merge(counted);
         columns.extend(names.into_iter().zip(outs));
     }
-    derive_kind_columns(raw.kind, &mut columns, &counters);
-    let stats = counters
-        .0
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.into_inner()))
+    derive_kind_columns(raw.kind, &mut columns, &mut counters);
+    let stats = COUNTERS
+        .iter()
+        .zip(counters.0)
         .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| (k.to_string(), v))
         .collect();
     StdTable {
         kind: raw.kind,
@@ -128,31 +151,39 @@ pub fn standardise(raw: RawTable, plan: &KindPlan) -> StdTable {
     }
 }
 
-/// Runs `f` on every row in parallel chunks; `f` fills `k` output slots per row.
-fn map_rows<F>(n: usize, k: usize, f: F) -> Vec<StringArray>
+/// Runs `f` on every row in parallel chunks; `f` fills `k` output slots per row and counts
+/// what it fixed or rejected.
+fn map_rows<F>(n: usize, k: usize, f: F) -> (Vec<StringArray>, Counters)
 where
-    F: Fn(usize, &mut [Option<String>]) + Sync,
+    F: Fn(usize, &mut [Option<String>], &mut Counters) + Sync,
 {
     const CHUNK: usize = 16384;
-    let chunks: Vec<Vec<StringArray>> = (0..n.div_ceil(CHUNK))
+    let chunks: Vec<(Vec<StringArray>, Counters)> = (0..n.div_ceil(CHUNK))
         .into_par_iter()
         .map(|c| {
-            let mut bs: Vec<StringBuilder> = (0..k).map(|_| StringBuilder::new()).collect();
+            let rows = c * CHUNK..((c + 1) * CHUNK).min(n);
+            let mut bs: Vec<StringBuilder> = (0..k)
+                .map(|_| StringBuilder::with_capacity(rows.len(), rows.len() * 16))
+                .collect();
             let mut out = vec![None; k];
-            for i in c * CHUNK..((c + 1) * CHUNK).min(n) {
+            let mut counters = Counters::default();
+            for i in rows {
                 out.iter_mut().for_each(|o| *o = None);
-                f(i, &mut out);
+                f(i, &mut out, &mut counters);
                 for (b, o) in bs.iter_mut().zip(&out) {
                     b.append_option(o.as_deref());
                 }
             }
-            bs.iter_mut().map(StringBuilder::finish).collect()
+            (bs.iter_mut().map(StringBuilder::finish).collect(), counters)
         })
         .collect();
-    (0..k)
+    let counters = chunks
+        .iter()
+        .fold(Counters::default(), |a, (_, c)| a.merge(*c));
+    let columns = (0..k)
         .into_par_iter()
         .map(|j| {
-            let parts: Vec<&dyn Array> = chunks.iter().map(|c| &c[j] as &dyn Array).collect();
+            let parts: Vec<&dyn Array> = chunks.iter().map(|c| &c.0[j] as &dyn Array).collect();
             if parts.is_empty() {
                 return StringArray::from(Vec::<Option<&str>>::new());
             }
@@ -161,12 +192,13 @@ where
                 .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
                 .unwrap_or_else(|| StringArray::new_null(n))
         })
-        .collect()
+        .collect();
+    (columns, counters)
 }
 
 /// Fills `out[0]` with the standardised value and `out[1..]` with the derived columns in the
 /// order of [`derived_columns`].
-fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut [Option<String>], c: &Counters) {
+fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut [Option<String>], c: &mut Counters) {
     let Some(f) = text::clean(v) else {
         return;
     };
@@ -176,7 +208,7 @@ fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut [Option<String>],
         FieldType::PersonName => {
             if let Some(p) = name::standardise(&f) {
                 if p.name.is_ascii() && p.pinyin.is_some() {
-                    c.inc("name_pinyin_spelling");
+                    c.inc(Counter::NamePinyinSpelling);
                 }
                 out[0] = Some(p.name);
                 out[1] = p.pinyin;
@@ -186,30 +218,30 @@ fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut [Option<String>],
         FieldType::IdNumber => {
             let mut id: String = f.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
             if id.ends_with('x') {
-                c.inc("id_lowercase_x");
+                c.inc(Counter::IdLowercaseX);
             }
             id.make_ascii_uppercase();
             if id.len() == 15
                 && let Some(up) = ident::upgrade_id15(&id)
             {
-                c.inc("id_upgraded_from_15");
+                c.inc(Counter::IdUpgradedFrom15);
                 id = up;
             }
             if ident::id_is_valid(&id) {
-                c.inc("id_valid");
+                c.inc(Counter::IdValid);
                 out[2] = ident::id_birth(&id).map(|d| date::iso(d / 10000, d / 100 % 100, d % 100));
                 out[3] = ident::id_gender(&id).map(str::to_string);
                 out[4] = Some(id[..6].to_string());
                 out[1] = Some(id.clone());
             } else {
-                c.inc("id_invalid");
+                c.inc(Counter::IdInvalid);
             }
             out[0] = Some(id);
         }
         FieldType::Date => {
             out[0] = date::standardise(&f);
             if out[0].is_none() {
-                c.inc("date_unparsed");
+                c.inc(Counter::DateUnparsed);
             }
         }
         FieldType::Gender => {
@@ -222,7 +254,7 @@ fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut [Option<String>],
         FieldType::Phone => {
             out[0] = phone::standardise(&f);
             if out[0].is_none() {
-                c.inc("phone_unusable");
+                c.inc(Counter::PhoneUnusable);
             }
         }
         FieldType::Address => out[0] = address::standardise(&f),
@@ -240,17 +272,17 @@ fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut [Option<String>],
                 .collect::<String>()
                 .to_ascii_uppercase();
             if code.len() == 18 && ident::uscc_is_valid(&code) {
-                c.inc("uscc_valid");
+                c.inc(Counter::UsccValid);
                 out[1] = Some(code.clone());
                 out[2] = ident::uscc_org_code(&code).map(str::to_string);
                 out[4] = Some(code[2..8].to_string());
             } else if code.len() == 15 && code.bytes().all(|b| b.is_ascii_digit()) {
-                c.inc("legacy_reg_number");
+                c.inc(Counter::LegacyRegNumber);
                 out[3] = Some(code.clone());
             } else if code.len() == 9 && ident::org_code_is_valid(&code) {
                 out[2] = Some(code.clone());
             } else {
-                c.inc("uscc_invalid");
+                c.inc(Counter::UsccInvalid);
             }
             out[0] = Some(code);
         }
@@ -263,7 +295,7 @@ fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut [Option<String>],
             if ident::org_code_is_valid(&code) {
                 out[0] = Some(code);
             } else {
-                c.inc("org_code_invalid");
+                c.inc(Counter::OrgCodeInvalid);
             }
         }
     }
@@ -275,7 +307,7 @@ fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut [Option<String>],
 fn derive_kind_columns(
     kind: EntityKind,
     columns: &mut BTreeMap<String, StringArray>,
-    c: &Counters,
+    c: &mut Counters,
 ) {
     let pairs: &[(&str, &str)] = match kind {
         EntityKind::Person => &[
@@ -294,23 +326,25 @@ fn derive_kind_columns(
         };
         if *target == "birth_date" {
             let disagree = (0..t.len())
+                .into_par_iter()
+                .with_min_len(16 * 1024)
                 .filter(|&i| t.is_valid(i) && f.is_valid(i) && t.value(i) != f.value(i))
                 .count();
-            for _ in 0..disagree {
-                c.inc("birth_date_disagrees_with_id");
-            }
+            c.add(Counter::BirthDateDisagreesWithId, disagree as u64);
         }
-        let merged: StringArray = (0..t.len())
-            .map(|i| {
-                if t.is_valid(i) {
-                    Some(t.value(i))
-                } else if f.is_valid(i) {
-                    Some(f.value(i))
-                } else {
-                    None
-                }
-            })
-            .collect();
+        // Where the target is null, the value from the identifier.
+        let Some(valid) = t
+            .nulls()
+            .map(|n| BooleanArray::new(n.inner().clone(), None))
+        else {
+            continue;
+        };
+        let Some(merged) = arrow_select::zip::zip(&valid, t, f)
+            .ok()
+            .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
+        else {
+            continue;
+        };
         columns.insert(target.to_string(), merged);
     }
 }

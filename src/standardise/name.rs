@@ -89,13 +89,10 @@ pub struct PersonName {
 pub fn standardise(folded: &str) -> Option<PersonName> {
     let dots = |c: char| matches!(c, '·' | '•' | '・' | '‧' | '⋅' | '∙' | '.' | '。' | '･');
     if folded.chars().any(is_han) {
-        let name: String = simplify(
-            &folded
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .map(|c| if dots(c) { '·' } else { c })
-                .collect::<String>(),
-        );
+        let mut name = String::with_capacity(folded.len());
+        for c in folded.chars().filter(|c| !c.is_whitespace()) {
+            name.push(if dots(c) { '·' } else { to_simplified(c) });
+        }
         let (pinyin, surname) = han_key(&name);
         return Some(PersonName {
             name,
@@ -151,25 +148,28 @@ fn han_key(name: &str) -> (Option<String>, Option<String>) {
             .collect();
         return (key, None);
     }
-    let chars: Vec<char> = name.chars().collect();
-    let head: String = chars.iter().take(2).collect();
-    let split = if chars.len() > 2 && COMPOUND_SURNAMES.contains(&head.as_str()) {
-        2
-    } else {
-        1
+    // The surname is the first character, or the first two when they are a compound surname
+    // and something follows.
+    let mut ends = name.char_indices().map(|(i, c)| i + c.len_utf8());
+    let (first, second, more) = (ends.next(), ends.next(), ends.next().is_some());
+    let split = match (first, second) {
+        (Some(_), Some(two)) if more && COMPOUND_SURNAMES.iter().any(|c| name.starts_with(c)) => {
+            two
+        }
+        (Some(one), _) => one,
+        (None, _) => 0,
     };
-    let surname: String = chars[..split.min(chars.len())].iter().collect();
-    let Some(sp) = surname_pinyin(&surname) else {
+    let Some(sp) = surname_pinyin(&name[..split]) else {
         return (None, None);
     };
-    let given: Option<String> = chars[split.min(chars.len())..]
-        .iter()
-        .map(|&c| char_pinyin(c))
-        .collect();
-    match given {
-        Some(g) => (Some(sorted_key(&sp, &g)), Some(sp)),
-        None => (None, Some(sp)),
+    let mut given = String::with_capacity(4 * (name.len() - split));
+    for c in name[split..].chars() {
+        match char_pinyin(c) {
+            Some(p) => given.push_str(p),
+            None => return (None, Some(sp)),
+        }
     }
+    (Some(sorted_key(&sp, &given)), Some(sp))
 }
 
 /// Pinyin surnames, for telling which word of a Latin name is the surname.
