@@ -185,8 +185,8 @@ def main() -> int:
     con.execute(
         f"""
         CREATE TABLE persons AS
-        SELECT source || '|' || record_id AS unique_id,
-               source, record_id,
+        SELECT CAST(source AS VARCHAR) || '|' || record_id AS unique_id,
+               CAST(source AS VARCHAR) AS source, record_id,
                name, name_pinyin, id_number, id_number_valid,
                birth_date, gender, phone, address,
                {ADDRESS_BIGRAMS_SQL} AS address_bigrams

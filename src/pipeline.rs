@@ -152,9 +152,9 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         };
         records_in += table.len() as u64;
         let mut table = table;
-        let mut state_file = Some(state::write_standardised(out.dir(), &table)?);
-        // The state file holds every raw column; golden records need only some.
+        // Of the raw columns, golden records need only some: the state keeps those.
         table.keep_raw(&golden::raw_fields(kp));
+        let mut state_file = Some(state::write_standardised(out.dir(), &table)?);
         if memory == load::MemoryMode::Mapped {
             if let Some(writing) = state_file.take() {
                 stage("write state", k, writing.wait()?, table.len() as u64);

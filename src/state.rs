@@ -1,11 +1,12 @@
 //! What a run keeps for the next one. Beside the master index, every output folder holds each
 //! kind's standardised records and its accepted links:
 //!
-//! - `standardised_<kind>.arrow`: `source`, `record_id`, every standardised and derived
-//!   column, and each field's value as loaded (`raw:<field>`), in the run's record order. An
-//!   uncompressed Arrow IPC file: written and read back at memory speed (a delta run reads it
-//!   whole, zero-copy), at ~360 bytes per person record on disk. Folders written before this
-//!   format hold `standardised_<kind>.arrow`, which is still read;
+//! - `standardised_<kind>.arrow`: `source` (dictionary codes), `record_id`, every standardised
+//!   and derived column, and the values as loaded (`raw:<field>`) of the fields golden records
+//!   show as written (addresses), in the run's record order. An uncompressed Arrow IPC file:
+//!   read back zero-copy (a delta run maps it whole), at ~270 bytes per person record on disk.
+//!   Folders written by earlier versions (text `source`, every raw column, or
+//!   `standardised_<kind>.parquet`) are still read;
 //! - `links_<kind>.arrow` (Arrow IPC as well; `.parquet` in older folders): the links the clusters were built from, as rows of that file
 //!   (`left < right`), with their match weight and who decided them (`model`, or a clerk's
 //!   `match` / `non_match`).
@@ -95,8 +96,8 @@ pub fn read_ipc(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch
         return Ok(Vec::new());
     }
     let projected = Arc::new(schema.project(&wanted).map_err(|e| bad(e.to_string()))?);
-    let mut batches = Vec::new();
-    for block in footer.recordBatches().into_iter().flatten() {
+    // The bytes of a block (a record batch or a dictionary), checked to lie in the file.
+    let block_data = |block: &arrow_ipc::Block| -> Result<arrow_buffer::Buffer> {
         let start = usize::try_from(block.offset()).ok();
         let len = usize::try_from(block.metaDataLength())
             .ok()
@@ -108,14 +109,32 @@ pub fn read_ipc(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch
         if start.checked_add(len).is_none_or(|end| end > footer_start) {
             return Err(bad("a block beyond the end of the file".into()));
         }
-        let data = buffer.slice_with_length(start, len);
+        Ok(buffer.slice_with_length(start, len))
+    };
+    let dictionaries = footer
+        .dictionaries()
+        .into_iter()
+        .flatten()
+        .map(|block| Ok((*block, block_data(block)?)))
+        .collect::<Result<Vec<_>>>()?;
+    // A decoder of one column, with the file's dictionaries (a few source names) loaded.
+    let decoder = |c: usize| -> Result<FileDecoder> {
+        let mut d = FileDecoder::new(schema.clone(), version).with_projection(vec![c]);
+        for (block, data) in &dictionaries {
+            d.read_dictionary(block, data)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        Ok(d)
+    };
+    let mut batches = Vec::new();
+    for block in footer.recordBatches().into_iter().flatten() {
+        let data = block_data(block)?;
         // One column per task: decoding checks every text value is UTF-8, and a state file
         // is one batch, so this is what spreads the work over the threads.
         let cols = wanted
             .par_iter()
             .map(|&c| {
-                FileDecoder::new(schema.clone(), version)
-                    .with_projection(vec![c])
+                decoder(c)?
                     .read_record_batch(block, &data)
                     .map_err(|e| bad(e.to_string()))
                     .map(|b| b.map(|b| b.column(0).clone()))
@@ -135,8 +154,9 @@ pub fn links_path(run_dir: &Path, kind: EntityKind) -> PathBuf {
     run_dir.join(format!("links_{}.arrow", kind.as_str()))
 }
 
-/// A state file being written on a thread of its own (the write is mostly I/O, so it overlaps
-/// the stages that follow); [`Writing::wait`] gives its result and seconds.
+/// A state file being written on a thread of its own, overlapping the stages that follow;
+/// [`Writing::wait`] gives its result and seconds. The write is mostly the kernel copying into
+/// the page cache, which on the benchmark machine runs at ~250 MB/s: every byte kept costs.
 pub struct Writing(std::thread::JoinHandle<(Result<()>, f64)>);
 
 impl Writing {
@@ -171,16 +191,16 @@ pub fn write_links(run_dir: &Path, kind: EntityKind, links: &Links) -> Result<()
     write_ipc(&path, &batch)
 }
 
-/// A kind's standardised records: `source`, `record_id`, every standardised column, then
-/// every raw column as `raw:<field>`.
+/// A kind's standardised records: `source` (dictionary-encoded: a 16-bit code per record),
+/// `record_id`, every standardised column, then every raw column the table holds as
+/// `raw:<field>`.
 pub fn standardised_batch(
     table: &StdTable,
 ) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
-    let sources: StringArray = table
-        .source
-        .iter()
-        .map(|&s| Some(table.sources[s as usize].as_str()))
-        .collect();
+    let sources = arrow_array::DictionaryArray::<arrow_array::types::UInt16Type>::try_new(
+        arrow_array::UInt16Array::from(table.source.clone()),
+        Arc::new(StringArray::from_iter_values(&table.sources)),
+    )?;
     let mut cols: Vec<(String, ArrayRef)> = vec![
         ("source".into(), Arc::new(sources)),
         ("record_id".into(), Arc::new(table.record_id.clone())),
@@ -250,22 +270,8 @@ pub fn read_standardised(
         column: c.into(),
         message: "not found: not a yiku standardised file".into(),
     };
-    let src = text_column(&batches, "source").ok_or_else(|| missing("source"))?;
     let record_id = text_column(&batches, "record_id").ok_or_else(|| missing("record_id"))?;
-    // Rows are sorted by source name, so the sources appear in sorted order.
-    let mut sources: Vec<String> = Vec::new();
-    let mut source = Vec::with_capacity(src.len());
-    for v in src.iter() {
-        let v = v.unwrap_or_default();
-        let s = match sources.iter().rposition(|x| x == v) {
-            Some(s) => s,
-            None => {
-                sources.push(v.to_string());
-                sources.len() - 1
-            }
-        };
-        source.push(s as u16);
-    }
+    let (sources, source) = source_codes(&batches).ok_or_else(|| missing("source"))?;
     let names: Vec<String> = batches
         .first()
         .map(|b| {
@@ -442,6 +448,62 @@ fn positions(schema: &Schema, names: &[&str]) -> Vec<usize> {
 }
 
 /// One column of a set of batches as a single text array (`None` if absent or not text).
+/// The `source` column of standardised records as (source names in order of first
+/// appearance, each record's index into them); rows are sorted by source name, so the names
+/// come sorted. Reads the dictionary codes of [`standardised_batch`] directly, and text too.
+fn source_codes(batches: &[RecordBatch]) -> Option<(Vec<String>, Vec<u16>)> {
+    use arrow_array::types::UInt16Type;
+    let mut sources: Vec<String> = Vec::new();
+    let mut source = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+    // Index in `sources` of each dictionary value, once seen.
+    let mut seen: Vec<u16> = Vec::new();
+    for b in batches {
+        let col = b.column_by_name("source")?;
+        let Some(dict) = col
+            .as_any()
+            .downcast_ref::<arrow_array::DictionaryArray<UInt16Type>>()
+        else {
+            break;
+        };
+        let values = dict.values().as_any().downcast_ref::<StringArray>()?;
+        seen.clear();
+        seen.resize(values.len(), u16::MAX);
+        for (i, &k) in dict.keys().values().iter().enumerate() {
+            let k = usize::from(if dict.is_valid(i) { k } else { 0 });
+            let slot = seen.get_mut(k)?;
+            if *slot == u16::MAX {
+                let name = values.value(k);
+                *slot = match sources.iter().rposition(|x| x == name) {
+                    Some(s) => s as u16,
+                    None => {
+                        sources.push(name.to_string());
+                        (sources.len() - 1) as u16
+                    }
+                };
+            }
+            source.push(*slot);
+        }
+    }
+    if source.len() == batches.iter().map(|b| b.num_rows()).sum::<usize>() {
+        return Some((sources, source));
+    }
+    // Text (files of earlier versions, Parquet).
+    let src = text_column(batches, "source")?;
+    let (mut sources, mut source) = (Vec::new(), Vec::with_capacity(src.len()));
+    for v in src.iter() {
+        let v = v.unwrap_or_default();
+        let s = match sources.iter().rposition(|x: &String| x == v) {
+            Some(s) => s,
+            None => {
+                sources.push(v.to_string());
+                sources.len() - 1
+            }
+        };
+        source.push(s as u16);
+    }
+    Some((sources, source))
+}
+
 pub fn text_column(batches: &[RecordBatch], name: &str) -> Option<StringArray> {
     let parts: Vec<ArrayRef> = batches
         .iter()

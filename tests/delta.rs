@@ -227,10 +227,19 @@ fn three_nights_keep_ids_record_lineage_and_match_a_full_run() {
     let model = (0..table.len())
         .find(|&r| size(r) >= 2 && valid.is_valid(r) && id_of(r) != id_of(leaver))
         .expect("a cluster with a valid ID");
+    // A record's fields as a department could send them: its standardised values (the state
+    // keeps only the raw values golden records show).
+    let person_fields: Vec<String> = plan
+        .kind(yiku::config::EntityKind::Person)
+        .expect("person settings")
+        .fields
+        .keys()
+        .cloned()
+        .collect();
     let raw_fields = |r: usize| -> BTreeMap<String, String> {
-        table
-            .raw
+        person_fields
             .iter()
+            .filter_map(|f| Some((f, table.column(f)?)))
             .filter(|(_, a)| a.is_valid(r))
             .map(|(f, a)| (f.clone(), a.value(r).to_string()))
             .collect()

@@ -47,7 +47,8 @@ impl StdTable {
         self.source.is_empty()
     }
 
-    /// Drops the raw columns not in `keep` (once the state file holds them).
+    /// Drops the raw columns not in `keep`: only those go on to the state file and golden
+    /// records.
     pub fn keep_raw(&mut self, keep: &[String]) {
         self.raw.retain(|field, _| keep.contains(field));
     }
