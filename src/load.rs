@@ -481,6 +481,10 @@ pub(crate) fn interleave_strings(
 }
 
 fn trim_strings(a: &StringArray) -> StringArray {
+    // Record ids rarely carry spaces: copied only when one does.
+    if a.iter().flatten().all(|v| v.trim().len() == v.len()) {
+        return a.clone();
+    }
     a.iter().map(|v| v.map(str::trim)).collect()
 }
 
@@ -674,6 +678,21 @@ fn from_batches(
         let i = schema
             .index_of(col)
             .map_err(|_| missing_column(src, col, &[]))?;
+        // Text columns (the usual case) are joined as they are: one copy, no per-value work.
+        let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
+        if parts.iter().all(|a| a.data_type() == &DataType::Utf8) {
+            let joined = match parts.len() {
+                0 => Ok(Arc::new(StringArray::new_null(0)) as ArrayRef),
+                1 => Ok(batches[0].column(i).clone()),
+                _ => arrow_select::concat::concat(&parts),
+            };
+            if let Some(a) = joined
+                .ok()
+                .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
+            {
+                return Ok(a);
+            }
+        }
         let mut b = StringBuilder::with_capacity(rows, rows * 8);
         let mut offset = 0usize;
         for batch in &batches {
