@@ -301,7 +301,7 @@ mod tests {
                 x ^= x >> 7;
                 x ^= x << 17;
                 // Many repeated keys, as blocks have.
-                (x % 50_000 * 0x9E37_79B9_7F4A_7C15, i)
+                ((x % 50_000).wrapping_mul(0x9E37_79B9_7F4A_7C15), i)
             })
             .collect();
         let mut want = v.clone();

@@ -109,16 +109,16 @@ pub fn render(out_dir: &Path, opts: &ReportOptions) -> Result<String> {
 // ---------------------------------------------------------------------------------------
 // Reading the run's files.
 
-/// A large cluster: master id, size, members (source, record id).
-type Largest = (String, u64, Vec<(String, String)>);
+/// Members of a cluster: (source, record id).
+type Members = Vec<(String, String)>;
+/// A large cluster: master id, size, members.
+type Largest = (String, u64, Members);
 /// Per source: (source, records, nulls per field, invalid ids, invalid usccs).
 type QualityRow = (String, u64, Vec<u64>, Option<u64>, Option<u64>);
 /// (threshold, precision, recall, F1).
 type PrfPoint = (f64, f64, f64, f64);
 /// Rows nearest the threshold: (key, row) above and below.
 type Near = (Vec<(f64, usize)>, Vec<(f64, usize)>);
-/// Per kind: the index so far, and master id -> (source bit mask, records).
-type Entities<'a> = (KindIndex, HashMap<u64, (&'a str, u64, u64), Fast>);
 /// A fast, fixed hasher (the report hashes every master id).
 type Fast = foldhash::fast::FixedState;
 
@@ -151,70 +151,117 @@ fn str_col<'a>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a String
 }
 
 fn read_index(out_dir: &Path) -> Result<BTreeMap<String, KindIndex>> {
+    use rayon::prelude::*;
     let path = out_dir.join("master_index.parquet");
     let batches = crate::state::read_parquet(
         &path,
-        Some(&["kind", "source", "record_id", "master_id", "cluster_size"]),
+        Some(&["kind", "source", "master_id", "cluster_size"]),
     )?;
-    // Per kind: master id -> (source bit mask, records).
-    let mut by_kind: BTreeMap<String, Entities> = BTreeMap::new();
     let hasher = Fast::with_seed(0x7969_6b75);
-    for b in &batches {
-        let (kind, src, mid) = (
-            str_col(b, "kind", &path)?,
-            str_col(b, "source", &path)?,
-            str_col(b, "master_id", &path)?,
-        );
-        // Rows come sorted by kind and source: look them up only when they change.
-        let mut last: Option<(&str, &str, usize)> = None;
-        for i in 0..b.num_rows() {
-            let (k, s) = (kind.value(i), src.value(i));
-            let (ix, ents) = match by_kind.get_mut(k) {
-                Some(e) => e,
-                None => by_kind.entry(k.to_string()).or_default(),
-            };
-            let si = match last {
-                Some((lk, ls, si)) if lk == k && ls == s => si,
-                _ => {
-                    let si = match ix.sources.iter().position(|x| x == s) {
-                        Some(si) => si,
-                        None => {
-                            ix.sources.push(s.to_string());
-                            ix.records.push(0);
-                            ix.sources.len() - 1
-                        }
-                    };
-                    last = Some((k, s, si));
-                    si
-                }
-            };
-            ix.records[si] += 1;
-            // Keyed by a 64-bit hash of the master id (a collision is a 1 in 10^7 event at
-            // a million entities, and would only blur the report's counts).
-            let id = mid.value(i);
-            let e = ents.entry(hasher.hash_one(id)).or_insert((id, 0, 0));
-            if si < 64 {
-                e.1 |= 1 << si;
+    // Per batch, in parallel: the (kind, source) pairs met, and per row a 64-bit hash of its
+    // master id (a collision is a 1 in 10^7 event at a million entities, and would only blur
+    // the report's counts) with the index of its (kind, source) in that batch.
+    type Seen = (Vec<(String, String)>, Vec<(u64, u16)>);
+    let seen: Vec<Seen> = batches
+        .par_iter()
+        .map(|b| -> Result<Seen> {
+            let (kind, src, mid) = (
+                str_col(b, "kind", &path)?,
+                str_col(b, "source", &path)?,
+                str_col(b, "master_id", &path)?,
+            );
+            let mut names: Vec<(String, String)> = Vec::new();
+            let mut rows = Vec::with_capacity(b.num_rows());
+            // Rows come sorted by kind and source: look them up only when they change.
+            let mut last: Option<(&str, &str, u16)> = None;
+            for i in 0..b.num_rows() {
+                let (k, s) = (kind.value(i), src.value(i));
+                let ks = match last {
+                    Some((lk, ls, ks)) if lk == k && ls == s => ks,
+                    _ => {
+                        let ks = match names.iter().position(|(nk, ns)| nk == k && ns == s) {
+                            Some(ks) => ks,
+                            None => {
+                                names.push((k.to_string(), s.to_string()));
+                                names.len() - 1
+                            }
+                        };
+                        let ks = u16::try_from(ks).unwrap_or(u16::MAX);
+                        last = Some((k, s, ks));
+                        ks
+                    }
+                };
+                rows.push((hasher.hash_one(mid.value(i)), ks));
             }
-            e.2 += 1;
+            Ok((names, rows))
+        })
+        .collect::<Result<_>>()?;
+    // Kinds and their sources in order of first appearance; (kind, source index) per pair.
+    let mut out: BTreeMap<String, KindIndex> = BTreeMap::new();
+    let mut kind_names: Vec<String> = Vec::new();
+    let mut place = |k: &str, s: &str| -> (usize, usize) {
+        let ki = match kind_names.iter().position(|x| x == k) {
+            Some(ki) => ki,
+            None => {
+                kind_names.push(k.to_string());
+                kind_names.len() - 1
+            }
+        };
+        let ix = out.entry(k.to_string()).or_default();
+        let si = match ix.sources.iter().position(|x| x == s) {
+            Some(si) => si,
+            None => {
+                ix.sources.push(s.to_string());
+                ix.records.push(0);
+                ix.sources.len() - 1
+            }
+        };
+        (ki, si)
+    };
+    let mut rows: Vec<(usize, u64, usize)> = Vec::new();
+    for (names, batch_rows) in &seen {
+        let at: Vec<(usize, usize)> = names.iter().map(|(k, s)| place(k, s)).collect();
+        rows.extend(batch_rows.iter().filter_map(|&(h, ks)| {
+            let &(ki, si) = at.get(usize::from(ks))?;
+            Some((ki, h, si))
+        }));
+    }
+    drop(seen);
+    for &(ki, _, si) in &rows {
+        if let Some(ix) = kind_names.get(ki).and_then(|k| out.get_mut(k)) {
+            ix.records[si] += 1;
         }
     }
-    let mut out = BTreeMap::new();
-    for (kind, (mut ix, ents)) in by_kind {
+    // Entities: runs of one (kind, master id hash) once sorted; their sets of departments.
+    rows.par_sort_unstable();
+    let mut by_set: Vec<HashMap<u64, u64, Fast>> = vec![HashMap::default(); kind_names.len()];
+    let mut sizes: Vec<BTreeMap<u64, u64>> = vec![BTreeMap::new(); kind_names.len()];
+    let mut r = 0;
+    while r < rows.len() {
+        let (ki, h, _) = rows[r];
+        let (mut mask, mut size) = (0u64, 0u64);
+        while r < rows.len() && rows[r].0 == ki && rows[r].1 == h {
+            if rows[r].2 < 64 {
+                mask |= 1 << rows[r].2;
+            }
+            size += 1;
+            r += 1;
+        }
+        *sizes[ki].entry(size).or_default() += 1;
+        *by_set[ki].entry(mask).or_default() += 1;
+    }
+    drop(rows);
+    // Per kind: the smallest cluster size the list of largest clusters can hold.
+    let mut floor_of: HashMap<String, u64> = HashMap::new();
+    for (ki, k) in kind_names.iter().enumerate() {
+        let Some(ix) = out.get_mut(k) else { continue };
         let n = ix.sources.len();
         ix.entities = vec![0; n];
         ix.in_k = vec![0; n + 1];
         ix.overlap = vec![vec![0; n]; n];
-        ix.clusters = ents.len() as u64;
-        // Entities by their set of departments (few distinct sets), then counted per set.
-        let mut by_set: HashMap<u64, u64, Fast> = HashMap::default();
-        let mut biggest = 0;
-        for &(_, m, size) in ents.values() {
-            *ix.sizes.entry(size).or_default() += 1;
-            *by_set.entry(m).or_default() += 1;
-            biggest = biggest.max(size);
-        }
-        for (&m, &count) in &by_set {
+        ix.sizes = std::mem::take(&mut sizes[ki]);
+        ix.clusters = ix.sizes.values().sum();
+        for (&m, &count) in &by_set[ki] {
             let set: Vec<usize> = (0..n.min(64)).filter(|&s| m >> s & 1 == 1).collect();
             ix.in_k[set.len()] += count;
             for (x, &a) in set.iter().enumerate() {
@@ -227,8 +274,7 @@ fn read_index(out_dir: &Path) -> Result<BTreeMap<String, KindIndex>> {
                 }
             }
         }
-        // The largest clusters: only sizes that can make the list are sorted.
-        let mut floor = biggest;
+        let mut floor = 0;
         let mut at_least = 0;
         for (&size, &count) in ix.sizes.iter().rev() {
             floor = size;
@@ -237,57 +283,67 @@ fn read_index(out_dir: &Path) -> Result<BTreeMap<String, KindIndex>> {
                 break;
             }
         }
-        let mut big: Vec<(&str, u64)> = ents
-            .values()
-            .filter(|v| v.2 > 1 && v.2 >= floor)
-            .map(|v| (v.0, v.2))
-            .collect();
-        big.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        big.truncate(LARGEST);
-        ix.largest = big
-            .iter()
-            .map(|(k, s)| (k.to_string(), *s, Vec::new()))
-            .collect();
-        out.insert(kind, ix);
+        floor_of.insert(k.clone(), floor.max(2));
     }
-    // Members of the largest clusters.
-    let wanted: HashMap<String, (String, usize)> = out
-        .iter()
-        .flat_map(|(k, ix)| {
-            ix.largest
-                .iter()
-                .enumerate()
-                .map(move |(p, (m, _, _))| (m.clone(), (k.clone(), p)))
-        })
-        .collect();
-    // Only records of clusters at least as large as the smallest listed one can be members.
-    let smallest = out
-        .values()
-        .flat_map(|ix| ix.largest.iter().map(|l| l.1))
-        .min()
-        .unwrap_or(0);
+    // The largest clusters and their members: only rows of clusters that large are read.
+    let mut wanted_rows = Vec::new();
+    let mut row = 0usize;
     for b in &batches {
-        let (src, rid, mid) = (
-            str_col(b, "source", &path)?,
-            str_col(b, "record_id", &path)?,
-            str_col(b, "master_id", &path)?,
-        );
+        let kind = str_col(b, "kind", &path)?;
         let size = b
             .column_by_name("cluster_size")
             .and_then(|c| c.as_any().downcast_ref::<arrow_array::UInt32Array>());
         for i in 0..b.num_rows() {
-            if size.is_some_and(|s| u64::from(s.value(i)) < smallest) {
-                continue;
-            }
-            if let Some((k, p)) = wanted.get(mid.value(i))
-                && let Some(ix) = out.get_mut(k)
-            {
-                let members = &mut ix.largest[*p].2;
-                if members.len() < MEMBERS {
-                    members.push((src.value(i).to_string(), rid.value(i).to_string()));
-                }
+            let floor = floor_of.get(kind.value(i)).copied().unwrap_or(u64::MAX);
+            if size.is_none_or(|s| u64::from(s.value(i)) >= floor) {
+                wanted_rows.push(row + i);
             }
         }
+        row += b.num_rows();
+    }
+    drop(batches);
+    let big = if wanted_rows.is_empty() {
+        Vec::new()
+    } else {
+        explain::read_parquet_rows(
+            &path,
+            &["kind", "source", "record_id", "master_id"],
+            &wanted_rows,
+        )?
+    };
+    // Per kind: master id -> (size, members in file order).
+    let mut groups: BTreeMap<String, HashMap<String, (u64, Members)>> = BTreeMap::new();
+    for b in &big {
+        let (kind, src, rid, mid) = (
+            str_col(b, "kind", &path)?,
+            str_col(b, "source", &path)?,
+            str_col(b, "record_id", &path)?,
+            str_col(b, "master_id", &path)?,
+        );
+        for i in 0..b.num_rows() {
+            let e = groups
+                .entry(kind.value(i).to_string())
+                .or_default()
+                .entry(mid.value(i).to_string())
+                .or_default();
+            e.0 += 1;
+            if e.1.len() < MEMBERS {
+                e.1.push((src.value(i).to_string(), rid.value(i).to_string()));
+            }
+        }
+    }
+    for (k, ix) in out.iter_mut() {
+        let floor = floor_of.get(k).copied().unwrap_or(u64::MAX);
+        let mut big: Vec<Largest> = groups
+            .remove(k)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, (size, _))| *size >= floor)
+            .map(|(m, (size, members))| (m, size, members))
+            .collect();
+        big.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        big.truncate(LARGEST);
+        ix.largest = big;
     }
     Ok(out)
 }
