@@ -26,6 +26,97 @@ pub struct Clusters {
     pub cut_edges: u64,
     /// Edges at or above the threshold.
     pub edges: u64,
+    /// The records of each cluster, for the stages that walk clusters.
+    pub groups: Groups,
+}
+
+/// Records grouped by cluster: clusters in order of their smallest record (their label),
+/// members in record order. Master ids and golden records both walk clusters this way.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Groups {
+    /// `member[start[c]..start[c + 1]]` are the records of cluster `c`.
+    pub start: Vec<u32>,
+    pub member: Vec<u32>,
+    /// The cluster of each record.
+    pub cluster_of: Vec<u32>,
+}
+
+impl Groups {
+    /// Groups records by `label` (each record's smallest fellow member). Cluster numbers are
+    /// ranks of the records that are their own label, a prefix count made in parallel chunks;
+    /// only the final placing of members is a sequential pass.
+    pub fn of(label: &[u32]) -> Groups {
+        const CHUNK: usize = 1 << 16;
+        let n = label.len();
+        let is_rep = |c: usize, k: usize, l: u32| l as usize == c * CHUNK + k;
+        let reps: Vec<u32> = label
+            .par_chunks(CHUNK)
+            .enumerate()
+            .map(|(c, ch)| {
+                ch.iter()
+                    .enumerate()
+                    .filter(|&(k, &l)| is_rep(c, k, l))
+                    .count() as u32
+            })
+            .collect();
+        let mut base = Vec::with_capacity(reps.len());
+        let mut clusters = 0u32;
+        for r in reps {
+            base.push(clusters);
+            clusters += r;
+        }
+        let mut rank = vec![0u32; n];
+        rank.par_chunks_mut(CHUNK)
+            .zip(label.par_chunks(CHUNK))
+            .enumerate()
+            .for_each(|(c, (rk, ch))| {
+                let mut next = base[c];
+                for (k, &l) in ch.iter().enumerate() {
+                    if is_rep(c, k, l) {
+                        rk[k] = next;
+                        next += 1;
+                    }
+                }
+            });
+        let cluster_of: Vec<u32> = label
+            .par_iter()
+            .map(|&l| rank.get(l as usize).copied().unwrap_or(0))
+            .collect();
+        drop(rank);
+        let clusters = clusters as usize;
+        let mut start = vec![0u32; clusters + 1];
+        for &c in &cluster_of {
+            start[c as usize + 1] += 1;
+        }
+        for c in 0..clusters {
+            start[c + 1] += start[c];
+        }
+        let mut fill = start.clone();
+        let mut member = vec![0u32; n];
+        for (i, &c) in cluster_of.iter().enumerate() {
+            member[fill[c as usize] as usize] = i as u32;
+            fill[c as usize] += 1;
+        }
+        Groups {
+            start,
+            member,
+            cluster_of,
+        }
+    }
+
+    /// Number of clusters.
+    pub fn len(&self) -> usize {
+        self.start.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The records of cluster `c`, in record order.
+    pub fn members(&self, c: usize) -> &[u32] {
+        &self.member[self.start[c] as usize..self.start[c + 1] as usize]
+    }
 }
 
 /// A scored edge between two records.
@@ -275,6 +366,7 @@ pub fn cluster(
         }
     }
     Clusters {
+        groups: Groups::of(&label),
         label,
         conflicts: conflicted.len() as u64,
         cut_edges,
@@ -369,6 +461,25 @@ mod tests {
             right,
             weight,
         }
+    }
+
+    #[test]
+    fn groups_list_clusters_by_smallest_member() {
+        let g = Groups::of(&[0, 1, 0, 1, 4, 0]);
+        assert_eq!(g.len(), 3);
+        assert_eq!(g.members(0), &[0, 2, 5]);
+        assert_eq!(g.members(1), &[1, 3]);
+        assert_eq!(g.members(2), &[4]);
+        assert_eq!(g.cluster_of, vec![0, 1, 0, 1, 2, 0]);
+        // Across chunk boundaries: every record its own cluster but pairs (i, i + 70000).
+        let n = 140_000u32;
+        let label: Vec<u32> = (0..n)
+            .map(|i| if i >= 70_000 { i - 70_000 } else { i })
+            .collect();
+        let g = Groups::of(&label);
+        assert_eq!(g.len(), 70_000);
+        assert_eq!(g.members(69_999), &[69_999, 139_999]);
+        assert!(Groups::of(&[]).is_empty());
     }
 
     #[test]

@@ -132,15 +132,14 @@ pub fn schema(table: &StdTable, plan: &KindPlan, job_sources: &[String]) -> Arc<
 
 /// Golden records of one kind, handed to `sink` in batches of [`crate::output::ROWS_PER_BLOCK`] clusters (of
 /// [`schema`]) so that they need not all be held at once; returns the rows. `job_sources`
-/// lists the kind's sources in job order; `label` is each record's cluster label (the
-/// cluster's smallest record index). With `reuse`, a cluster whose records are all marked
+/// lists the kind's sources in job order; `groups` lists each cluster's records. With `reuse`, a cluster whose records are all marked
 /// keeps its row of the previous run's golden records.
 pub fn golden_records(
     table: &StdTable,
     plan: &KindPlan,
     job_sources: &[String],
     master_id: &StringArray,
-    label: &[u32],
+    groups: &crate::cluster::Groups,
     reuse: Option<(&Previous, &[bool])>,
     sink: &mut dyn FnMut(&RecordBatch) -> crate::error::Result<()>,
 ) -> crate::error::Result<u64> {
@@ -160,45 +159,24 @@ pub fn golden_records(
                 .unwrap_or(usize::MAX)
         })
         .collect();
-    // Members of each cluster as ranges of one array, clusters in order of their first record.
-    let n = label.len();
-    let mut slot = vec![u32::MAX; n];
-    let mut reps: Vec<usize> = Vec::new();
-    for (i, &l) in label.iter().enumerate() {
-        if slot[l as usize] == u32::MAX {
-            slot[l as usize] = reps.len() as u32;
-            reps.push(i);
-        }
-    }
-    let mut start = vec![0usize; reps.len() + 1];
-    for &l in label {
-        start[slot[l as usize] as usize + 1] += 1;
-    }
-    for c in 0..reps.len() {
-        start[c + 1] += start[c];
-    }
-    let mut fill = start.clone();
-    let mut flat = vec![0usize; n];
-    for (i, &l) in label.iter().enumerate() {
-        let c = slot[l as usize] as usize;
-        flat[fill[c]] = i;
-        fill[c] += 1;
-    }
-    let members = |c: usize| &flat[start[c]..start[c + 1]];
+    // Members of each cluster, clusters in order of their first record.
+    let members = |c: usize| groups.members(c);
+    let first = |c: usize| members(c).first().map_or(0, |&i| i as usize);
+    let n_clusters = groups.len();
     // Previous rows of the clusters that did not change.
-    let kept: Vec<Option<(usize, usize)>> = (0..reps.len())
+    let kept: Vec<Option<(usize, usize)>> = (0..n_clusters)
         .map(|c| {
             let (prev, keep) = reuse?;
             if !members(c)
                 .iter()
-                .all(|&i| keep.get(i).copied().unwrap_or(false))
+                .all(|&i| keep.get(i as usize).copied().unwrap_or(false))
             {
                 return None;
             }
-            prev.row_of.get(master_id.value(reps[c])).copied()
+            prev.row_of.get(master_id.value(first(c))).copied()
         })
         .collect();
-    let fresh: Vec<usize> = (0..reps.len()).filter(|&c| kept[c].is_none()).collect();
+    let fresh: Vec<usize> = (0..n_clusters).filter(|&c| kept[c].is_none()).collect();
     let schema = schema(table, plan, job_sources);
     let fields = golden_fields(table, plan);
     let updated = table.column("updated_at");
@@ -210,7 +188,7 @@ pub fn golden_records(
         off.push(0usize);
         let mut rows: Vec<u32> = Vec::with_capacity(clusters.len() * 2);
         for &c in clusters {
-            rows.extend(members(c).iter().map(|&i| i as u32));
+            rows.extend_from_slice(members(c));
             off.push(rows.len());
         }
         let local: Vec<usize> = (0..rows.len()).collect();
@@ -241,7 +219,7 @@ pub fn golden_records(
         let (record_id, updated) = (record_id?, updated?);
         let mut cols: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(
-                clusters.iter().map(|&c| master_id.value(reps[c])),
+                clusters.iter().map(|&c| master_id.value(first(c))),
             )),
             Arc::new(UInt32Array::from_iter_values(
                 clusters.iter().map(|&c| members(c).len() as u32),
@@ -318,7 +296,7 @@ pub fn golden_records(
         }
         RecordBatch::try_new(schema.clone(), cols)
     };
-    let Some((prev, _)) = reuse.filter(|_| fresh.len() < reps.len()) else {
+    let Some((prev, _)) = reuse.filter(|_| fresh.len() < n_clusters) else {
         // Every cluster computed, a block at a time.
         for block in fresh.chunks(crate::output::ROWS_PER_BLOCK) {
             sink(&rows_of(block).map_err(arrow)?)?;
@@ -331,7 +309,7 @@ pub fn golden_records(
         .any(|b| b.schema().fields() != schema.fields())
     {
         // The fields changed: compute every cluster.
-        return golden_records(table, plan, job_sources, master_id, label, None, sink);
+        return golden_records(table, plan, job_sources, master_id, groups, None, sink);
     }
     // Clusters in order, from the previous rows or the computed ones.
     let computed = rows_of(&fresh).map_err(arrow)?;

@@ -17,7 +17,7 @@
 //! | 3 block | [`block`] | standardised keys, rules | [`block::Candidates`]: unique pairs, `left < right`, per-rule counts, skipped blocks |
 //! | 4 compare | [`compare`] | Arrow batches of pairs | one level (`UInt8`) per comparison per pair |
 //! | 5 score | [`score`] | levels | Fellegi-Sunter [`score::Model`] (u by sampling, m and λ by EM), weight and probability per pair |
-//! | 6 cluster | [`cluster`] | pairs above the threshold | [`cluster::Clusters`]: parallel union-find, must-not-link respected |
+//! | 6 cluster | [`cluster`] | pairs above the threshold | [`cluster::Clusters`]: parallel union-find, must-not-link respected; records grouped by cluster ([`cluster::Groups`]) |
 //! | 7 master | [`master`] | cluster labels, previous run | [`master::MasterIndex`]: every record once, stable master ids, lineage events |
 //! | 7b golden | [`golden`] | records + master ids | one golden record per master id, each value with its source record |
 //! | 8 report | [`report`] | every stage's counts | `run.json`, evaluation against a truth file |

@@ -242,8 +242,8 @@ pub fn master_index(
     previous: Option<&Previous>,
     run: u64,
 ) -> MasterIndex {
-    let n = table.len();
-    let key = |i: usize| {
+    let key = |i: u32| {
+        let i = i as usize;
         format!(
             "{}:{}",
             table.sources[table.source[i] as usize],
@@ -260,35 +260,19 @@ pub fn master_index(
         previous.and_then(|p| p.kinds.get(table.kind.as_str())),
     );
     // Clusters in order of their smallest record, members listed contiguously.
-    let mut slot = vec![u32::MAX; n];
-    let mut sizes: Vec<u32> = Vec::new();
-    for i in 0..n {
-        let l = clusters.label[i] as usize;
-        if slot[l] == u32::MAX {
-            slot[l] = sizes.len() as u32;
-            sizes.push(0);
-        }
-        sizes[slot[l] as usize] += 1;
-    }
-    let cluster_of: Vec<u32> = (0..n).map(|i| slot[clusters.label[i] as usize]).collect();
-    let mut start: Vec<usize> = Vec::with_capacity(sizes.len() + 1);
-    start.push(0);
-    for &s in &sizes {
-        start.push(start[start.len() - 1] + s as usize);
-    }
-    let mut fill = start.clone();
-    let mut member = vec![0usize; n];
-    for (i, &c) in cluster_of.iter().enumerate() {
-        member[fill[c as usize]] = i;
-        fill[c as usize] += 1;
-    }
-    let members = |c: usize| &member[start[c]..start[c + 1]];
-    let n_clusters = sizes.len();
+    let groups = &clusters.groups;
+    let cluster_of = &groups.cluster_of;
+    let members = |c: usize| groups.members(c);
+    let n_clusters = groups.len();
+    let sizes: Vec<u32> = (0..n_clusters).map(|c| members(c).len() as u32).collect();
     // Records of each previous id per cluster: (id, count), by id.
     let counts: Vec<Vec<(u32, u64)>> = (0..n_clusters)
         .into_par_iter()
         .map(|c| {
-            let mut v: Vec<u32> = members(c).iter().filter_map(|&i| prev_of[i]).collect();
+            let mut v: Vec<u32> = members(c)
+                .iter()
+                .filter_map(|&i| prev_of[i as usize])
+                .collect();
             v.sort_unstable();
             let mut out: Vec<(u32, u64)> = Vec::new();
             for p in v {
@@ -337,7 +321,7 @@ pub fn master_index(
                         other_id: Some(prev_ids[survivor as usize].to_string()),
                         records: join(
                             ms.iter()
-                                .filter(|&&i| prev_of[i] == Some(other))
+                                .filter(|&&i| prev_of[i as usize] == Some(other))
                                 .map(|&i| key(i)),
                         ),
                     });
@@ -368,7 +352,7 @@ pub fn master_index(
                         other_id: Some(prev_ids[o as usize].to_string()),
                         records: join(
                             ms.iter()
-                                .filter(|&&i| prev_of[i] == Some(o))
+                                .filter(|&&i| prev_of[i as usize] == Some(o))
                                 .map(|&i| key(i)),
                         ),
                     });
@@ -388,7 +372,7 @@ pub fn master_index(
             let mut added = Vec::new();
             let mut moved: BTreeMap<u32, Vec<String>> = BTreeMap::new();
             for &i in members(c) {
-                match prev_of[i] {
+                match prev_of[i as usize] {
                     None => added.push(key(i)),
                     // Records of an id merged into this one are covered by `merged_into`.
                     Some(o) if prev_ids[o as usize] != id.as_ref() && !won[c].contains(&o) => {
@@ -473,6 +457,7 @@ mod tests {
 
     fn clusters(label: &[u32]) -> Clusters {
         Clusters {
+            groups: crate::cluster::Groups::of(label),
             label: label.to_vec(),
             conflicts: 0,
             cut_edges: 0,

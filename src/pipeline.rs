@@ -340,7 +340,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 kp,
                 &job_sources,
                 &mi.master_id,
-                &clusters.label,
+                &clusters.groups,
                 reuse,
                 &mut |batch| file.write(std::slice::from_ref(batch)),
             )?;

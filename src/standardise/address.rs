@@ -177,31 +177,8 @@ fn common_ratio(ga: &[u32], gb: &[u32], equal: bool) -> f64 {
 mod tests {
     use super::*;
 
-    fn numeral_value_ref(s: &[char]) -> Option<u32> {
-        if s.iter().all(|&c| digit(c).is_some()) {
-            return s
-                .iter()
-                .try_fold(0u32, |acc, &c| acc.checked_mul(10)?.checked_add(digit(c)?));
-        }
-        let (mut total, mut cur) = (0u32, 0u32);
-        for &c in s {
-            match c {
-                '十' => {
-                    total += cur.max(1) * 10;
-                    cur = 0;
-                }
-                '百' => {
-                    total += cur.max(1) * 100;
-                    cur = 0;
-                }
-                _ => cur = digit(c)?,
-            }
-        }
-        Some(total + cur)
-    }
-
-    /// The straightforward form of [`standardise`] (characters collected first), which it
-    /// must agree with.
+    /// The straightforward form of [`standardise`] (characters collected first, then walked
+    /// by index), which the one-pass form must agree with.
     fn reference(folded: &str) -> Option<String> {
         let chars: Vec<char> = folded
             .chars()
@@ -219,7 +196,7 @@ mod tests {
                     i += 1;
                 }
                 let run = &chars[start..i];
-                match (chars.get(i), numeral_value_ref(run)) {
+                match (chars.get(i), numeral_value(run)) {
                     (Some(u), Some(v)) if UNITS.contains(u) => {
                         use std::fmt::Write;
                         let _ = write!(out, "{v}");
