@@ -295,31 +295,26 @@ pub fn cluster(
     let mut label: Vec<u32> = (0..n as u32).into_par_iter().map(|i| uf.find(i)).collect();
 
     // Components whose members disagree on a must-not-link column.
-    let mut size = vec![0u32; n];
-    for &l in &label {
-        size[l as usize] += 1;
-    }
-    let mut first_value: HashMap<(u32, usize), &str> = HashMap::new();
-    let mut conflicted: Vec<u32> = Vec::new();
-    for i in 0..n as u32 {
-        let root = label[i as usize];
-        if size[root as usize] < 2 {
-            continue;
-        }
-        for (c, col) in must_not_link.iter().enumerate() {
-            if col.is_valid(i as usize) {
-                let v = col.value(i as usize);
-                match first_value.get(&(root, c)) {
-                    None => {
-                        first_value.insert((root, c), v);
-                    }
-                    Some(&w) if w != v => conflicted.push(root),
-                    _ => {}
-                }
-            }
-        }
-    }
-    // Pairs a clerk decided are not the same entity.
+    let mut groups = Groups::of(&label);
+    // Clusters whose records disagree on a must-not-link column (by their label), checked
+    // cluster by cluster in parallel.
+    let mut conflicted: Vec<u32> = (0..groups.len())
+        .into_par_iter()
+        .filter_map(|c| {
+            let members = groups.members(c);
+            let clash = members.len() > 1
+                && must_not_link.iter().any(|col| {
+                    let mut values = members
+                        .iter()
+                        .filter(|&&i| col.is_valid(i as usize))
+                        .map(|&i| col.value(i as usize));
+                    values
+                        .next()
+                        .is_some_and(|first| values.any(|v| v != first))
+                });
+            clash.then(|| label[members[0] as usize])
+        })
+        .collect();
     for &(a, b) in cannot_link {
         if label[a as usize] == label[b as usize] {
             conflicted.push(label[a as usize]);
@@ -340,12 +335,10 @@ pub fn cluster(
                 comp_edges[k].push(*e);
             }
         }
-        let mut members: Vec<Vec<u32>> = vec![Vec::new(); conflicted.len()];
-        for i in 0..n as u32 {
-            if let Some(&k) = slot.get(&label[i as usize]) {
-                members[k].push(i);
-            }
-        }
+        let members: Vec<&[u32]> = conflicted
+            .iter()
+            .map(|&root| groups.members(groups.cluster_of[root as usize] as usize))
+            .collect();
         let mut comp_cannot: Vec<Vec<(u32, u32)>> = vec![Vec::new(); conflicted.len()];
         for &(a, b) in cannot_link {
             if let Some(&k) = slot.get(&label[a as usize]) {
@@ -354,7 +347,7 @@ pub fn cluster(
         }
         let results: Vec<(Vec<(u32, u32)>, u64)> = comp_edges
             .into_par_iter()
-            .zip(members.par_iter())
+            .zip(members.into_par_iter())
             .zip(comp_cannot.par_iter())
             .map(|((es, ms), cl)| recluster(ms, es, must_not_link, cl))
             .collect();
@@ -364,9 +357,10 @@ pub fn cluster(
                 label[i as usize] = l;
             }
         }
+        groups = Groups::of(&label);
     }
     Clusters {
-        groups: Groups::of(&label),
+        groups,
         label,
         conflicts: conflicted.len() as u64,
         cut_edges,

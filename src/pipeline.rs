@@ -333,7 +333,6 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             let mut file = output::ParallelWriter::create(
                 &out.file(&golden_file),
                 &golden::schema(&table, kp, &job_sources),
-                output::output_properties(),
             )?;
             let rows = golden::golden_records(
                 &table,

@@ -18,6 +18,7 @@ impl Progress {
     /// Runs `f` as a named stage; returns its result and seconds.
     pub fn stage<T>(&self, name: &str, f: impl FnOnce() -> T) -> (T, f64) {
         let start = Instant::now();
+        let cpu = cpu_seconds();
         let bar = (!self.quiet).then(|| {
             let b = ProgressBar::new_spinner();
             b.set_style(
@@ -32,7 +33,9 @@ impl Progress {
         let secs = start.elapsed().as_secs_f64();
         if let Some(b) = bar {
             b.finish_and_clear();
-            eprintln!("  {name:<28} {secs:>8.2} s");
+            // CPU time of the whole process over the stage: how many cores it kept busy.
+            let cpu = cpu_seconds() - cpu;
+            eprintln!("  {name:<28} {secs:>8.2} s   cpu {cpu:>6.2} s");
         }
         (out, secs)
     }
@@ -43,4 +46,18 @@ impl Progress {
             eprintln!("  {msg}");
         }
     }
+}
+
+/// User and system CPU seconds the process has used so far, all threads together.
+pub fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a `rusage` into the pointer it is given and nothing else.
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0;
+    if !ok {
+        return 0.0;
+    }
+    // SAFETY: zero-initialised, then filled by getrusage.
+    let u = unsafe { usage.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
 }

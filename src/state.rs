@@ -42,15 +42,111 @@ fn legacy_standardised_path(run_dir: &Path, kind: EntityKind) -> PathBuf {
     run_dir.join(format!("standardised_{}.parquet", kind.as_str()))
 }
 
-/// Writes one batch as an uncompressed Arrow IPC file.
+/// Writes one batch as an uncompressed Arrow IPC file ([`DirectFile`]).
 pub fn write_ipc(path: &Path, batch: &RecordBatch) -> Result<()> {
     use arrow_ipc::writer::FileWriter;
-    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut w =
-        FileWriter::try_new_buffered(file, &batch.schema()).map_err(|e| Error::write(path, e))?;
+    let file = DirectFile::create(path)?;
+    let mut w = FileWriter::try_new(file, &batch.schema()).map_err(|e| Error::write(path, e))?;
     w.write(batch).map_err(|e| Error::write(path, e))?;
     w.finish().map_err(|e| Error::write(path, e))?;
-    Ok(())
+    let file = w.into_inner().map_err(|e| Error::write(path, e))?;
+    file.finish().map_err(|e| Error::io(path, e))
+}
+
+/// A file written past the page cache (`O_DIRECT`) where the system allows it, in aligned
+/// chunks. The state files are large and not read again by the run that writes them (a
+/// mapped run aside, which then reads them from disk): copying them into the page cache cost
+/// the kernel more CPU time than writing them took. Where `O_DIRECT` is refused (tmpfs, other
+/// systems), the file is written the usual way.
+pub struct DirectFile {
+    file: std::fs::File,
+    path: PathBuf,
+    direct: bool,
+    /// `CHUNK` bytes aligned to `ALIGN`, at `buf[skip..]`.
+    buf: Vec<u8>,
+    skip: usize,
+    /// Bytes waiting in the chunk.
+    len: usize,
+    /// Bytes already in the file.
+    written: u64,
+}
+
+impl DirectFile {
+    const ALIGN: usize = 4096;
+    const CHUNK: usize = 4 << 20;
+
+    pub fn create(path: &Path) -> Result<DirectFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create(true).truncate(true);
+        let direct = open.clone().custom_flags(libc::O_DIRECT).open(path);
+        let (file, direct) = match direct {
+            Ok(f) => (f, true),
+            Err(_) => (open.open(path).map_err(|e| Error::io(path, e))?, false),
+        };
+        let buf = vec![0u8; Self::CHUNK + Self::ALIGN];
+        let skip = buf.as_ptr().align_offset(Self::ALIGN).min(Self::ALIGN);
+        Ok(DirectFile {
+            file,
+            path: path.to_path_buf(),
+            direct,
+            buf,
+            skip,
+            len: 0,
+            written: 0,
+        })
+    }
+
+    /// Writes the chunk's first `n` bytes (a multiple of `ALIGN` unless written the usual way)
+    /// at the end of the file; falls back to the usual way if the system refuses.
+    fn write_chunk(&mut self, n: usize) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let chunk = &self.buf[self.skip..self.skip + n];
+        match self.file.write_all_at(chunk, self.written) {
+            Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                self.direct = false;
+                self.file = std::fs::OpenOptions::new().write(true).open(&self.path)?;
+                self.file.write_all_at(chunk, self.written)
+            }
+            other => other,
+        }
+    }
+
+    /// Writes what is left and sets the file's length.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        let tail = self.len;
+        if tail > 0 {
+            let padded = if self.direct {
+                tail.div_ceil(Self::ALIGN) * Self::ALIGN
+            } else {
+                tail
+            };
+            self.buf[self.skip + tail..self.skip + padded].fill(0);
+            self.write_chunk(padded)?;
+            self.written += tail as u64;
+            self.file.set_len(self.written)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::io::Write for DirectFile {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(Self::CHUNK - self.len);
+        let at = self.skip + self.len;
+        self.buf[at..at + n].copy_from_slice(&data[..n]);
+        self.len += n;
+        if self.len == Self::CHUNK {
+            self.write_chunk(Self::CHUNK)?;
+            self.written += Self::CHUNK as u64;
+            self.len = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Maps an Arrow IPC file into memory and decodes its batches without copying their buffers,
@@ -522,6 +618,39 @@ pub fn text_column(batches: &[RecordBatch], name: &str) -> Option<StringArray> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn direct_files_hold_exactly_what_was_written() {
+        use std::io::Write;
+        // The target folder is on a disk (O_DIRECT taken); the system's temporary folder
+        // may be tmpfs (refused: written the usual way). Both must give the same bytes.
+        let dirs = [
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+            std::env::temp_dir(),
+        ];
+        for dir in dirs {
+            let dir = dir.join(format!("yiku-direct-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let chunk = DirectFile::CHUNK;
+            for size in [0, 1, 4095, 4096, 4097, chunk - 1, chunk, chunk + 1, 2 * chunk + 77] {
+                let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+                let path = dir.join(format!("f{size}"));
+                let mut f = DirectFile::create(&path).unwrap();
+                // Writes of uneven sizes, as an IPC writer makes.
+                let mut rest = &data[..];
+                let mut step = 1;
+                while !rest.is_empty() {
+                    let (head, tail) = rest.split_at(step.min(rest.len()));
+                    f.write_all(head).unwrap();
+                    rest = tail;
+                    step = step * 7 % 100_003 + 1;
+                }
+                f.finish().unwrap();
+                assert_eq!(std::fs::read(&path).unwrap(), data, "size {size}");
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
 
     #[test]
     fn ipc_round_trip_projects_and_refuses_damage() {

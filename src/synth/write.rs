@@ -59,7 +59,7 @@ pub(crate) fn create_parquet(
         .set_statistics_enabled(EnabledStatistics::None)
         .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
         .build();
-    crate::output::ParallelWriter::create(path, schema, props)
+    crate::output::ParallelWriter::create_with(path, schema, props)
 }
 
 /// The engine's job file for the generated sources (paths relative to the file).
