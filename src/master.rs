@@ -241,7 +241,7 @@ pub fn master_index(
     clusters: &Clusters,
     previous: Option<&Previous>,
     run: u64,
-) -> MasterIndex {
+) -> Result<MasterIndex> {
     let key = |i: u32| {
         let i = i as usize;
         format!(
@@ -304,10 +304,18 @@ pub fn master_index(
             won[c as usize].push(p as u32);
         }
     }
-    let mut events = Vec::new();
+    // New ids are numbered in cluster order: a prefix count over the clusters that won none.
+    let mut seq_of = vec![0u64; n_clusters];
     let mut seq = 0u64;
-    let mut id_of: Vec<std::borrow::Cow<str>> = Vec::with_capacity(n_clusters);
-    for c in 0..n_clusters {
+    for (c, w) in won.iter().enumerate() {
+        if w.is_empty() {
+            seq += 1;
+            seq_of[c] = seq;
+        }
+    }
+    // Each cluster's id and events depend on that cluster alone: settled in parallel blocks
+    // of clusters, in order, each block with its own list of events.
+    let settle = |c: usize, events: &mut Vec<Event>| -> std::borrow::Cow<'_, str> {
         let ms = members(c);
         let mut candidates = won[c].clone();
         // Most records here first, then the oldest id.
@@ -329,10 +337,9 @@ pub fn master_index(
                 std::borrow::Cow::Borrowed(prev_ids[survivor as usize])
             }
             None => {
-                seq += 1;
-                let id = new_id(table.kind, run, seq);
-                let origins: Vec<u32> = counts[c].iter().map(|x| x.0).collect();
-                if origins.is_empty() {
+                let id = new_id(table.kind, run, seq_of[c]);
+                let origins = counts[c].iter().map(|x| x.0);
+                if counts[c].is_empty() {
                     // On a first run the master index itself lists the records.
                     let records = match previous {
                         Some(_) => join(ms.iter().map(|&i| key(i))),
@@ -357,47 +364,59 @@ pub fn master_index(
                         ),
                     });
                 }
-                std::borrow::Cow::Owned(id)
+                return std::borrow::Cow::Owned(id);
             }
         };
-        id_of.push(id);
-    }
-    // Record-level changes under kept ids.
-    if previous.is_some() {
-        for c in 0..n_clusters {
-            if won[c].is_empty() {
-                continue; // a new id: `created` or `split_from` already lists its records
-            }
-            let id = &id_of[c];
-            let mut added = Vec::new();
-            let mut moved: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-            for &i in members(c) {
-                match prev_of[i as usize] {
-                    None => added.push(key(i)),
-                    // Records of an id merged into this one are covered by `merged_into`.
-                    Some(o) if prev_ids[o as usize] != id.as_ref() && !won[c].contains(&o) => {
-                        moved.entry(o).or_default().push(key(i))
-                    }
-                    _ => {}
+        // Record-level changes under a kept id (a new id's `created` or `split_from`
+        // already lists its records).
+        let mut added = Vec::new();
+        let mut moved: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for &i in ms {
+            match prev_of[i as usize] {
+                None => added.push(key(i)),
+                // Records of an id merged into this one are covered by `merged_into`.
+                Some(o) if prev_ids[o as usize] != id.as_ref() && !won[c].contains(&o) => {
+                    moved.entry(o).or_default().push(key(i))
                 }
-            }
-            if !added.is_empty() {
-                events.push(Event {
-                    master_id: id.to_string(),
-                    event: "record_added",
-                    other_id: None,
-                    records: join(added.into_iter()),
-                });
-            }
-            for (o, recs) in moved {
-                events.push(Event {
-                    master_id: id.to_string(),
-                    event: "record_moved",
-                    other_id: Some(prev_ids[o as usize].to_string()),
-                    records: join(recs.into_iter()),
-                });
+                _ => {}
             }
         }
+        if !added.is_empty() {
+            events.push(Event {
+                master_id: id.to_string(),
+                event: "record_added",
+                other_id: None,
+                records: join(added.into_iter()),
+            });
+        }
+        for (o, recs) in moved {
+            events.push(Event {
+                master_id: id.to_string(),
+                event: "record_moved",
+                other_id: Some(prev_ids[o as usize].to_string()),
+                records: join(recs.into_iter()),
+            });
+        }
+        id
+    };
+    const BLOCK: usize = 1 << 14;
+    let blocks: Vec<(Vec<std::borrow::Cow<str>>, Vec<Event>)> = (0..n_clusters.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|b| {
+            let mut events = Vec::new();
+            let ids = (b * BLOCK..((b + 1) * BLOCK).min(n_clusters))
+                .map(|c| settle(c, &mut events))
+                .collect();
+            (ids, events)
+        })
+        .collect();
+    let mut id_of: Vec<std::borrow::Cow<str>> = Vec::with_capacity(n_clusters);
+    let mut events = Vec::with_capacity(blocks.iter().map(|b| b.1.len()).sum());
+    for (ids, evs) in blocks {
+        id_of.extend(ids);
+        events.extend(evs);
+    }
+    if previous.is_some() {
         let mut gone: BTreeMap<u32, Vec<String>> = BTreeMap::new();
         for (s, r, m) in removed {
             gone.entry(m).or_default().push(format!("{s}:{r}"));
@@ -411,25 +430,46 @@ pub fn master_index(
             });
         }
     }
-    events.sort();
+    events.par_sort();
     let whole: Vec<bool> = (0..n_clusters)
         .map(|c| match (won[c].as_slice(), counts[c].as_slice()) {
             ([p], [(q, k)]) => p == q && *k == sizes[c] as u64 && totals[*p as usize] == *k,
             _ => false,
         })
         .collect();
-    let unchanged: Vec<bool> = cluster_of.iter().map(|&c| whole[c as usize]).collect();
-    let cluster_size: Vec<u32> = cluster_of.iter().map(|&c| sizes[c as usize]).collect();
-    let master_id = arrow_array::StringArray::from_iter_values(
-        cluster_of.iter().map(|&c| id_of[c as usize].as_ref()),
-    );
-    MasterIndex {
+    let unchanged: Vec<bool> = cluster_of.par_iter().map(|&c| whole[c as usize]).collect();
+    let cluster_size: Vec<u32> = cluster_of.par_iter().map(|&c| sizes[c as usize]).collect();
+    let master_id = par_strings(cluster_of.len(), |i| id_of[cluster_of[i] as usize].as_ref())
+        .map_err(|e| Error::Data {
+            stage: "master",
+            message: format!("master ids do not fit one column: {e}"),
+        })?;
+    Ok(MasterIndex {
         master_id,
         cluster_size,
         clusters: n_clusters as u64,
         events,
         unchanged,
+    })
+}
+
+/// A string array of `n` values made in parallel blocks, then joined; an error past 2 GiB of
+/// text.
+fn par_strings<'a>(
+    n: usize,
+    value: impl Fn(usize) -> &'a str + Sync,
+) -> std::result::Result<StringArray, arrow_schema::ArrowError> {
+    const BLOCK: usize = 1 << 16;
+    let blocks: Vec<StringArray> = (0..n.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|b| StringArray::from_iter_values((b * BLOCK..((b + 1) * BLOCK).min(n)).map(&value)))
+        .collect();
+    let bytes = blocks.iter().map(|b| b.values().len()).sum();
+    let mut all = arrow_array::builder::StringBuilder::with_capacity(n, bytes);
+    for b in &blocks {
+        all.append_array(b)?;
     }
+    Ok(all.finish())
 }
 
 fn join(it: impl Iterator<Item = String>) -> String {
@@ -490,7 +530,7 @@ mod tests {
 
     #[test]
     fn first_run_creates_ids_in_cluster_order() {
-        let mi = master_index(&table(&["a", "b", "c"]), &clusters(&[0, 0, 2]), None, 1);
+        let mi = master_index(&table(&["a", "b", "c"]), &clusters(&[0, 0, 2]), None, 1).unwrap();
         assert_eq!(
             ids(&mi),
             ["P000001000000001", "P000001000000001", "P000001000000002"]
@@ -507,7 +547,8 @@ mod tests {
             &clusters(&[0, 0, 2, 2]),
             Some(&p),
             2,
-        );
+        )
+        .unwrap();
         assert_eq!(ids(&mi), ["P1", "P1", "P2", "P2"]);
         assert_eq!(kinds(&mi), ["record_added"]);
         assert_eq!(mi.events[0].records, "s:d");
@@ -516,7 +557,8 @@ mod tests {
     #[test]
     fn a_merge_keeps_the_larger_then_older_id() {
         let p = previous(1, &[("a", "P2"), ("b", "P2"), ("c", "P1")]);
-        let mi = master_index(&table(&["a", "b", "c"]), &clusters(&[0, 0, 0]), Some(&p), 2);
+        let mi =
+            master_index(&table(&["a", "b", "c"]), &clusters(&[0, 0, 0]), Some(&p), 2).unwrap();
         assert_eq!(ids(&mi), ["P2", "P2", "P2"]);
         assert_eq!(mi.events[0].event, "merged_into");
         assert_eq!(
@@ -528,14 +570,15 @@ mod tests {
         );
         // Equal sizes: the older (smaller) id survives.
         let p = previous(1, &[("a", "P2"), ("c", "P1")]);
-        let mi = master_index(&table(&["a", "c"]), &clusters(&[0, 0]), Some(&p), 2);
+        let mi = master_index(&table(&["a", "c"]), &clusters(&[0, 0]), Some(&p), 2).unwrap();
         assert_eq!(ids(&mi), ["P1", "P1"]);
     }
 
     #[test]
     fn a_split_gives_the_largest_part_the_id_and_new_ids_to_the_rest() {
         let p = previous(4, &[("a", "P1"), ("b", "P1"), ("c", "P1")]);
-        let mi = master_index(&table(&["a", "b", "c"]), &clusters(&[0, 1, 1]), Some(&p), 5);
+        let mi =
+            master_index(&table(&["a", "b", "c"]), &clusters(&[0, 1, 1]), Some(&p), 5).unwrap();
         assert_eq!(ids(&mi), ["P000005000000001", "P1", "P1"]);
         assert_eq!(kinds(&mi), ["split_from"]);
         assert_eq!(mi.events[0].other_id.as_deref(), Some("P1"));
@@ -544,7 +587,7 @@ mod tests {
     #[test]
     fn removed_records_are_recorded() {
         let p = previous(1, &[("a", "P1"), ("b", "P1")]);
-        let mi = master_index(&table(&["a"]), &clusters(&[0]), Some(&p), 2);
+        let mi = master_index(&table(&["a"]), &clusters(&[0]), Some(&p), 2).unwrap();
         assert_eq!(ids(&mi), ["P1"]);
         assert_eq!(kinds(&mi), ["record_removed"]);
         assert_eq!(mi.events[0].records, "s:b");

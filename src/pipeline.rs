@@ -280,6 +280,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         let (mi, secs) = p.stage(&format!("{k}: master index"), || {
             master::master_index(&table, &clusters, previous.as_ref(), run)
         });
+        let mi = mi?;
         stage("master", k, secs, mi.clusters);
 
         let rule_names: Vec<String> = kp.blocking.iter().map(|r| block::rule_name(r)).collect();

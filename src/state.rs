@@ -632,7 +632,17 @@ mod tests {
             let dir = dir.join(format!("yiku-direct-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let chunk = DirectFile::CHUNK;
-            for size in [0, 1, 4095, 4096, 4097, chunk - 1, chunk, chunk + 1, 2 * chunk + 77] {
+            for size in [
+                0,
+                1,
+                4095,
+                4096,
+                4097,
+                chunk - 1,
+                chunk,
+                chunk + 1,
+                2 * chunk + 77,
+            ] {
                 let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
                 let path = dir.join(format!("f{size}"));
                 let mut f = DirectFile::create(&path).unwrap();
