@@ -411,41 +411,47 @@ fn assemble(
         });
     }
     let mut source = Vec::new();
-    let mut take: Vec<(usize, usize)> = Vec::new();
     for (k, &i) in order.iter().enumerate() {
-        for &r in &kept[i] {
-            source.push(k as u16);
-            take.push((k, r as usize));
-        }
+        source.resize(source.len() + kept[i].len(), k as u16);
     }
-    let ids: Vec<&dyn Array> = order
+    // Each source's kept rows, then the sources one after another. A source whose rows are
+    // all kept in file order (files sorted by record id, the usual case) is used as it is.
+    let in_order: Vec<bool> = order
         .iter()
-        .map(|&i| &data[i].record_id as &dyn Array)
+        .map(|&i| {
+            kept[i].len() == data[i].record_id.len()
+                && kept[i].iter().enumerate().all(|(k, &r)| r as usize == k)
+        })
         .collect();
-    let record_id = trim_strings(&interleave_strings(&ids, &take)?);
-    let null1: ArrayRef = Arc::new(StringArray::new_null(1));
+    // `column[k]`: the column of the k-th source in order, `None` where it lacks it.
+    let gather = |column: Vec<Option<&StringArray>>| -> Result<StringArray> {
+        let parts: Vec<StringArray> = order
+            .iter()
+            .zip(&in_order)
+            .zip(column)
+            .map(|((&i, &whole), col)| match col {
+                None => Ok(StringArray::new_null(kept[i].len())),
+                Some(a) if whole => Ok(a.clone()),
+                Some(a) => take_strings(a, &kept[i]),
+            })
+            .collect::<Result<_>>()?;
+        concat_strings(&parts)
+    };
+    let record_id = trim_strings(&gather(
+        order.iter().map(|&i| Some(&data[i].record_id)).collect(),
+    )?);
     let columns = fields
         .par_iter()
         .map(|f| {
-            let arrays: Vec<ArrayRef> = order
-                .iter()
-                .map(
-                    |&i| match plan.sources[i].columns.iter().position(|(_, cf)| cf == f) {
-                        Some(p) => Arc::new(data[i].fields[p].clone()) as ArrayRef,
-                        None => null1.clone(),
-                    },
-                )
-                .collect();
-            let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
-            let missing: Vec<bool> = order
-                .iter()
-                .map(|&i| !plan.sources[i].columns.iter().any(|(_, cf)| cf == f))
-                .collect();
-            let t: Vec<(usize, usize)> = take
-                .iter()
-                .map(|&(k, r)| if missing[k] { (k, 0) } else { (k, r) })
-                .collect();
-            interleave_strings(&refs, &t)
+            gather(
+                order
+                    .iter()
+                    .map(|&i| {
+                        let p = plan.sources[i].columns.iter().position(|(_, cf)| cf == f)?;
+                        data[i].fields.get(p)
+                    })
+                    .collect(),
+            )
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(RawTable {
@@ -472,6 +478,42 @@ pub(crate) fn interleave_strings(
         message: e.to_string(),
     })?;
     out.as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| Error::Data {
+            stage: "load",
+            message: "internal: gathered column is not text".into(),
+        })
+}
+
+/// The values of `a` at `rows`.
+fn take_strings(a: &StringArray, rows: &[u32]) -> Result<StringArray> {
+    let rows = arrow_array::UInt32Array::from(rows.to_vec());
+    let out = arrow_select::take::take(a, &rows, None).map_err(|e| Error::Data {
+        stage: "load",
+        message: e.to_string(),
+    })?;
+    as_text(out.as_ref())
+}
+
+/// Text arrays one after another.
+fn concat_strings(parts: &[StringArray]) -> Result<StringArray> {
+    match parts {
+        [] => Ok(StringArray::new_null(0)),
+        [one] => Ok(one.clone()),
+        _ => {
+            let refs: Vec<&dyn Array> = parts.iter().map(|p| p as &dyn Array).collect();
+            let out = arrow_select::concat::concat(&refs).map_err(|e| Error::Data {
+                stage: "load",
+                message: e.to_string(),
+            })?;
+            as_text(out.as_ref())
+        }
+    }
+}
+
+fn as_text(a: &dyn Array) -> Result<StringArray> {
+    a.as_any()
         .downcast_ref::<StringArray>()
         .cloned()
         .ok_or_else(|| Error::Data {
