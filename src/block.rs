@@ -143,11 +143,9 @@ pub fn block(
     let focused = |i: u32| focus.is_none_or(|f| f.get(i as usize).copied().unwrap_or(false));
     // Phase 1: keys and blocks per rule; records in skipped blocks lose their key, so that
     // later rules do not think this rule produced their pairs.
-    let mut keys: Vec<Vec<u64>> = Vec::with_capacity(rules.len());
-    let mut blocks_of: Vec<Vec<(usize, usize)>> = Vec::with_capacity(rules.len());
-    let mut order_of: Vec<Vec<u32>> = Vec::with_capacity(rules.len());
-    let mut stats = Vec::with_capacity(rules.len());
-    for rule in rules {
+    // Rules are independent here: run side by side, so that one's sequential steps (the
+    // counting pass of the sort, the scan for blocks) overlap another's parallel ones.
+    let phase1 = |rule: &Vec<String>| {
         let mut k = rule_keys(table, rule);
         // Keys of the focused records: only their blocks are gathered.
         let touched: Option<std::collections::HashSet<u64, foldhash::fast::FixedState>> = focus
@@ -197,16 +195,28 @@ pub fn block(
             }
             start = end;
         }
-        stats.push(RuleStats {
+        let stats = RuleStats {
             rule: rule_name(rule),
             pairs: 0,
             blocks: runs.len() as u64,
             largest_block: largest,
             skipped,
-        });
-        keys.push(k);
-        blocks_of.push(runs);
-        order_of.push(order.into_iter().map(|(_, i)| i).collect());
+        };
+        let order: Vec<u32> = order.into_iter().map(|(_, i)| i).collect();
+        (k, runs, order, stats)
+    };
+    let mut keys: Vec<Vec<u64>> = Vec::with_capacity(rules.len());
+    let mut blocks_of: Vec<Vec<(usize, usize)>> = Vec::with_capacity(rules.len());
+    let mut order_of: Vec<Vec<u32>> = Vec::with_capacity(rules.len());
+    let mut stats = Vec::with_capacity(rules.len());
+    // As many rules at once as threads: each holds its sort's working memory meanwhile.
+    for some in rules.chunks(rayon::current_num_threads().max(1)) {
+        for (k, runs, order, st) in some.par_iter().map(phase1).collect::<Vec<_>>() {
+            keys.push(k);
+            blocks_of.push(runs);
+            order_of.push(order);
+            stats.push(st);
+        }
     }
     // Phase 2: pairs per rule, minus those an earlier rule found.
     let mut all: Vec<(u32, u32, u8, u32)> = Vec::new();
