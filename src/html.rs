@@ -60,16 +60,30 @@ pub fn render(out_dir: &Path, opts: &ReportOptions) -> Result<String> {
         message: format!("not a yiku run summary: {e}"),
     })?;
     let models = ModelFile::load(&out_dir.join("model.json"))?;
-    let index = read_index(out_dir)?;
-    let pairs = read_pairs(out_dir, &models)?;
+    // The master index on one side; the pairs, then the records they explain, on the other.
+    let (index, pairs_std) = rayon::join(
+        || read_index(out_dir),
+        || -> Result<_> {
+            let pairs = read_pairs(out_dir, &models)?;
+            let std = models
+                .models
+                .iter()
+                .map(|model| match pairs.get(model.kind.as_str()) {
+                    Some(pk) => standardised(out_dir, model, pk),
+                    None => standardised(out_dir, model, &KindPairs::default()),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((pairs, std))
+        },
+    );
+    let (index, (pairs, stds)) = (index?, pairs_std?);
     let quarantine = read_quarantine(out_dir)?;
     let empty = KindPairs::default();
     let mut kinds = Vec::new();
-    for model in &models.models {
+    for (model, std) in models.models.iter().zip(stds) {
         let k = model.kind.as_str();
         let Some(ix) = index.get(k) else { continue };
         let pk = pairs.get(k).unwrap_or(&empty);
-        let std = standardised(out_dir, model, pk)?;
         kinds.push((model, ix, pk, std));
     }
     let truth = match &opts.truth {
