@@ -563,16 +563,19 @@ fn standardised(out_dir: &Path, model: &Model, pk: &KindPairs) -> Result<Option<
     }
     want.extend(["id_number_valid".to_string(), "uscc_valid".to_string()]);
     let refs: Vec<&str> = want.iter().map(String::as_str).collect();
-    let Some(table) = crate::state::read_standardised(out_dir, model.kind, Some(&refs))? else {
+    // Nulls are counted over every record, values looked at for the sampled pairs only: the
+    // columns come as bytes, and only those records' values are read and checked as text.
+    let Some((table, bytes)) = crate::state::read_standardised_bytes(out_dir, model.kind, &refs)?
+    else {
         return Ok(None);
     };
     let mut fields: Vec<String> = canonical
         .iter()
         .map(|s| s.to_string())
-        .filter(|f| table.column(f).is_some())
+        .filter(|f| bytes.contains_key(f))
         .collect();
     for c in &model.comparisons {
-        if !fields.contains(&c.spec.field) && table.column(&c.spec.field).is_some() {
+        if !fields.contains(&c.spec.field) && bytes.contains_key(&c.spec.field) {
             fields.push(c.spec.field.clone());
         }
     }
@@ -583,7 +586,7 @@ fn standardised(out_dir: &Path, model: &Model, pk: &KindPairs) -> Result<Option<
         records[s as usize] += 1;
     }
     for (f, name) in fields.iter().enumerate() {
-        if let Some(col) = table.column(name) {
+        if let Some(col) = bytes.get(name) {
             for i in 0..table.len() {
                 if col.is_null(i) {
                     nulls[table.source[i] as usize][f] += 1;
@@ -592,7 +595,7 @@ fn standardised(out_dir: &Path, model: &Model, pk: &KindPairs) -> Result<Option<
         }
     }
     let invalid = |raw: &str, valid: &str| -> Option<Vec<u64>> {
-        let (r, v) = (table.column(raw)?, table.column(valid)?);
+        let (r, v) = (bytes.get(raw)?, bytes.get(valid)?);
         let mut n = vec![0u64; ns];
         for i in 0..table.len() {
             if r.is_valid(i) && v.is_null(i) {
@@ -640,20 +643,63 @@ fn standardised(out_dir: &Path, model: &Model, pk: &KindPairs) -> Result<Option<
             idx.insert(*w, i);
         }
     }
-    // Only the sampled pairs' records are compared.
-    let mut needed = vec![false; table.len()];
-    for &i in idx.values() {
-        needed[i] = true;
+    // The sampled pairs' records only, in table order, with their values as text.
+    let mut picked: Vec<usize> = idx.values().copied().collect();
+    picked.sort_unstable();
+    let at = |i: usize| picked.binary_search(&i).ok();
+    let indices = arrow_array::UInt32Array::from_iter_values(picked.iter().map(|&i| i as u32));
+    let not_text = |name: &str| Error::Read {
+        path: crate::state::standardised_path(out_dir, model.kind),
+        message: format!("column {name}: not UTF-8 text"),
+    };
+    let text =
+        |name: &str, col: &arrow_array::BinaryArray, rows: Option<&arrow_array::UInt32Array>| {
+            let col = match rows {
+                Some(r) => arrow_select::take::take(col, r, None).map_err(|_| not_text(name))?,
+                None => std::sync::Arc::new(col.clone()),
+            };
+            let col = col
+                .as_any()
+                .downcast_ref::<arrow_array::BinaryArray>()
+                .cloned()
+                .ok_or_else(|| not_text(name))?;
+            StringArray::try_from_binary(col).map_err(|_| not_text(name))
+        };
+    let mut few = crate::standardise::StdTable {
+        kind: table.kind,
+        sources: table.sources.clone(),
+        source: picked.iter().map(|&i| table.source[i]).collect(),
+        record_id: picked
+            .iter()
+            .map(|&i| Some(table.record_id.value(i)))
+            .collect(),
+        columns: Default::default(),
+        raw: Default::default(),
+        stats: Default::default(),
+    };
+    for (name, col) in &bytes {
+        few.columns
+            .insert(name.clone(), text(name, col, Some(&indices))?);
     }
-    if let Ok(comparators) = crate::compare::comparators_for(&table, &specs, Some(&needed)) {
-        let mut rows: Vec<usize> = idx.values().copied().collect();
-        rows.sort_unstable();
-        let tfs = crate::score::term_frequencies(model, &comparators, &rows);
+    // Term frequencies are shares among every record's values.
+    let mut tfs = Vec::with_capacity(model.comparisons.len());
+    for c in &model.comparisons {
+        tfs.push(match bytes.get(&c.spec.field) {
+            Some(col) if c.spec.term_frequency => Some(crate::score::tf::TermFrequencies::of(
+                &text(&c.spec.field, col, None)?,
+                &picked,
+            )),
+            _ => None,
+        });
+    }
+    if let Ok(comparators) = crate::compare::comparators_for(&few, &specs, None) {
         for (side, out) in [(&pk.above, &mut above), (&pk.below, &mut below)] {
             for p in side {
-                let (Some(&a), Some(&b)) = (
-                    idx.get(&(p.left.0.as_str(), p.left.1.as_str())),
-                    idx.get(&(p.right.0.as_str(), p.right.1.as_str())),
+                let (Some(a), Some(b)) = (
+                    idx.get(&(p.left.0.as_str(), p.left.1.as_str()))
+                        .and_then(|&i| at(i)),
+                    idx.get(&(p.right.0.as_str(), p.right.1.as_str()))
+                        .and_then(|&i| at(i)),
                 ) else {
                     continue;
                 };

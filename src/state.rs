@@ -153,6 +153,16 @@ impl std::io::Write for DirectFile {
 /// keeping only the named columns (all when `None`; columns the file lacks are left out):
 /// only the pages of those columns are read.
 pub fn read_ipc(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
+    read_ipc_as(path, columns, &[])
+}
+
+/// [`read_ipc`], with the text columns named in `as_bytes` decoded as binary: their values
+/// are neither checked to be UTF-8 nor even read from disk until used.
+pub fn read_ipc_as(
+    path: &Path,
+    columns: Option<&[&str]>,
+    as_bytes: &[&str],
+) -> Result<Vec<RecordBatch>> {
     use arrow_ipc::reader::{FileDecoder, read_footer_length};
     let bad = |message: String| Error::Read {
         path: path.to_path_buf(),
@@ -181,8 +191,19 @@ pub fn read_ipc(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch
     let schema = footer
         .schema()
         .ok_or_else(|| bad("no schema in the footer".into()))?;
-    let schema =
-        Arc::new(arrow_ipc::convert::try_fb_to_schema(schema).map_err(|e| bad(e.to_string()))?);
+    let schema = arrow_ipc::convert::try_fb_to_schema(schema).map_err(|e| bad(e.to_string()))?;
+    // Text and binary arrays share one layout (validity, offsets, bytes).
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 if as_bytes.contains(&f.name().as_str()) => {
+                f.as_ref().clone().with_data_type(DataType::Binary)
+            }
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     let version = footer.version();
     let wanted: Vec<usize> = match columns {
         Some(names) => positions(&schema, names),
@@ -399,6 +420,77 @@ pub fn read_standardised(
         raw,
         stats: Default::default(),
     }))
+}
+
+/// A kind's standardised records for counting over all of them and looking closely at a few:
+/// `source` and `record_id` as in [`read_standardised`], the other named `columns` as bytes
+/// (see [`read_ipc_as`]); `Ok(None)` when the folder has none for this kind.
+pub fn read_standardised_bytes(
+    run_dir: &Path,
+    kind: EntityKind,
+    columns: &[&str],
+) -> Result<
+    Option<(
+        StdTable,
+        std::collections::BTreeMap<String, arrow_array::BinaryArray>,
+    )>,
+> {
+    let (path, legacy) = (
+        standardised_path(run_dir, kind),
+        legacy_standardised_path(run_dir, kind),
+    );
+    let mut want = columns.to_vec();
+    want.extend(["source", "record_id"]);
+    let batches = if path.exists() {
+        read_ipc_as(&path, Some(&want), columns)?
+    } else if legacy.exists() {
+        read_parquet(&legacy, Some(&want))?
+    } else {
+        return Ok(None);
+    };
+    let path = if path.exists() { path } else { legacy };
+    let missing = |c: &str| Error::Schema {
+        path: path.clone(),
+        column: c.into(),
+        message: "not found: not a yiku standardised file".into(),
+    };
+    let record_id = text_column(&batches, "record_id").ok_or_else(|| missing("record_id"))?;
+    let (sources, source) = source_codes(&batches).ok_or_else(|| missing("source"))?;
+    let mut bytes = std::collections::BTreeMap::new();
+    for &name in columns {
+        let parts: Option<Vec<ArrayRef>> = batches
+            .iter()
+            .map(|b| b.column_by_name(name).cloned())
+            .collect();
+        let Some(parts) = parts.filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+        let one = match refs.as_slice() {
+            [_] => parts[0].clone(),
+            _ => arrow_select::concat::concat(&refs).map_err(|e| Error::Read {
+                path: path.clone(),
+                message: e.to_string(),
+            })?,
+        };
+        let one = arrow_cast::cast(&one, &DataType::Binary).map_err(|e| Error::Read {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        if let Some(b) = one.as_any().downcast_ref::<arrow_array::BinaryArray>() {
+            bytes.insert(name.to_string(), b.clone());
+        }
+    }
+    let table = StdTable {
+        kind,
+        sources,
+        source,
+        record_id,
+        columns: Default::default(),
+        raw: Default::default(),
+        stats: Default::default(),
+    };
+    Ok(Some((table, bytes)))
 }
 
 /// The links one kind's clusters were built from, by row of its standardised records.
