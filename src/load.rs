@@ -639,31 +639,42 @@ fn read_batches(src: &Source) -> Result<(arrow_schema::SchemaRef, Vec<RecordBatc
     let file = File::open(&src.path).map_err(|e| Error::io(&src.path, e))?;
     match src.format {
         Format::Parquet => {
-            let builder =
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                    .map_err(|e| {
-                        read_err(&src.path, format!("not a readable Parquet file: {e}"))
-                    })?;
-            let schema = builder.schema().clone();
+            use parquet::arrow::arrow_reader::{
+                ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+            };
+            let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::default())
+                .map_err(|e| read_err(&src.path, format!("not a readable Parquet file: {e}")))?;
+            let schema = meta.schema().clone();
             let columns = wanted_columns(src, &schema)?;
             let mask = parquet::arrow::ProjectionMask::roots(
-                builder.parquet_schema(),
+                meta.parquet_schema(),
                 columns.iter().copied(),
             );
-            let reader = builder
-                .with_projection(mask)
-                .with_batch_size(65536)
-                .build()
-                .map_err(|e| read_err(&src.path, e))?;
-            let batches = reader
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| read_err(&src.path, e))?;
+            // Runs of row groups decoded side by side (a large department's file would
+            // otherwise be one thread's work while the small ones finish), kept in file order.
+            const GROUPS_PER_TASK: usize = 4;
+            let groups: Vec<usize> = (0..meta.metadata().num_row_groups()).collect();
+            let parts = groups
+                .par_chunks(GROUPS_PER_TASK)
+                .map(|run| {
+                    // Its own handle: clones of one would share the read position.
+                    let file = File::open(&src.path).map_err(|e| Error::io(&src.path, e))?;
+                    ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
+                        .with_projection(mask.clone())
+                        .with_row_groups(run.to_vec())
+                        .with_batch_size(65536)
+                        .build()
+                        .map_err(|e| read_err(&src.path, e))?
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                        .map_err(|e| read_err(&src.path, e))
+                })
+                .collect::<Result<Vec<Vec<RecordBatch>>>>()?;
             let projected = Arc::new(
                 schema
                     .project(&columns)
                     .map_err(|e| read_err(&src.path, e))?,
             );
-            Ok((projected, batches))
+            Ok((projected, parts.into_iter().flatten().collect()))
         }
         _ => {
             let reader =
@@ -716,25 +727,36 @@ fn from_batches(
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let mut rejected = vec![false; rows];
     let mut quarantine = Vec::new();
-    let mut text_column = |col: &str| -> Result<StringArray> {
-        let i = schema
-            .index_of(col)
-            .map_err(|_| missing_column(src, col, &[]))?;
-        // Text columns (the usual case) are joined as they are: one copy, no per-value work.
-        let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
-        if parts.iter().all(|a| a.data_type() == &DataType::Utf8) {
+    // Text columns (the usual case) are joined as they are, all at once: one copy, no
+    // per-value work. Others are converted below, one by one.
+    let names: Vec<&str> = std::iter::once(src.record_id.as_str())
+        .chain(src.columns.iter().map(|(c, _)| c.as_str()))
+        .collect();
+    let mut joined: Vec<Option<StringArray>> = names
+        .par_iter()
+        .map(|col| {
+            let i = schema.index_of(col).ok()?;
+            let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
+            if !parts.iter().all(|a| a.data_type() == &DataType::Utf8) {
+                return None;
+            }
             let joined = match parts.len() {
                 0 => Ok(Arc::new(StringArray::new_null(0)) as ArrayRef),
                 1 => Ok(batches[0].column(i).clone()),
                 _ => arrow_select::concat::concat(&parts),
             };
-            if let Some(a) = joined
+            joined
                 .ok()
                 .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
-            {
-                return Ok(a);
-            }
+        })
+        .collect();
+    let mut text_column = |k: usize, col: &str| -> Result<StringArray> {
+        if let Some(a) = joined.get_mut(k).and_then(Option::take) {
+            return Ok(a);
         }
+        let i = schema
+            .index_of(col)
+            .map_err(|_| missing_column(src, col, &[]))?;
         let mut b = StringBuilder::with_capacity(rows, rows * 8);
         let mut offset = 0usize;
         for batch in &batches {
@@ -752,10 +774,10 @@ fn from_batches(
         }
         Ok(b.finish())
     };
-    let record_id = text_column(&src.record_id)?;
+    let record_id = text_column(0, &src.record_id)?;
     let mut fields = Vec::with_capacity(src.columns.len());
-    for (col, _) in &src.columns {
-        fields.push(text_column(col)?);
+    for (k, (col, _)) in src.columns.iter().enumerate() {
+        fields.push(text_column(k + 1, col)?);
     }
     Ok(SourceData {
         record_id,
