@@ -981,3 +981,46 @@ fn reject_row(src: &Source, row: u64, reason: String, raw: String, q: &mut Vec<Q
         raw,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parquet_row_groups_read_in_parallel_come_back_in_file_order() {
+        let dir = std::env::temp_dir().join(format!("yiku-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("many-groups.parquet");
+        let ids: Vec<String> = (0..1000).map(|i| format!("r{i:04}")).collect();
+        let names: Vec<Option<String>> = (0..1000)
+            .map(|i| (i % 3 != 0).then(|| format!("名{i}")))
+            .collect();
+        let batch = RecordBatch::try_from_iter([
+            ("id", Arc::new(StringArray::from(ids.clone())) as ArrayRef),
+            (
+                "name",
+                Arc::new(StringArray::from(names.clone())) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(7))
+            .build();
+        let f = File::create(&path).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let src = Source {
+            name: "s".into(),
+            kind: EntityKind::Person,
+            path: path.clone(),
+            format: Format::Parquet,
+            record_id: "id".into(),
+            columns: vec![("name".into(), "name".into())],
+        };
+        let data = read_source(&src).unwrap();
+        assert_eq!(data.record_id, StringArray::from(ids));
+        assert_eq!(data.fields[0], StringArray::from(names));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
