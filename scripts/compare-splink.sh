@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 N="${1:-${N:-1000000}}"
 YIKU_RUNS="${YIKU_RUNS:-2}"
 THREADS="$(nproc)"
-COMMAND="scripts/compare-splink.sh $N"
+COMMAND="YIKU_RUNS=$YIKU_RUNS scripts/compare-splink.sh $N"
 [[ "$N" =~ ^[0-9]+$ ]] || { echo "N must be a whole number, got '$N'" >&2; exit 2; }
 
 # Pinned Python packages: the last Splink 4.x on PyPI (5.0 is a new major version, not used here);
