@@ -48,8 +48,15 @@ pub fn standardise(s: &str) -> Option<String> {
 
 /// `YYYY-MM-DD` of a valid date ([`ymd_is_valid`]), without the formatting machinery.
 pub fn iso(y: u32, m: u32, d: u32) -> String {
+    let mut s = String::with_capacity(10);
+    iso_into(y, m, d, &mut s);
+    s
+}
+
+/// [`iso`], appended to `out`.
+pub fn iso_into(y: u32, m: u32, d: u32, out: &mut String) {
     let digit = |v: u32| char::from(b'0' + (v % 10) as u8);
-    [
+    out.extend([
         digit(y / 1000),
         digit(y / 100),
         digit(y / 10),
@@ -60,9 +67,7 @@ pub fn iso(y: u32, m: u32, d: u32) -> String {
         '-',
         digit(d / 10),
         digit(d),
-    ]
-    .into_iter()
-    .collect()
+    ]);
 }
 
 /// Days since 1970-01-01 of a standardised date (civil-from-days inverse).

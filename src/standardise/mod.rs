@@ -152,11 +152,61 @@ pub fn standardise(raw: RawTable, plan: &KindPlan) -> StdTable {
     }
 }
 
+/// One row's output values: `k` text slots whose buffers are reused from row to row (most
+/// values are written into them, not allocated), each set or null.
+pub(crate) struct Outs {
+    text: Vec<String>,
+    set: Vec<bool>,
+}
+
+impl Outs {
+    fn new(k: usize) -> Outs {
+        Outs {
+            text: vec![String::new(); k],
+            set: vec![false; k],
+        }
+    }
+
+    /// Slot `k` set to `v`.
+    fn put(&mut self, k: usize, v: &str) {
+        self.buf(k).push_str(v);
+    }
+
+    /// Slot `k` set to `v`, where the value was made as a string anyway.
+    fn put_string(&mut self, k: usize, v: String) {
+        self.text[k] = v;
+        self.set[k] = true;
+    }
+
+    /// Slot `k` set to `v` if there is one.
+    fn put_opt(&mut self, k: usize, v: Option<String>) {
+        if let Some(v) = v {
+            self.put_string(k, v);
+        }
+    }
+
+    /// Slot `k`, set and emptied, to write into.
+    fn buf(&mut self, k: usize) -> &mut String {
+        self.set[k] = true;
+        let b = &mut self.text[k];
+        b.clear();
+        b
+    }
+
+    fn get(&self, k: usize) -> Option<&str> {
+        self.set[k].then(|| self.text[k].as_str())
+    }
+
+    fn is_set(&self, k: usize) -> bool {
+        self.set[k]
+    }
+}
+
 /// Runs `f` on every row in parallel chunks; `f` fills `k` output slots per row and counts
 /// what it fixed or rejected.
 fn map_rows<F>(n: usize, k: usize, f: F) -> (Vec<StringArray>, Counters)
 where
-    F: Fn(usize, &mut [Option<String>], &mut Counters) + Sync,
+    F: Fn(usize, &mut Outs, &mut Counters) + Sync,
 {
     const CHUNK: usize = 16384;
     let chunks: Vec<(Vec<StringArray>, Counters)> = (0..n.div_ceil(CHUNK))
@@ -166,13 +216,13 @@ where
             let mut bs: Vec<StringBuilder> = (0..k)
                 .map(|_| StringBuilder::with_capacity(rows.len(), rows.len() * 16))
                 .collect();
-            let mut out = vec![None; k];
+            let mut out = Outs::new(k);
             let mut counters = Counters::default();
             for i in rows {
-                out.iter_mut().for_each(|o| *o = None);
+                out.set.iter_mut().for_each(|s| *s = false);
                 f(i, &mut out, &mut counters);
-                for (b, o) in bs.iter_mut().zip(&out) {
-                    b.append_option(o.as_deref());
+                for (j, b) in bs.iter_mut().enumerate() {
+                    b.append_option(out.get(j));
                 }
             }
             (bs.iter_mut().map(StringBuilder::finish).collect(), counters)
@@ -199,25 +249,26 @@ where
 
 /// Fills `out[0]` with the standardised value and `out[1..]` with the derived columns in the
 /// order of [`derived_columns`].
-fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut [Option<String>], c: &mut Counters) {
+fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut Outs, c: &mut Counters) {
     let Some(f) = text::clean(v) else {
         return;
     };
     match ty {
-        FieldType::Text => out[0] = Some(f.to_lowercase()),
-        FieldType::Exact => out[0] = Some(f.into_owned()),
+        FieldType::Text => out.put_string(0, f.to_lowercase()),
+        FieldType::Exact => out.put(0, &f),
         FieldType::PersonName => {
             if let Some(p) = name::standardise(&f) {
                 if p.name.is_ascii() && p.pinyin.is_some() {
                     c.inc(Counter::NamePinyinSpelling);
                 }
-                out[0] = Some(p.name);
-                out[1] = p.pinyin;
-                out[2] = p.surname;
+                out.put_string(0, p.name);
+                out.put_opt(1, p.pinyin);
+                out.put_opt(2, p.surname);
             }
         }
         FieldType::IdNumber => {
-            let mut id: String = f.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+            let mut id = std::mem::take(out.buf(0));
+            id.extend(f.chars().filter(char::is_ascii_alphanumeric));
             if id.ends_with('x') {
                 c.inc(Counter::IdLowercaseX);
             }
@@ -230,73 +281,77 @@ fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut [Option<String>],
             }
             if ident::id_is_valid(&id) {
                 c.inc(Counter::IdValid);
-                out[2] = ident::id_birth(&id).map(|d| date::iso(d / 10000, d / 100 % 100, d % 100));
-                out[3] = ident::id_gender(&id).map(str::to_string);
-                out[4] = Some(id[..6].to_string());
-                out[1] = Some(id.clone());
+                if let Some(d) = ident::id_birth(&id) {
+                    date::iso_into(d / 10000, d / 100 % 100, d % 100, out.buf(2));
+                }
+                if let Some(g) = ident::id_gender(&id) {
+                    out.put(3, g);
+                }
+                out.put(4, &id[..6]);
+                out.put(1, &id);
             } else {
                 c.inc(Counter::IdInvalid);
             }
-            out[0] = Some(id);
+            out.put_string(0, id);
         }
         FieldType::Date => {
-            out[0] = date::standardise(&f);
-            if out[0].is_none() {
+            out.put_opt(0, date::standardise(&f));
+            if !out.is_set(0) {
                 c.inc(Counter::DateUnparsed);
             }
         }
         FieldType::Gender => {
-            out[0] = match f.to_lowercase().as_str() {
-                "男" | "m" | "male" | "1" | "男性" => Some("M".into()),
-                "女" | "f" | "female" | "2" | "女性" => Some("F".into()),
-                _ => None,
+            let g = |w: &[&str]| w.iter().any(|x| f.eq_ignore_ascii_case(x));
+            if g(&["男", "m", "male", "1", "男性"]) {
+                out.put(0, "M");
+            } else if g(&["女", "f", "female", "2", "女性"]) {
+                out.put(0, "F");
             }
         }
         FieldType::Phone => {
-            out[0] = phone::standardise(&f);
-            if out[0].is_none() {
+            out.put_opt(0, phone::standardise(&f));
+            if !out.is_set(0) {
                 c.inc(Counter::PhoneUnusable);
             }
         }
-        FieldType::Address => out[0] = address::standardise(&f),
+        FieldType::Address => out.put_opt(0, address::standardise(&f)),
         FieldType::EnterpriseName => {
             if let Some(e) = org::standardise(&f) {
-                out[0] = Some(e.name);
-                out[1] = (!e.core.is_empty()).then_some(e.core);
-                out[2] = e.region;
+                out.put_string(0, e.name);
+                if !e.core.is_empty() {
+                    out.put_string(1, e.core);
+                }
+                out.put_opt(2, e.region);
             }
         }
         FieldType::Uscc => {
-            let code: String = f
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric())
-                .collect::<String>()
-                .to_ascii_uppercase();
+            let mut code = std::mem::take(out.buf(0));
+            code.extend(f.chars().filter(char::is_ascii_alphanumeric));
+            code.make_ascii_uppercase();
             if code.len() == 18 && ident::uscc_is_valid(&code) {
                 c.inc(Counter::UsccValid);
-                out[1] = Some(code.clone());
-                out[2] = ident::uscc_org_code(&code).map(str::to_string);
-                out[4] = Some(code[2..8].to_string());
+                out.put(1, &code);
+                if let Some(o) = ident::uscc_org_code(&code) {
+                    out.put(2, o);
+                }
+                out.put(4, &code[2..8]);
             } else if code.len() == 15 && code.bytes().all(|b| b.is_ascii_digit()) {
                 c.inc(Counter::LegacyRegNumber);
-                out[3] = Some(code.clone());
+                out.put(3, &code);
             } else if code.len() == 9 && ident::org_code_is_valid(&code) {
-                out[2] = Some(code.clone());
+                out.put(2, &code);
             } else {
                 c.inc(Counter::UsccInvalid);
             }
-            out[0] = Some(code);
+            out.put_string(0, code);
         }
         FieldType::OrgCode => {
-            let code: String = f
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric())
-                .collect::<String>()
-                .to_ascii_uppercase();
-            if ident::org_code_is_valid(&code) {
-                out[0] = Some(code);
-            } else {
+            let code = out.buf(0);
+            code.extend(f.chars().filter(char::is_ascii_alphanumeric));
+            code.make_ascii_uppercase();
+            if !ident::org_code_is_valid(code) {
                 c.inc(Counter::OrgCodeInvalid);
+                out.set[0] = false;
             }
         }
     }
