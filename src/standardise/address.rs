@@ -51,9 +51,14 @@ fn numeral_value(s: &[char]) -> Option<u32> {
 
 /// Standardised address text, in one pass over the characters (spaces, 省 and 市 skipped).
 pub fn standardise(folded: &str) -> Option<String> {
+    let mut out = String::with_capacity(folded.len());
+    standardise_into(folded, &mut out).then_some(out)
+}
+
+/// [`standardise`], appended to `out` (empty); false when nothing is left.
+pub fn standardise_into(folded: &str, out: &mut String) -> bool {
     /// Runs of numerals up to this long are read on the stack.
     const RUN: usize = 24;
-    let mut out = String::with_capacity(folded.len());
     let mut chars = folded
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '省' && *c != '市')
@@ -96,7 +101,7 @@ pub fn standardise(folded: &str) -> Option<String> {
             _ => out.push(c),
         }
     }
-    (!out.is_empty()).then_some(out)
+    !out.is_empty()
 }
 
 /// Character-bigram Dice similarity of two standardised addresses.

@@ -46,6 +46,11 @@ pub fn standardise(s: &str) -> Option<String> {
     Some(iso(y, m, d))
 }
 
+/// [`standardise`], appended to `out`; false when the date cannot be read.
+pub fn standardise_into(s: &str, out: &mut String) -> bool {
+    parse(s).map(|(y, m, d)| iso_into(y, m, d, out)).is_some()
+}
+
 /// `YYYY-MM-DD` of a valid date ([`ymd_is_valid`]), without the formatting machinery.
 pub fn iso(y: u32, m: u32, d: u32) -> String {
     let mut s = String::with_capacity(10);

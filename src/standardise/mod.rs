@@ -197,8 +197,9 @@ impl Outs {
         self.set[k].then(|| self.text[k].as_str())
     }
 
-    fn is_set(&self, k: usize) -> bool {
-        self.set[k]
+    /// Slot `k` back to null.
+    fn unset(&mut self, k: usize) {
+        self.set[k] = false;
     }
 }
 
@@ -295,8 +296,8 @@ fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut Outs, c: &mut Cou
             out.put_string(0, id);
         }
         FieldType::Date => {
-            out.put_opt(0, date::standardise(&f));
-            if !out.is_set(0) {
+            if !date::standardise_into(&f, out.buf(0)) {
+                out.unset(0);
                 c.inc(Counter::DateUnparsed);
             }
         }
@@ -309,12 +310,16 @@ fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut Outs, c: &mut Cou
             }
         }
         FieldType::Phone => {
-            out.put_opt(0, phone::standardise(&f));
-            if !out.is_set(0) {
+            if !phone::standardise_into(&f, out.buf(0)) {
+                out.unset(0);
                 c.inc(Counter::PhoneUnusable);
             }
         }
-        FieldType::Address => out.put_opt(0, address::standardise(&f)),
+        FieldType::Address => {
+            if !address::standardise_into(&f, out.buf(0)) {
+                out.unset(0);
+            }
+        }
         FieldType::EnterpriseName => {
             if let Some(e) = org::standardise(&f) {
                 out.put_string(0, e.name);
@@ -351,7 +356,7 @@ fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut Outs, c: &mut Cou
             code.make_ascii_uppercase();
             if !ident::org_code_is_valid(code) {
                 c.inc(Counter::OrgCodeInvalid);
-                out.set[0] = false;
+                out.unset(0);
             }
         }
     }

@@ -2,17 +2,20 @@
 
 /// Standardised phone number, or `None` when the text holds no usable number.
 pub fn standardise(s: &str) -> Option<String> {
-    let mut d: String = s.chars().filter(char::is_ascii_digit).collect();
+    let mut d = String::new();
+    standardise_into(s, &mut d).then_some(d)
+}
+
+/// [`standardise`], written into `d` (empty); false when the number is unusable.
+pub fn standardise_into(s: &str, d: &mut String) -> bool {
+    d.extend(s.chars().filter(char::is_ascii_digit));
     if d.len() == 15 && d.starts_with("0086") {
         d.drain(..4);
     } else if d.len() == 13 && d.starts_with("86") {
         d.drain(..2);
     }
     let b = d.as_bytes();
-    if b.len() < 7 || b.len() > 12 || b.iter().all(|&c| c == b[0]) {
-        return None;
-    }
-    Some(d)
+    !(b.len() < 7 || b.len() > 12 || b.iter().all(|&c| c == b[0]))
 }
 
 /// True for a mainland mobile number.
