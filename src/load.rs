@@ -477,13 +477,7 @@ pub(crate) fn interleave_strings(
         stage: "load",
         message: e.to_string(),
     })?;
-    out.as_any()
-        .downcast_ref::<StringArray>()
-        .cloned()
-        .ok_or_else(|| Error::Data {
-            stage: "load",
-            message: "internal: gathered column is not text".into(),
-        })
+    as_text(out.as_ref())
 }
 
 /// The values of `a` at `rows`.

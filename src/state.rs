@@ -358,23 +358,35 @@ pub fn map_standardised(run_dir: &Path, table: &mut StdTable) -> Result<()> {
     Ok(())
 }
 
-/// A kind's standardised records as written by [`standardised_batch`], with only `columns`
-/// (all when `None`); `Ok(None)` when the folder has none for this kind.
-pub fn read_standardised(
+/// A kind's state file as read by [`open_standardised`].
+struct Opened {
+    path: PathBuf,
+    batches: Vec<RecordBatch>,
+    record_id: StringArray,
+    sources: Vec<String>,
+    source: Vec<u16>,
+}
+
+/// A kind's state file read: its batches (only the `want`ed columns plus `source` and
+/// `record_id`, all when `None`; those named in `as_bytes` as binary, see [`read_ipc_as`]),
+/// with the record ids and source codes taken out. `Ok(None)` when the folder has none.
+fn open_standardised(
     run_dir: &Path,
     kind: EntityKind,
-    columns: Option<&[&str]>,
-) -> Result<Option<StdTable>> {
-    let mut want: Option<Vec<&str>> = columns.map(|c| c.to_vec());
-    if let Some(w) = want.as_mut() {
+    want: Option<&[&str]>,
+    as_bytes: &[&str],
+) -> Result<Option<Opened>> {
+    let want: Option<Vec<&str>> = want.map(|w| {
+        let mut w = w.to_vec();
         w.extend(["source", "record_id"]);
-    }
+        w
+    });
     let (path, legacy) = (
         standardised_path(run_dir, kind),
         legacy_standardised_path(run_dir, kind),
     );
     let (path, batches) = if path.exists() {
-        let b = read_ipc(&path, want.as_deref())?;
+        let b = read_ipc_as(&path, want.as_deref(), as_bytes)?;
         (path, b)
     } else if legacy.exists() {
         let b = read_parquet(&legacy, want.as_deref())?;
@@ -389,6 +401,32 @@ pub fn read_standardised(
     };
     let record_id = text_column(&batches, "record_id").ok_or_else(|| missing("record_id"))?;
     let (sources, source) = source_codes(&batches).ok_or_else(|| missing("source"))?;
+    Ok(Some(Opened {
+        path,
+        batches,
+        record_id,
+        sources,
+        source,
+    }))
+}
+
+/// A kind's standardised records as written by [`standardised_batch`], with only `columns`
+/// (all when `None`); `Ok(None)` when the folder has none for this kind.
+pub fn read_standardised(
+    run_dir: &Path,
+    kind: EntityKind,
+    columns: Option<&[&str]>,
+) -> Result<Option<StdTable>> {
+    let Some(Opened {
+        batches,
+        record_id,
+        sources,
+        source,
+        ..
+    }) = open_standardised(run_dir, kind, columns, &[])?
+    else {
+        return Ok(None);
+    };
     let names: Vec<String> = batches
         .first()
         .map(|b| {
@@ -435,27 +473,16 @@ pub fn read_standardised_bytes(
         std::collections::BTreeMap<String, arrow_array::BinaryArray>,
     )>,
 > {
-    let (path, legacy) = (
-        standardised_path(run_dir, kind),
-        legacy_standardised_path(run_dir, kind),
-    );
-    let mut want = columns.to_vec();
-    want.extend(["source", "record_id"]);
-    let batches = if path.exists() {
-        read_ipc_as(&path, Some(&want), columns)?
-    } else if legacy.exists() {
-        read_parquet(&legacy, Some(&want))?
-    } else {
+    let Some(Opened {
+        path,
+        batches,
+        record_id,
+        sources,
+        source,
+    }) = open_standardised(run_dir, kind, Some(columns), columns)?
+    else {
         return Ok(None);
     };
-    let path = if path.exists() { path } else { legacy };
-    let missing = |c: &str| Error::Schema {
-        path: path.clone(),
-        column: c.into(),
-        message: "not found: not a yiku standardised file".into(),
-    };
-    let record_id = text_column(&batches, "record_id").ok_or_else(|| missing("record_id"))?;
-    let (sources, source) = source_codes(&batches).ok_or_else(|| missing("source"))?;
     let mut bytes = std::collections::BTreeMap::new();
     for &name in columns {
         let parts: Option<Vec<ArrayRef>> = batches
