@@ -365,20 +365,6 @@ fn pick(
     }
 }
 
-/// Hints the processor to fetch the cache line at `p`; nothing else.
-#[inline(always)]
-fn prefetch<T>(p: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch only hints the cache; it reads nothing the program sees and the
-    // address comes from a reference.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>((p as *const T).cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 /// The values of `col` at `rows`, in that order: what `take` does, with the memory of rows
 /// further on requested ahead of time. The rows of a block lie all over the table, and a
 /// plain gather waits on memory twice per value (its offsets, then its bytes).
@@ -402,7 +388,7 @@ fn gather(col: &StringArray, rows: &[u32]) -> Result<StringArray, arrow_schema::
             .get(k + 2 * AHEAD)
             .and_then(|&a| offsets.get(a as usize))
         {
-            prefetch(o);
+            crate::mem::prefetch(o);
         }
         spans.push(span(r)?);
     }
@@ -412,7 +398,7 @@ fn gather(col: &StringArray, rows: &[u32]) -> Result<StringArray, arrow_schema::
     out.push(0);
     for (k, &(s, e)) in spans.iter().enumerate() {
         if let Some(b) = spans.get(k + AHEAD).and_then(|&(a, _)| data.get(a)) {
-            prefetch(b);
+            crate::mem::prefetch(b);
         }
         values.extend_from_slice(data.get(s..e).unwrap_or_default());
         out.push(

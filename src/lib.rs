@@ -25,7 +25,8 @@
 //!
 //! Around them: [`config`] (the job file and presets), [`output`] (atomic output folder),
 //! [`state`] (what a run keeps for the next: standardised records and links),
-//! [`pipeline`] (calls the stages), [`synth`] (departmental data with ground truth).
+//! [`pipeline`] (calls the stages), [`synth`] (departmental data with ground truth), [`mem`]
+//! (memory hints the stages share).
 //! Each kind (`person`, `enterprise`, `generic`) is matched on its own.
 
 pub mod error;
@@ -46,6 +47,7 @@ pub mod state;
 pub mod pipeline;
 pub mod engine;
 pub mod mask;
+pub mod mem;
 pub mod progress;
 pub mod synth;
 

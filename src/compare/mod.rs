@@ -305,6 +305,13 @@ impl<'a> Comparators<'a> {
         }
     }
 
+    /// Asks for record `i`'s fingerprints to be brought into the cache.
+    pub fn prefetch(&self, i: usize) {
+        if let Some(p) = self.prints.get(i * self.list.len()) {
+            crate::mem::prefetch(p);
+        }
+    }
+
     /// The fingerprints of comparison `k`, one per record (0 = null or not fingerprinted).
     pub fn prints_of(&self, k: usize) -> impl Iterator<Item = u64> + '_ {
         let w = self.list.len().max(1);
@@ -423,7 +430,13 @@ pub fn compare_batch(
     // Row by row (a record's fingerprints are read together), into one column per comparison.
     let mut levels: Vec<Vec<u8>> = (0..w).map(|_| vec![0u8; n]).collect();
     let mut row = vec![0u8; w];
-    for (p, (&i, &j)) in l.values().iter().zip(r.values().iter()).enumerate() {
+    // The right-hand records lie anywhere: their fingerprints are asked for a few pairs ahead.
+    const AHEAD: usize = 8;
+    let right = r.values();
+    for (p, (&i, &j)) in l.values().iter().zip(right.iter()).enumerate() {
+        if let Some(&ahead) = right.get(p + AHEAD) {
+            comparators.prefetch(ahead as usize);
+        }
         comparators.levels(i as usize, j as usize, &mut row);
         for (col, &lv) in levels.iter_mut().zip(&row) {
             col[p] = lv;
