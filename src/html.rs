@@ -43,15 +43,31 @@ const MEMBERS: usize = 12;
 /// Rows of capped tables (quarantine samples, skipped blocks).
 const ROWS: usize = 20;
 
-/// Writes `report.html` into a run's output folder.
+/// Writes `report.html` into a run's output folder, from its files.
 pub fn write_report(out_dir: &Path, opts: &ReportOptions) -> Result<()> {
-    let html = render(out_dir, opts)?;
+    write_report_with(out_dir, opts, None)
+}
+
+/// Writes `report.html` into a run's output folder; `facts` (gathered by the run while its
+/// records were in memory) stand in for the master index, pairs and standardised records,
+/// which are then not read back.
+pub fn write_report_with(
+    out_dir: &Path,
+    opts: &ReportOptions,
+    facts: Option<RunFacts>,
+) -> Result<()> {
+    let html = render_with(out_dir, opts, facts)?;
     let path = out_dir.join("report.html");
     std::fs::write(&path, html).map_err(|e| Error::io(&path, e))
 }
 
 /// The report of a run's output folder as HTML text.
 pub fn render(out_dir: &Path, opts: &ReportOptions) -> Result<String> {
+    render_with(out_dir, opts, None)
+}
+
+/// [`render`], with the run's own [`RunFacts`] when it has them.
+fn render_with(out_dir: &Path, opts: &ReportOptions, facts: Option<RunFacts>) -> Result<String> {
     let start = Instant::now();
     let run_path = out_dir.join("run.json");
     let text = std::fs::read_to_string(&run_path).map_err(|e| Error::io(&run_path, e))?;
@@ -60,23 +76,25 @@ pub fn render(out_dir: &Path, opts: &ReportOptions) -> Result<String> {
         message: format!("not a yiku run summary: {e}"),
     })?;
     let models = ModelFile::load(&out_dir.join("model.json"))?;
-    // The master index on one side; the pairs, then the records they explain, on the other.
-    let (index, pairs_std) = rayon::join(
-        || read_index(out_dir),
-        || -> Result<_> {
-            let pairs = read_pairs(out_dir, &models)?;
-            let std = models
+    // Where the page's figures come from, for its footer.
+    let origin = match facts {
+        Some(_) => "at the end of the run, from its records in memory,".to_string(),
+        None => format!(
+            "from the files of <code>{}</code>",
+            esc(&out_dir.display().to_string())
+        ),
+    };
+    let (index, pairs, stds) = match facts {
+        Some(mut f) => {
+            let stds = models
                 .models
                 .iter()
-                .map(|model| match pairs.get(model.kind.as_str()) {
-                    Some(pk) => standardised(out_dir, model, pk),
-                    None => standardised(out_dir, model, &KindPairs::default()),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Ok((pairs, std))
-        },
-    );
-    let (index, (pairs, stds)) = (index?, pairs_std?);
+                .map(|m| f.std.remove(m.kind.as_str()))
+                .collect();
+            (f.index, f.pairs, stds)
+        }
+        None => read_facts(out_dir, &models)?,
+    };
     let quarantine = read_quarantine(out_dir)?;
     let empty = KindPairs::default();
     let mut kinds = Vec::new();
@@ -109,12 +127,11 @@ pub fn render(out_dir: &Path, opts: &ReportOptions) -> Result<String> {
     let secs = start.elapsed().as_secs_f64();
     let _ = write!(
         p.html,
-        "<footer>Written by yiku {} from the files of <code>{}</code> in {secs:.2} s. \
+        "<footer>Written by yiku {} {origin} in {secs:.2} s. \
          Regenerate with <code>yiku report --run OUT [--truth FILE] [--show-pii]</code>; \
          explain any two records with <code>yiku explain --run OUT SOURCE:ID SOURCE:ID</code>.</footer>\
          </main></body></html>",
         esc(env!("CARGO_PKG_VERSION")),
-        esc(&out_dir.display().to_string()),
     );
     p.html.push('\n');
     Ok(p.html)
@@ -122,6 +139,35 @@ pub fn render(out_dir: &Path, opts: &ReportOptions) -> Result<String> {
 
 // ---------------------------------------------------------------------------------------
 // Reading the run's files.
+
+/// Per kind: the master index's picture, the pairs' weights and samples, the standardised
+/// records' quality (in model order), read from the output files.
+type Facts = (
+    BTreeMap<String, KindIndex>,
+    BTreeMap<String, KindPairs>,
+    Vec<Option<Standardised>>,
+);
+
+fn read_facts(out_dir: &Path, models: &ModelFile) -> Result<Facts> {
+    // The master index on one side; the pairs, then the records they explain, on the other.
+    let (index, pairs_std) = rayon::join(
+        || read_index(out_dir),
+        || -> Result<_> {
+            let pairs = read_pairs(out_dir, models)?;
+            let std = models
+                .models
+                .iter()
+                .map(|model| match pairs.get(model.kind.as_str()) {
+                    Some(pk) => standardised(out_dir, model, pk),
+                    None => standardised(out_dir, model, &KindPairs::default()),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((pairs, std))
+        },
+    );
+    let (index, (pairs, stds)) = (index?, pairs_std?);
+    Ok((index, pairs, stds))
+}
 
 /// Members of a cluster: (source, record id).
 type Members = Vec<(String, String)>;
@@ -131,10 +177,174 @@ type Largest = (String, u64, Members);
 type QualityRow = (String, u64, Vec<u64>, Option<u64>, Option<u64>);
 /// (threshold, precision, recall, F1).
 type PrfPoint = (f64, f64, f64, f64);
-/// Rows nearest the threshold: (key, row) above and below.
-type Near = (Vec<(f64, usize)>, Vec<(f64, usize)>);
 /// A fast, fixed hasher (the report hashes every master id).
 type Fast = foldhash::fast::FixedState;
+
+/// What the report needs from a run's large files (master index, pairs, standardised
+/// records), gathered by the run from memory as each kind finishes
+/// ([`RunFacts::add_kind`]): its report then reads none of them back. `yiku report` reads
+/// the files instead; both give the same page.
+#[derive(Default)]
+pub struct RunFacts {
+    index: BTreeMap<String, KindIndex>,
+    pairs: BTreeMap<String, KindPairs>,
+    std: BTreeMap<String, Standardised>,
+}
+
+impl RunFacts {
+    /// One kind's facts: its records (as written to the state file), master ids (by record),
+    /// clusters, and scored pairs (the batches written to `pairs.parquet`, in order).
+    pub fn add_kind(
+        &mut self,
+        model: &Model,
+        table: &crate::standardise::StdTable,
+        master_id: &StringArray,
+        groups: &crate::cluster::Groups,
+        pairs: &[RecordBatch],
+        out_dir: &Path,
+    ) -> Result<()> {
+        let k = model.kind.as_str();
+        if !table.is_empty() {
+            self.index
+                .insert(k.to_string(), index_of_run(table, master_id, groups));
+        }
+        let pairs_path = out_dir.join("pairs.parquet");
+        let mut pk = pairs_from(
+            pairs,
+            std::slice::from_ref(model),
+            &pairs_path,
+            |rows, _| Ok(rows_of(pairs, rows)),
+        )?;
+        let pk = pk.remove(k).unwrap_or_default();
+        let (_, want) = report_columns(model);
+        let cols = Cols::Text(
+            want.iter()
+                .filter_map(|n| Some((n.clone(), table.columns.get(n)?.clone())))
+                .collect(),
+        );
+        // Sources as the state file gives them back: those with records, in order of first
+        // appearance.
+        let mut code = vec![u16::MAX; table.sources.len()];
+        let mut sources = Vec::new();
+        let source = table
+            .source
+            .iter()
+            .map(|&s| {
+                let c = &mut code[usize::from(s)];
+                if *c == u16::MAX {
+                    *c = sources.len() as u16;
+                    sources.push(table.sources[usize::from(s)].clone());
+                }
+                *c
+            })
+            .collect();
+        let records = crate::standardise::StdTable {
+            kind: table.kind,
+            sources,
+            source,
+            record_id: table.record_id.clone(),
+            columns: Default::default(),
+            raw: Default::default(),
+            stats: Default::default(),
+        };
+        let path = crate::state::standardised_path(out_dir, model.kind);
+        let std = standardised_from(model, &pk, &records, &cols, &path)?;
+        self.std.insert(k.to_string(), std);
+        if !pk.weights.is_empty() {
+            self.pairs.insert(k.to_string(), pk);
+        }
+        Ok(())
+    }
+}
+
+/// Rows `rows` (sorted) of `batches` taken as one, as one-row batches.
+fn rows_of(batches: &[RecordBatch], rows: &[usize]) -> Vec<RecordBatch> {
+    let mut out = Vec::with_capacity(rows.len());
+    let (mut base, mut next) = (0usize, rows.iter().peekable());
+    for b in batches {
+        while let Some(&&r) = next.peek() {
+            if r >= base + b.num_rows() {
+                break;
+            }
+            out.push(b.slice(r - base, 1));
+            next.next();
+        }
+        base += b.num_rows();
+    }
+    out
+}
+
+/// [`KindIndex`] from a kind's records in memory: what [`read_index`] finds in the file.
+fn index_of_run(
+    table: &crate::standardise::StdTable,
+    master_id: &StringArray,
+    groups: &crate::cluster::Groups,
+) -> KindIndex {
+    use rayon::prelude::*;
+    let mut ix = KindIndex::default();
+    // Sources in order of first appearance, as in the master index file.
+    let mut counts = vec![0u64; table.sources.len()];
+    for &s in &table.source {
+        counts[usize::from(s)] += 1;
+    }
+    let mut place = vec![usize::MAX; table.sources.len()];
+    for &s in &table.source {
+        let s = usize::from(s);
+        if place[s] == usize::MAX {
+            place[s] = ix.sources.len();
+            ix.sources.push(table.sources[s].clone());
+            ix.records.push(counts[s]);
+            if ix.sources.len() == table.sources.len() {
+                break;
+            }
+        }
+    }
+    // Per cluster: its size and set of departments.
+    let clusters = groups.start.len().saturating_sub(1);
+    let per: Vec<(u64, u64)> = (0..clusters)
+        .into_par_iter()
+        .map(|c| {
+            let members = groups.members(c);
+            let mut mask = 0u64;
+            for &r in members {
+                let at = place[usize::from(table.source[r as usize])];
+                if at < 64 {
+                    mask |= 1 << at;
+                }
+            }
+            (mask, members.len() as u64)
+        })
+        .collect();
+    let mut by_set: HashMap<u64, u64, Fast> = HashMap::default();
+    let mut sizes: BTreeMap<u64, u64> = BTreeMap::new();
+    for &(mask, size) in &per {
+        *sizes.entry(size).or_default() += 1;
+        *by_set.entry(mask).or_default() += 1;
+    }
+    let floor = tally(&mut ix, sizes, &by_set);
+    let big = per
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, size))| *size >= floor)
+        .filter_map(|(c, &(_, size))| {
+            let members = groups.members(c);
+            let first = *members.first()? as usize;
+            let listed = members
+                .iter()
+                .take(MEMBERS)
+                .map(|&r| {
+                    let r = r as usize;
+                    (
+                        table.sources[usize::from(table.source[r])].clone(),
+                        table.record_id.value(r).to_string(),
+                    )
+                })
+                .collect();
+            Some((master_id.value(first).to_string(), size, listed))
+        });
+    ix.largest = largest(big, floor);
+    ix
+}
 
 /// What the master index says about one kind.
 #[derive(Default)]
@@ -269,35 +479,8 @@ fn read_index(out_dir: &Path) -> Result<BTreeMap<String, KindIndex>> {
     let mut floor_of: HashMap<String, u64> = HashMap::new();
     for (ki, k) in kind_names.iter().enumerate() {
         let Some(ix) = out.get_mut(k) else { continue };
-        let n = ix.sources.len();
-        ix.entities = vec![0; n];
-        ix.in_k = vec![0; n + 1];
-        ix.overlap = vec![vec![0; n]; n];
-        ix.sizes = std::mem::take(&mut sizes[ki]);
-        ix.clusters = ix.sizes.values().sum();
-        for (&m, &count) in &by_set[ki] {
-            let set: Vec<usize> = (0..n.min(64)).filter(|&s| m >> s & 1 == 1).collect();
-            ix.in_k[set.len()] += count;
-            for (x, &a) in set.iter().enumerate() {
-                ix.entities[a] += count;
-                for &b in &set[x..] {
-                    ix.overlap[a][b] += count;
-                    if a != b {
-                        ix.overlap[b][a] += count;
-                    }
-                }
-            }
-        }
-        let mut floor = 0;
-        let mut at_least = 0;
-        for (&size, &count) in ix.sizes.iter().rev() {
-            floor = size;
-            at_least += count;
-            if at_least >= LARGEST as u64 {
-                break;
-            }
-        }
-        floor_of.insert(k.clone(), floor.max(2));
+        let floor = tally(ix, std::mem::take(&mut sizes[ki]), &by_set[ki]);
+        floor_of.insert(k.clone(), floor);
     }
     // The largest clusters and their members: only rows of clusters that large are read.
     let mut wanted_rows = Vec::new();
@@ -348,18 +531,59 @@ fn read_index(out_dir: &Path) -> Result<BTreeMap<String, KindIndex>> {
     }
     for (k, ix) in out.iter_mut() {
         let floor = floor_of.get(k).copied().unwrap_or(u64::MAX);
-        let mut big: Vec<Largest> = groups
-            .remove(k)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(_, (size, _))| *size >= floor)
-            .map(|(m, (size, members))| (m, size, members))
-            .collect();
-        big.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        big.truncate(LARGEST);
-        ix.largest = big;
+        ix.largest = largest(
+            groups
+                .remove(k)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(m, (size, members))| (m, size, members)),
+            floor,
+        );
     }
     Ok(out)
+}
+
+/// Fills a kind's entity counts from its cluster sizes (size -> clusters) and department
+/// sets (bit `s`: a record in source `s` -> clusters); returns the smallest cluster size the
+/// list of largest clusters can hold.
+fn tally(ix: &mut KindIndex, sizes: BTreeMap<u64, u64>, by_set: &HashMap<u64, u64, Fast>) -> u64 {
+    let n = ix.sources.len();
+    ix.entities = vec![0; n];
+    ix.in_k = vec![0; n + 1];
+    ix.overlap = vec![vec![0; n]; n];
+    ix.sizes = sizes;
+    ix.clusters = ix.sizes.values().sum();
+    for (&m, &count) in by_set {
+        let set: Vec<usize> = (0..n.min(64)).filter(|&s| m >> s & 1 == 1).collect();
+        ix.in_k[set.len()] += count;
+        for (x, &a) in set.iter().enumerate() {
+            ix.entities[a] += count;
+            for &b in &set[x..] {
+                ix.overlap[a][b] += count;
+                if a != b {
+                    ix.overlap[b][a] += count;
+                }
+            }
+        }
+    }
+    let mut floor = 0;
+    let mut at_least = 0;
+    for (&size, &count) in ix.sizes.iter().rev() {
+        floor = size;
+        at_least += count;
+        if at_least >= LARGEST as u64 {
+            break;
+        }
+    }
+    floor.max(2)
+}
+
+/// The [`LARGEST`] clusters of at least `floor` records, largest first (ties by master id).
+fn largest(clusters: impl Iterator<Item = Largest>, floor: u64) -> Vec<Largest> {
+    let mut big: Vec<Largest> = clusters.filter(|(_, size, _)| *size >= floor).collect();
+    big.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    big.truncate(LARGEST);
+    big
 }
 
 /// The scored pairs of one kind: every weight, and samples near the match threshold.
@@ -372,65 +596,87 @@ struct KindPairs {
 
 fn read_pairs(out_dir: &Path, models: &ModelFile) -> Result<BTreeMap<String, KindPairs>> {
     let path = out_dir.join("pairs.parquet");
+    let scores =
+        crate::state::read_parquet(&path, Some(&["kind", "match_weight", "match_probability"]))?;
+    // Only the sampled rows' pages are decoded.
+    pairs_from(&scores, &models.models, &path, |rows, cols| {
+        explain::read_parquet_rows(&path, cols, rows)
+    })
+}
+
+/// The pairs' weights and the samples nearest the threshold, from `batches` (at least `kind`,
+/// `match_weight`, `match_probability`, in file order); `fetch` gives the sampled rows (sorted
+/// row numbers) with the columns named.
+fn pairs_from(
+    batches: &[RecordBatch],
+    models: &[Model],
+    path: &Path,
+    fetch: impl FnOnce(&[usize], &[&str]) -> Result<Vec<RecordBatch>>,
+) -> Result<BTreeMap<String, KindPairs>> {
     let mut out: BTreeMap<String, KindPairs> = BTreeMap::new();
-    // Pass 1: weights; the rows nearest the threshold on each side.
-    let mut near: BTreeMap<String, Near> = BTreeMap::new();
+    // Pass 1: weights; the rows nearest the threshold on each side, per model.
+    let mut weights: Vec<Vec<f64>> = vec![Vec::new(); models.len()];
+    let mut near: Vec<[Nearest; 2]> = vec![Default::default(); models.len()];
     let mut row = 0usize;
-    for b in
-        crate::state::read_parquet(&path, Some(&["kind", "match_weight", "match_probability"]))?
-    {
-        let kind = str_col(&b, "kind", &path)?;
+    for b in batches {
+        let kind = str_col(b, "kind", path)?;
         let f = |n: &str| {
             b.column_by_name(n)
                 .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
                 .ok_or_else(|| Error::Schema {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     column: n.into(),
                     message: "missing or not Float64".into(),
                 })
         };
         let (w, p) = (f("match_weight")?, f("match_probability")?);
+        // Rows come in runs of one kind: the model is looked up when the kind changes.
+        let mut last: Option<(&str, Option<usize>)> = None;
         for i in 0..b.num_rows() {
             let k = kind.value(i);
-            let Some(model) = models.models.iter().find(|m| m.kind.as_str() == k) else {
-                continue;
+            let m = match last {
+                Some((lk, m)) if lk == k => m,
+                _ => {
+                    let m = models.iter().position(|m| m.kind.as_str() == k);
+                    last = Some((k, m));
+                    m
+                }
             };
-            out.entry(k.to_string())
-                .or_default()
-                .weights
-                .push(w.value(i));
-            let (above, below) = near.entry(k.to_string()).or_default();
-            let (side, key) = if p.value(i) >= model.match_probability {
-                (above, w.value(i))
+            let Some(m) = m else { continue };
+            let weight = w.value(i);
+            weights[m].push(weight);
+            if p.value(i) >= models[m].match_probability {
+                near[m][0].offer(weight, row + i);
             } else {
-                (below, -w.value(i))
-            };
-            side.push((key, row + i));
-            if side.len() >= 64 * NEAR {
-                keep_smallest(side);
+                near[m][1].offer(-weight, row + i);
             }
         }
         row += b.num_rows();
     }
     let mut want: HashMap<usize, (String, bool)> = HashMap::new();
-    for (k, (mut above, mut below)) in near {
-        keep_smallest(&mut above);
-        keep_smallest(&mut below);
-        for (_, r) in above {
-            want.insert(r, (k.clone(), true));
+    for (m, ([mut above, mut below], weights)) in near.into_iter().zip(weights).enumerate() {
+        if weights.is_empty() {
+            continue;
         }
-        for (_, r) in below {
-            want.insert(r, (k.clone(), false));
+        let k = models[m].kind.as_str();
+        out.entry(k.to_string()).or_default().weights = weights;
+        keep_smallest(&mut above.0);
+        keep_smallest(&mut below.0);
+        for (_, r) in above.0 {
+            want.insert(r, (k.to_string(), true));
+        }
+        for (_, r) in below.0 {
+            want.insert(r, (k.to_string(), false));
         }
     }
     if want.is_empty() {
         return Ok(out);
     }
-    // Pass 2: the sampled rows in full (only their pages are decoded).
+    // Pass 2: the sampled rows in full.
     let mut rows: Vec<usize> = want.keys().copied().collect();
     rows.sort_unstable();
     let mut cols: Vec<String> = Vec::new();
-    for m in &models.models {
+    for m in models {
         for c in explain::pair_columns(m) {
             if !cols.contains(&c) {
                 cols.push(c);
@@ -439,8 +685,8 @@ fn read_pairs(out_dir: &Path, models: &ModelFile) -> Result<BTreeMap<String, Kin
     }
     let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
     let mut at = 0usize;
-    for b in explain::read_parquet_rows(&path, &refs, &rows)? {
-        for m in &models.models {
+    for b in fetch(&rows, &refs)? {
+        for m in models {
             let k = m.kind.as_str();
             let mut sides = Vec::new();
             let got = explain::stored_pairs(m, &b, |i, kind, _, _| {
@@ -471,6 +717,25 @@ fn read_pairs(out_dir: &Path, models: &ModelFile) -> Result<BTreeMap<String, Kin
             .sort_by(|a, b| b.match_weight.total_cmp(&a.match_weight));
     }
     Ok(out)
+}
+
+/// The [`NEAR`] rows of smallest key (ties by row) among those offered in row order; rows
+/// that cannot make it are turned away without being stored.
+#[derive(Default, Clone)]
+struct Nearest(Vec<(f64, usize)>, Option<f64>);
+
+impl Nearest {
+    fn offer(&mut self, key: f64, row: usize) {
+        // A later row ties with a kept one only to lose.
+        if self.1.is_some_and(|cut| key.total_cmp(&cut).is_ge()) {
+            return;
+        }
+        self.0.push((key, row));
+        if self.0.len() >= 64 * NEAR {
+            keep_smallest(&mut self.0);
+            self.1 = self.0.last().map(|&(k, _)| k);
+        }
+    }
 }
 
 /// Keeps the `NEAR` entries with the smallest key (ties by row).
@@ -530,8 +795,73 @@ struct Standardised {
     below: Vec<Waterfall>,
 }
 
-fn standardised(out_dir: &Path, model: &Model, pk: &KindPairs) -> Result<Option<Standardised>> {
-    let canonical: &[&str] = match model.kind {
+/// A kind's standardised columns as the report reads them: bytes from the state file (looked
+/// at as text only where a value is shown) or the run's own text columns.
+enum Cols {
+    Bytes(BTreeMap<String, arrow_array::BinaryArray>),
+    Text(BTreeMap<String, StringArray>),
+}
+
+impl Cols {
+    fn get(&self, name: &str) -> Option<&dyn Array> {
+        match self {
+            Cols::Bytes(m) => m.get(name).map(|a| a as &dyn Array),
+            Cols::Text(m) => m.get(name).map(|a| a as &dyn Array),
+        }
+    }
+
+    fn names(&self) -> Vec<&String> {
+        match self {
+            Cols::Bytes(m) => m.keys().collect(),
+            Cols::Text(m) => m.keys().collect(),
+        }
+    }
+
+    /// Column `name` (at `rows`, or whole) as text; `None` when there is no such column.
+    fn text(
+        &self,
+        name: &str,
+        rows: Option<&arrow_array::UInt32Array>,
+        not_text: &dyn Fn(&str) -> Error,
+    ) -> Result<Option<StringArray>> {
+        let taken = |col: &dyn Array| -> Result<arrow_array::ArrayRef> {
+            match rows {
+                Some(r) => arrow_select::take::take(col, r, None).map_err(|_| not_text(name)),
+                None => Ok(arrow_array::make_array(col.to_data())),
+            }
+        };
+        match self {
+            Cols::Bytes(m) => {
+                let Some(col) = m.get(name) else {
+                    return Ok(None);
+                };
+                let col = taken(col)?
+                    .as_any()
+                    .downcast_ref::<arrow_array::BinaryArray>()
+                    .cloned()
+                    .ok_or_else(|| not_text(name))?;
+                StringArray::try_from_binary(col)
+                    .map(Some)
+                    .map_err(|_| not_text(name))
+            }
+            Cols::Text(m) => {
+                let Some(col) = m.get(name) else {
+                    return Ok(None);
+                };
+                taken(col)?
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .cloned()
+                    .map(Some)
+                    .ok_or_else(|| not_text(name))
+            }
+        }
+    }
+}
+
+/// The standardised columns the report looks at, for a kind's model.
+fn report_columns(model: &Model) -> (Vec<&'static str>, Vec<String>) {
+    let canonical: &[&'static str] = match model.kind {
         EntityKind::Person => &[
             "name",
             "id_number",
@@ -562,6 +892,11 @@ fn standardised(out_dir: &Path, model: &Model, pk: &KindPairs) -> Result<Option<
         }
     }
     want.extend(["id_number_valid".to_string(), "uscc_valid".to_string()]);
+    (canonical.to_vec(), want)
+}
+
+fn standardised(out_dir: &Path, model: &Model, pk: &KindPairs) -> Result<Option<Standardised>> {
+    let (_, want) = report_columns(model);
     let refs: Vec<&str> = want.iter().map(String::as_str).collect();
     // Nulls are counted over every record, values looked at for the sampled pairs only: the
     // columns come as bytes, and only those records' values are read and checked as text.
@@ -569,40 +904,68 @@ fn standardised(out_dir: &Path, model: &Model, pk: &KindPairs) -> Result<Option<
     else {
         return Ok(None);
     };
+    let path = crate::state::standardised_path(out_dir, model.kind);
+    standardised_from(model, pk, &table, &Cols::Bytes(bytes), &path).map(Some)
+}
+
+/// [`Standardised`] from a kind's records (`table`: sources and record ids) and its columns.
+fn standardised_from(
+    model: &Model,
+    pk: &KindPairs,
+    table: &crate::standardise::StdTable,
+    bytes: &Cols,
+    path: &Path,
+) -> Result<Standardised> {
+    let (canonical, _) = report_columns(model);
     let mut fields: Vec<String> = canonical
         .iter()
         .map(|s| s.to_string())
-        .filter(|f| bytes.contains_key(f))
+        .filter(|f| bytes.get(f).is_some())
         .collect();
     for c in &model.comparisons {
-        if !fields.contains(&c.spec.field) && bytes.contains_key(&c.spec.field) {
+        if !fields.contains(&c.spec.field) && bytes.get(&c.spec.field).is_some() {
             fields.push(c.spec.field.clone());
         }
     }
     let ns = table.sources.len();
-    let mut records = vec![0u64; ns];
-    let mut nulls = vec![vec![0u64; fields.len()]; ns];
-    for &s in &table.source {
-        records[s as usize] += 1;
+    // Records come in runs of one source (sorted by source, as a rule): nulls are counted a
+    // run at a time over the columns' validity bits.
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, &s) in table.source.iter().enumerate() {
+        match runs.last_mut() {
+            Some((rs, _, len)) if *rs == usize::from(s) => *len += 1,
+            _ => runs.push((usize::from(s), i, 1)),
+        }
     }
+    let valid_bits = |col: &dyn Array| -> arrow_buffer::BooleanBuffer {
+        match col.logical_nulls() {
+            Some(n) => n.into_inner(),
+            None => arrow_buffer::BooleanBuffer::new_set(col.len()),
+        }
+    };
+    let per_source = |bits: &arrow_buffer::BooleanBuffer| -> Vec<u64> {
+        let mut n = vec![0u64; ns];
+        for &(s, from, len) in &runs {
+            n[s] += bits.slice(from, len).count_set_bits() as u64;
+        }
+        n
+    };
+    let mut records = vec![0u64; ns];
+    for &(s, _, len) in &runs {
+        records[s] += len as u64;
+    }
+    let mut nulls = vec![vec![0u64; fields.len()]; ns];
     for (f, name) in fields.iter().enumerate() {
         if let Some(col) = bytes.get(name) {
-            for i in 0..table.len() {
-                if col.is_null(i) {
-                    nulls[table.source[i] as usize][f] += 1;
-                }
+            for (s, valid) in per_source(&valid_bits(col)).into_iter().enumerate() {
+                nulls[s][f] = records[s] - valid;
             }
         }
     }
+    // Values present whose check failed: valid raw bits without valid check bits.
     let invalid = |raw: &str, valid: &str| -> Option<Vec<u64>> {
         let (r, v) = (bytes.get(raw)?, bytes.get(valid)?);
-        let mut n = vec![0u64; ns];
-        for i in 0..table.len() {
-            if r.is_valid(i) && v.is_null(i) {
-                n[table.source[i] as usize] += 1;
-            }
-        }
-        Some(n)
+        Some(per_source(&(&valid_bits(r) & &!&valid_bits(v))))
     };
     let (bad_id, bad_uscc) = (
         invalid("id_number", "id_number_valid"),
@@ -623,7 +986,7 @@ fn standardised(out_dir: &Path, model: &Model, pk: &KindPairs) -> Result<Option<
     let specs: Vec<_> = model.comparisons.iter().map(|c| c.spec.clone()).collect();
     let (mut above, mut below) = (Vec::new(), Vec::new());
     let mut idx: HashMap<(&str, &str), usize> = HashMap::new();
-    let wanted: HashSet<(&str, &str)> = pk
+    let wanted: HashSet<(&str, &str), Fast> = pk
         .above
         .iter()
         .chain(&pk.below)
@@ -649,22 +1012,9 @@ fn standardised(out_dir: &Path, model: &Model, pk: &KindPairs) -> Result<Option<
     let at = |i: usize| picked.binary_search(&i).ok();
     let indices = arrow_array::UInt32Array::from_iter_values(picked.iter().map(|&i| i as u32));
     let not_text = |name: &str| Error::Read {
-        path: crate::state::standardised_path(out_dir, model.kind),
+        path: path.to_path_buf(),
         message: format!("column {name}: not UTF-8 text"),
     };
-    let text =
-        |name: &str, col: &arrow_array::BinaryArray, rows: Option<&arrow_array::UInt32Array>| {
-            let col = match rows {
-                Some(r) => arrow_select::take::take(col, r, None).map_err(|_| not_text(name))?,
-                None => std::sync::Arc::new(col.clone()),
-            };
-            let col = col
-                .as_any()
-                .downcast_ref::<arrow_array::BinaryArray>()
-                .cloned()
-                .ok_or_else(|| not_text(name))?;
-            StringArray::try_from_binary(col).map_err(|_| not_text(name))
-        };
     let mut few = crate::standardise::StdTable {
         kind: table.kind,
         sources: table.sources.clone(),
@@ -677,19 +1027,19 @@ fn standardised(out_dir: &Path, model: &Model, pk: &KindPairs) -> Result<Option<
         raw: Default::default(),
         stats: Default::default(),
     };
-    for (name, col) in &bytes {
-        few.columns
-            .insert(name.clone(), text(name, col, Some(&indices))?);
+    for name in bytes.names() {
+        if let Some(col) = bytes.text(name, Some(&indices), &not_text)? {
+            few.columns.insert(name.clone(), col);
+        }
     }
     // Term frequencies are shares among every record's values.
     let mut tfs = Vec::with_capacity(model.comparisons.len());
     for c in &model.comparisons {
-        tfs.push(match bytes.get(&c.spec.field) {
-            Some(col) if c.spec.term_frequency => Some(crate::score::tf::TermFrequencies::of(
-                &text(&c.spec.field, col, None)?,
-                &picked,
-            )),
-            _ => None,
+        tfs.push(match c.spec.term_frequency {
+            true => bytes
+                .text(&c.spec.field, None, &not_text)?
+                .map(|col| crate::score::tf::TermFrequencies::of(&col, &picked)),
+            false => None,
         });
     }
     if let Ok(comparators) = crate::compare::comparators_for(&few, &specs, None) {
@@ -708,12 +1058,12 @@ fn standardised(out_dir: &Path, model: &Model, pk: &KindPairs) -> Result<Option<
             }
         }
     }
-    Ok(Some(Standardised {
+    Ok(Standardised {
         fields,
         rows,
         above,
         below,
-    }))
+    })
 }
 
 /// Precision, recall and F1 of the scored pairs by match-weight threshold, per kind.

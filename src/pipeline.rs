@@ -127,6 +127,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     // Each kind's rows are written as soon as they are ready and then freed: memory holds
     // one kind's working set, not every output of the run.
     let mut files = output::RunFiles::create(&out, &level_fields)?;
+    let mut facts = crate::html::RunFacts::default();
     let pairs_path = out.file("pairs.parquet");
     for raw in loaded.tables {
         let kp = plan.kind(raw.kind).ok_or_else(|| Error::Data {
@@ -298,6 +299,19 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             (model.review_probability, model.match_probability),
             &pairs_path,
         )?;
+        // What the report needs from these records and pairs, while they are in memory.
+        let (noted, secs) = p.stage(&format!("{k}: report facts"), || {
+            facts.add_kind(
+                &model,
+                &table,
+                &mi.master_id,
+                &clusters.groups,
+                &pairs,
+                out.dir(),
+            )
+        });
+        noted?;
+        stage("report facts", k, secs, output::rows(&pairs));
         let review_pairs = output::rows(&review);
         let candidate_pairs = cands.len() as u64;
         let blocking = std::mem::take(&mut cands.stats);
@@ -435,7 +449,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
     }
     if let Some(dir) = out.file("report.html").parent() {
-        crate::html::write_report(dir, &crate::html::ReportOptions::default())?;
+        crate::html::write_report_with(dir, &crate::html::ReportOptions::default(), Some(facts))?;
     }
     out.commit()?;
     Ok(summary)

@@ -196,3 +196,16 @@ fn explain_says_a_non_candidate_pair_was_not_compared_and_names_the_missed_rules
     assert_eq!(code, 1);
     assert!(stderr.contains("not in"), "{stderr}");
 }
+
+#[test]
+fn the_report_a_run_writes_from_memory_equals_the_one_read_back_from_its_files() {
+    let out = demo_with_standardised();
+    let written = std::fs::read_to_string(out.join("report.html")).expect("report.html");
+    let reread = yiku::html::render(out, &yiku::html::ReportOptions::default()).expect("render");
+    // The footers say where the figures came from and how long the page took.
+    let body = |html: &str| html.split("<footer>").next().unwrap_or_default().to_string();
+    assert!(written.contains("from its records in memory"));
+    assert!(reread.contains("from the files of"));
+    assert!(body(&written).len() > 10_000);
+    assert_eq!(body(&written), body(&reread));
+}
