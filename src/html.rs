@@ -4,10 +4,12 @@
 //! weights, the clusters, explanations of pairs near the threshold and, with a truth file,
 //! precision and recall by threshold.
 //!
-//! It reads only the run's output folder. Personal data (names, ID numbers, phones,
-//! addresses, every record value) is masked unless [`ReportOptions::show_pii`] is set.
-//! Cost: one streaming pass over `master_index.parquet` and two over `pairs.parquet`
-//! (a few columns each); the page holds samples and capped tables only.
+//! `yiku report` reads only the run's output folder; a run hands over what it gathered from
+//! memory ([`RunFacts`]) so as not to read its own big files back, and the page is the same.
+//! Personal data (names, ID numbers, phones, addresses, every record value) is masked unless
+//! [`ReportOptions::show_pii`] is set. Cost from the files: one streaming pass over
+//! `master_index.parquet` and two over `pairs.parquet` (a few columns each), the standardised
+//! records' validity bits; the page holds samples and capped tables only.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;

@@ -21,7 +21,7 @@
 //! | 7 master | [`master`] | cluster labels, previous run | [`master::MasterIndex`]: every record once, stable master ids, lineage events |
 //! | 7b golden | [`golden`] | records + master ids | one golden record per master id, each value with its source record |
 //! | 8 report | [`report`] | every stage's counts | `run.json`, evaluation against a truth file |
-//! | 8b html | [`html`] | the run's output files | `report.html`: the auditor's self-contained report, pairs near the threshold explained ([`score::explain`]) |
+//! | 8b html | [`html`] | the run's output files, or the same facts from memory at the end of a run | `report.html`: the auditor's self-contained report, pairs near the threshold explained ([`score::explain`]) |
 //!
 //! Around them: [`config`] (the job file and presets), [`output`] (atomic output folder),
 //! [`state`] (what a run keeps for the next: standardised records and links),
