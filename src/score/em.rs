@@ -62,6 +62,9 @@ pub fn estimate_u(
             pairs.push((a.min(b), a.max(b)));
         }
     }
+    // Counts do not depend on the order pairs are compared in: in record order, the left
+    // records are read front to back instead of at random.
+    pairs.sort_unstable();
     let w = comparators.len();
     let counts: Vec<Vec<u64>> = pairs
         .par_chunks(8192)
