@@ -35,6 +35,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    yiku::mem::reuse_freed_blocks();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run(a) => cmd::run::run(a, cli.quiet),

@@ -15,3 +15,20 @@ pub fn prefetch<T>(p: &T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
 }
+
+/// Blocks up to this size come from the allocator's heaps rather than from their own `mmap`.
+pub const HEAP_BLOCKS_UP_TO: usize = 32 << 20;
+
+/// Tells glibc's allocator to serve blocks up to [`HEAP_BLOCKS_UP_TO`] from its heaps, where
+/// freed memory is reused, instead of mapping each one afresh. Stages allocate and free many
+/// column buffers of a few MB; mapped ones come back as new pages that the kernel faults in
+/// and zeroes one by one. Measured on the 2M-record benchmark: system time 1.4 -> 1.15 s,
+/// wall -0.15 s, peak memory unchanged. Elsewhere (musl, other systems) it does nothing.
+pub fn reuse_freed_blocks() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only changes a setting of the allocator; it may be called at any
+    // time, and a refused setting (return value 0) leaves the default in place.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, HEAP_BLOCKS_UP_TO as libc::c_int);
+    }
+}
