@@ -75,7 +75,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     let run = master::Previous::next_run(previous.as_ref());
     let run_id = format!("R{run:06}");
     let target = opts.output.clone().unwrap_or_else(|| plan.output.clone());
-    let out = OutputDir::create(&target)?;
+    let out = OutputDir::create(&target, plan.compression)?;
     let mut stages = Vec::new();
     let mut stage = |name: &str, kind: &str, secs: f64, count: u64| {
         stages.push(StageStats {
@@ -348,6 +348,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             let mut file = output::ParallelWriter::create(
                 &out.file(&golden_file),
                 &golden::schema(&table, kp, &job_sources),
+                out.compression,
             )?;
             let rows = golden::golden_records(
                 &table,
@@ -395,18 +396,21 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         let ev = output::events_batch(&run_id, &events)
             .map_err(|e| Error::write(out.file("events.parquet"), e))?;
         files.close()?;
-        output::write_parquets(&[
-            (
-                out.file("quarantine.parquet"),
-                output::quarantine_schema(),
-                std::slice::from_ref(&q),
-            ),
-            (
-                out.file("events.parquet"),
-                output::events_schema(),
-                std::slice::from_ref(&ev),
-            ),
-        ])?;
+        output::write_parquets(
+            &[
+                (
+                    out.file("quarantine.parquet"),
+                    output::quarantine_schema(),
+                    std::slice::from_ref(&q),
+                ),
+                (
+                    out.file("events.parquet"),
+                    output::events_schema(),
+                    std::slice::from_ref(&ev),
+                ),
+            ],
+            out.compression,
+        )?;
         output::write_json(
             &out.file("model.json"),
             &ModelFile {

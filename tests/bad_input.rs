@@ -275,3 +275,27 @@ fn memory_limit_is_read_and_checked_before_the_run() {
     let (code, _, err) = yiku(&["-q", "run", &ok.display().to_string()]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn compression_names_the_codecs_it_takes_and_each_one_reads_back() {
+    let d = scratch("bad-compression");
+    let rows: String = (0..200).map(|i| format!("{i},张{i},\n")).collect();
+    std::fs::write(d.join("a.csv"), format!("编号,姓名,身份证号\n{rows}")).expect("csv");
+    let err = run_fails(&job(&d, &csv_source("a.csv"), "compression = \"gzip\""));
+    assert!(
+        err.contains("compression") && err.contains("snappy") && err.contains("zstd"),
+        "{err}"
+    );
+    for codec in ["snappy", "zstd", "lz4", "none"] {
+        let ok = job(&d, &csv_source("a.csv"), &format!("compression = \"{codec}\""));
+        let (code, _, err) = yiku(&["-q", "run", &ok.display().to_string()]);
+        assert_eq!(code, 0, "{codec}: {err}");
+        let index = d.join("out/master_index.parquet");
+        let rows: usize = yiku::state::read_parquet(&index, None)
+            .expect("master index reads back")
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        assert_eq!(rows, 200, "{codec}");
+    }
+}

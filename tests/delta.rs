@@ -114,7 +114,13 @@ fn write_changes(plan: &yiku::Plan, source: &str, rows: &[Row], dir: &Path) {
     }
     let batch = RecordBatch::try_from_iter(cols).expect("batch");
     let file = dir.join(src.path.file_name().expect("file name"));
-    yiku::output::write_parquet(&file, batch.schema(), &[batch]).expect("write");
+    yiku::output::write_parquet(
+        &file,
+        batch.schema(),
+        &[batch],
+        yiku::config::Compression::default(),
+    )
+    .expect("write");
 }
 
 #[test]

@@ -203,7 +203,12 @@ fn the_report_a_run_writes_from_memory_equals_the_one_read_back_from_its_files()
     let written = std::fs::read_to_string(out.join("report.html")).expect("report.html");
     let reread = yiku::html::render(out, &yiku::html::ReportOptions::default()).expect("render");
     // The footers say where the figures came from and how long the page took.
-    let body = |html: &str| html.split("<footer>").next().unwrap_or_default().to_string();
+    let body = |html: &str| {
+        html.split("<footer>")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
     assert!(written.contains("from its records in memory"));
     assert!(reread.contains("from the files of"));
     assert!(body(&written).len() > 10_000);

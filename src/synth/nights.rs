@@ -16,7 +16,7 @@ use std::path::Path;
 
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
 
-use crate::config::Plan;
+use crate::config::{Compression, Plan};
 use crate::error::{Error, Result};
 
 /// Records per part of a split.
@@ -165,13 +165,20 @@ pub fn split_nights(dir: &Path, fraction: f64, seed: u64) -> Result<NightsSummar
             &night1.join(file),
             schema.clone(),
             &[filter(&first_night, &keep1)?],
+            Compression::Zstd,
         )?;
         crate::output::write_parquet(
             &delta.join(file),
             schema.clone(),
             &[filter(&batch, &keep_delta)?],
+            Compression::Zstd,
         )?;
-        crate::output::write_parquet(&fin.join(file), schema, &[filter(&batch, &keep_final)?])?;
+        crate::output::write_parquet(
+            &fin.join(file),
+            schema,
+            &[filter(&batch, &keep_final)?],
+            Compression::Zstd,
+        )?;
     }
     std::fs::write(delta.join(crate::load::DELETIONS_FILE), deletions)
         .map_err(io(&delta.join(crate::load::DELETIONS_FILE)))?;
@@ -203,7 +210,7 @@ pub fn split_nights(dir: &Path, fraction: f64, seed: u64) -> Result<NightsSummar
                 out.push(filter(b, &keep)?);
             }
             if let Some(b) = batches.first() {
-                crate::output::write_parquet(&d.join(truth), b.schema(), &out)?;
+                crate::output::write_parquet(&d.join(truth), b.schema(), &out, Compression::Zstd)?;
             }
         }
     }
