@@ -14,7 +14,6 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
 use std::collections::HashMap;
 
@@ -237,52 +236,30 @@ pub fn golden_records(
                     _ => col.clone(),
                 };
                 let authority = |i: usize| rank[source[i] as usize];
-                // Clusters in parallel chunks too: fields differ in cost.
-                let parts: Vec<[StringArray; 3]> = (0..clusters.len())
-                    .collect::<Vec<_>>()
-                    .par_chunks(16384)
-                    .map(|ks| {
-                        let (mut v, mut s, mut r) = (
-                            StringBuilder::with_capacity(ks.len(), ks.len() * 24),
-                            StringBuilder::with_capacity(ks.len(), ks.len() * 16),
-                            StringBuilder::with_capacity(ks.len(), ks.len() * 12),
-                        );
-                        for &k in ks {
-                            match pick(&col, updated.as_ref(), &authority, members_of(k), rule) {
-                                Some(i) => {
-                                    v.append_value(if shown.is_valid(i) {
-                                        shown.value(i).trim()
-                                    } else {
-                                        col.value(i)
-                                    });
-                                    s.append_value(&table.sources[source[i] as usize]);
-                                    r.append_value(record_id.value(i));
-                                }
-                                None => {
-                                    v.append_null();
-                                    s.append_null();
-                                    r.append_null();
-                                }
-                            }
-                        }
-                        [v.finish(), s.finish(), r.finish()]
+                // The surviving member of each cluster (a row of the block), clusters in
+                // parallel chunks too: fields differ in cost.
+                let picks: Vec<Option<u32>> = (0..clusters.len())
+                    .into_par_iter()
+                    .with_min_len(4096)
+                    .map(|k| {
+                        pick(&col, updated.as_ref(), &authority, members_of(k), rule)
+                            .map(|i| i as u32)
                     })
                     .collect();
-                (0..3)
-                    .map(|k| {
-                        let arrays: Vec<&dyn Array> =
-                            parts.iter().map(|p| &p[k] as &dyn Array).collect();
-                        let one = match arrays.len() {
-                            0 => return Ok(StringArray::new_null(0)),
-                            1 => return Ok(parts[0][k].clone()),
-                            _ => arrow_select::concat::concat(&arrays)?,
-                        };
-                        one.as_any()
-                            .downcast_ref::<StringArray>()
-                            .cloned()
-                            .ok_or_else(|| arrow_schema::ArrowError::CastError("not text".into()))
-                    })
-                    .collect()
+                let value = |i: usize| {
+                    if shown.is_valid(i) {
+                        shown.value(i).trim()
+                    } else {
+                        col.value(i)
+                    }
+                };
+                let from_source = |i: usize| table.sources[source[i] as usize].as_str();
+                let from_record = |i: usize| record_id.value(i);
+                Ok(vec![
+                    text_at(&picks, value)?,
+                    text_at(&picks, from_source)?,
+                    text_at(&picks, from_record)?,
+                ])
             })
             .collect();
         for arrays in per_field {
@@ -363,6 +340,36 @@ fn pick(
             with_value().min_by_key(|&i| (std::cmp::Reverse(stamp(i)), authority(i), i))
         }
     }
+}
+
+/// Text of `value(i)` for each `Some(i)` of `picks`, null for `None`: one pass for the sizes,
+/// one to copy, no builder growing or concatenating.
+fn text_at<'a>(
+    picks: &[Option<u32>],
+    value: impl Fn(usize) -> &'a str,
+) -> Result<StringArray, arrow_schema::ArrowError> {
+    let overflow = |n: usize| arrow_schema::ArrowError::OffsetOverflowError(n);
+    let mut offsets: Vec<i32> = Vec::with_capacity(picks.len() + 1);
+    offsets.push(0);
+    let mut len = 0usize;
+    for p in picks {
+        if let Some(i) = p {
+            len += value(*i as usize).len();
+        }
+        offsets.push(i32::try_from(len).map_err(|_| overflow(len))?);
+    }
+    let mut bytes: Vec<u8> = Vec::with_capacity(len);
+    for &i in picks.iter().flatten() {
+        bytes.extend_from_slice(value(i as usize).as_bytes());
+    }
+    let nulls = picks
+        .iter()
+        .any(Option::is_none)
+        .then(|| arrow_buffer::NullBuffer::from_iter(picks.iter().map(Option::is_some)));
+    let offsets = arrow_buffer::OffsetBuffer::new(offsets.into());
+    // SAFETY: the bytes are whole `&str` values one after another, and the offsets mark
+    // exactly where each starts and ends (a null's value is empty).
+    Ok(unsafe { StringArray::new_unchecked(offsets, bytes.into(), nulls) })
 }
 
 /// The values of `col` at `rows`, in that order: what `take` does, with the memory of rows

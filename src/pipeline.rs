@@ -281,7 +281,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         let (mi, secs) = p.stage(&format!("{k}: master index"), || {
             master::master_index(&table, &clusters, previous.as_ref(), run)
         });
-        let mi = mi?;
+        let mut mi = mi?;
         stage("master", k, secs, mi.clusters);
 
         let rule_names: Vec<String> = kp.blocking.iter().map(|r| block::rule_name(r)).collect();
@@ -364,7 +364,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
         golden?;
         stage("golden", k, secs, mi.clusters);
-        events.extend(mi.events.iter().map(|e| (k, e.clone())));
+        events.extend(std::mem::take(&mut mi.events).into_iter().map(|e| (k, e)));
         let (written, secs) = p.stage(&format!("{k}: write master index"), || -> Result<u64> {
             files.write_master(&table, &mi.master_id, &mi.cluster_size)
         });
