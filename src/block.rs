@@ -218,51 +218,83 @@ pub fn block(
             stats.push(st);
         }
     }
-    // Phase 2: pairs per rule, minus those an earlier rule found.
+    // Phase 2: pairs per rule, minus those an earlier rule found. A pair's check reads every
+    // rule's key of both records: laid out record by record, those are one cache line per
+    // record instead of one per rule.
+    // A pair's check reads both records' source and every rule's key: laid out record by
+    // record, [source, keys...], those are a cache line or two per record instead of one per
+    // rule.
+    let width = keys.len() + 1;
+    let mut rows = vec![0u64; n * width];
+    const ROWS: usize = 1 << 12;
+    rows.par_chunks_mut(width * ROWS)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            for (j, row) in chunk.chunks_mut(width).enumerate() {
+                let i = c * ROWS + j;
+                row[0] = u64::from(table.source[i]);
+                for (slot, k) in row[1..].iter_mut().zip(&keys) {
+                    *slot = k[i];
+                }
+            }
+        });
+    drop(keys);
+    let row_of = |i: u32| {
+        let at = i as usize * width;
+        &rows[at..at + width]
+    };
     let mut all: Vec<(u32, u32, u8, u32)> = Vec::new();
     for (r, runs) in blocks_of.iter().enumerate() {
         let order = &order_of[r];
-        let earlier = &keys[..r];
-        let keys = &keys;
-        let found: Vec<(u32, u32, u8, u32)> = runs
-            .par_iter()
-            .flat_map_iter(|&(s, e)| {
-                let members = &order[s..e];
+        // Blocks a thousand at a time: most hold two records, too little work for a task.
+        let found: Vec<Vec<(u32, u32, u8, u32)>> = runs
+            .par_chunks(1024)
+            .map(|some| {
                 let mut out = Vec::new();
-                for (x, &a) in members.iter().enumerate() {
-                    for &b in &members[x + 1..] {
-                        let (a, b) = (a.min(b), a.max(b));
-                        if focus.is_some() && !focused(a) && !focused(b) {
-                            continue;
+                for (z, &(s, e)) in some.iter().enumerate() {
+                    // The records of a block a few blocks on, asked for ahead of use.
+                    if let Some(&(s2, e2)) = some.get(z + 8) {
+                        for &m in &order[s2..e2.min(s2 + 4)] {
+                            crate::mem::prefetch(&rows[m as usize * width]);
                         }
-                        let same = table.source[a as usize] == table.source[b as usize];
-                        let wanted = match mode {
-                            Mode::Dedupe => same,
-                            Mode::Link => !same,
-                            Mode::Both => true,
-                        };
-                        let seen = earlier.iter().any(|k| {
-                            let ka = k[a as usize];
-                            ka != 0 && ka == k[b as usize]
-                        });
-                        if wanted && !seen {
-                            let agree = keys.iter().enumerate().fold(0u32, |m, (q, k)| {
-                                let ka = k[a as usize];
-                                if ka != 0 && ka == k[b as usize] {
-                                    m | 1 << q
-                                } else {
-                                    m
-                                }
-                            });
-                            out.push((a, b, r as u8, agree));
+                    }
+                    let members = &order[s..e];
+                    for (x, &a) in members.iter().enumerate() {
+                        for &b in &members[x + 1..] {
+                            let (a, b) = (a.min(b), a.max(b));
+                            if focus.is_some() && !focused(a) && !focused(b) {
+                                continue;
+                            }
+                            let (ra, rb) = (row_of(a), row_of(b));
+                            let same = ra[0] == rb[0];
+                            let wanted = match mode {
+                                Mode::Dedupe => same,
+                                Mode::Link => !same,
+                                Mode::Both => true,
+                            };
+                            if !wanted {
+                                continue;
+                            }
+                            let (ka, kb) = (&ra[1..], &rb[1..]);
+                            // Bit q: the two records share rule q's key.
+                            let agree =
+                                ka.iter().zip(kb).enumerate().fold(0u32, |m, (q, (x, y))| {
+                                    if *x != 0 && x == y { m | 1 << q } else { m }
+                                });
+                            // Found by an earlier rule already.
+                            if agree & ((1u32 << r) - 1) == 0 {
+                                out.push((a, b, r as u8, agree));
+                            }
                         }
                     }
                 }
                 out
             })
             .collect();
-        stats[r].pairs = found.len() as u64;
-        all.extend(found);
+        stats[r].pairs = found.iter().map(|f| f.len() as u64).sum();
+        for f in found {
+            all.extend(f);
+        }
     }
     all.par_sort_unstable();
     let mut c = Candidates {

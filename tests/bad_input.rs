@@ -287,7 +287,11 @@ fn compression_names_the_codecs_it_takes_and_each_one_reads_back() {
         "{err}"
     );
     for codec in ["snappy", "zstd", "lz4", "none"] {
-        let ok = job(&d, &csv_source("a.csv"), &format!("compression = \"{codec}\""));
+        let ok = job(
+            &d,
+            &csv_source("a.csv"),
+            &format!("compression = \"{codec}\""),
+        );
         let (code, _, err) = yiku(&["-q", "run", &ok.display().to_string()]);
         assert_eq!(code, 0, "{codec}: {err}");
         let index = d.join("out/master_index.parquet");
