@@ -1,5 +1,7 @@
 //! Memory helpers the stages share.
 
+use arrow_array::{Array, StringArray};
+
 /// Hints the processor to fetch the cache line at `p` ahead of use; nothing else. Stages that
 /// read records in an order unrelated to their layout (a pair's right-hand record, a cluster's
 /// members) ask for rows a few steps ahead, so that the waits on memory overlap.
@@ -30,5 +32,121 @@ pub fn reuse_freed_blocks() {
     // time, and a refused setting (return value 0) leaves the default in place.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, HEAP_BLOCKS_UP_TO as libc::c_int);
+    }
+}
+
+/// Text of `value(i)` for each `Some(i)` of `picks`, null for `None`: one pass for the sizes,
+/// one to copy, no builder growing or concatenating.
+pub fn text_at<'a>(
+    picks: &[Option<u32>],
+    value: impl Fn(usize) -> &'a str,
+) -> Result<StringArray, arrow_schema::ArrowError> {
+    let overflow = |n: usize| arrow_schema::ArrowError::OffsetOverflowError(n);
+    let mut offsets: Vec<i32> = Vec::with_capacity(picks.len() + 1);
+    offsets.push(0);
+    let mut len = 0usize;
+    for p in picks {
+        if let Some(i) = p {
+            len += value(*i as usize).len();
+        }
+        offsets.push(i32::try_from(len).map_err(|_| overflow(len))?);
+    }
+    let mut bytes: Vec<u8> = Vec::with_capacity(len);
+    for &i in picks.iter().flatten() {
+        bytes.extend_from_slice(value(i as usize).as_bytes());
+    }
+    let nulls = picks
+        .iter()
+        .any(Option::is_none)
+        .then(|| arrow_buffer::NullBuffer::from_iter(picks.iter().map(Option::is_some)));
+    let offsets = arrow_buffer::OffsetBuffer::new(offsets.into());
+    // SAFETY: the bytes are whole `&str` values one after another, and the offsets mark
+    // exactly where each starts and ends (a null's value is empty).
+    Ok(unsafe { StringArray::new_unchecked(offsets, bytes.into(), nulls) })
+}
+
+/// The values of `col` at `rows`, in that order: what `take` does, with the memory of rows
+/// further on requested ahead of time. The rows of a block lie all over the table, and a
+/// plain gather waits on memory twice per value (its offsets, then its bytes).
+pub fn gather(col: &StringArray, rows: &[u32]) -> Result<StringArray, arrow_schema::ArrowError> {
+    const AHEAD: usize = 16;
+    let offsets = col.value_offsets();
+    let data = col.value_data();
+    let span = |r: u32| {
+        let r = r as usize;
+        match (offsets.get(r), offsets.get(r + 1)) {
+            (Some(&s), Some(&e)) => Ok((s as usize, e as usize)),
+            _ => Err(arrow_schema::ArrowError::InvalidArgumentError(format!(
+                "row {r} out of {}",
+                col.len()
+            ))),
+        }
+    };
+    let mut spans = Vec::with_capacity(rows.len());
+    for (k, &r) in rows.iter().enumerate() {
+        if let Some(o) = rows
+            .get(k + 2 * AHEAD)
+            .and_then(|&a| offsets.get(a as usize))
+        {
+            prefetch(o);
+        }
+        spans.push(span(r)?);
+    }
+    let total: usize = spans.iter().map(|&(s, e)| e - s).sum();
+    let mut values: Vec<u8> = Vec::with_capacity(total);
+    let mut out: Vec<i32> = Vec::with_capacity(rows.len() + 1);
+    out.push(0);
+    for (k, &(s, e)) in spans.iter().enumerate() {
+        if let Some(b) = spans.get(k + AHEAD).and_then(|&(a, _)| data.get(a)) {
+            prefetch(b);
+        }
+        values.extend_from_slice(data.get(s..e).unwrap_or_default());
+        out.push(
+            i32::try_from(values.len())
+                .map_err(|_| arrow_schema::ArrowError::OffsetOverflowError(values.len()))?,
+        );
+    }
+    let nulls = col
+        .nulls()
+        .map(|n| arrow_buffer::NullBuffer::from_iter(rows.iter().map(|&r| n.is_valid(r as usize))));
+    let offsets = arrow_buffer::OffsetBuffer::new(out.into());
+    // SAFETY: the values are whole values of a valid string array, one after another, and
+    // the offsets mark exactly where each starts and ends.
+    Ok(unsafe { StringArray::new_unchecked(offsets, values.into(), nulls) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::UInt32Array;
+
+    #[test]
+    fn gather_is_take() {
+        let values: Vec<Option<String>> = (0..1000)
+            .map(|i| match i % 7 {
+                0 => None,
+                1 => Some(String::new()),
+                _ => Some("张三李四".repeat(i % 5) + &i.to_string()),
+            })
+            .collect();
+        let col = StringArray::from(values);
+        let mut x = 12345u64;
+        let rows: Vec<u32> = (0..3000)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 33) as u32 % 1000
+            })
+            .collect();
+        let want = arrow_select::take::take(&col, &UInt32Array::from(rows.clone()), None).unwrap();
+        let got = gather(&col, &rows).unwrap();
+        assert_eq!(&got as &dyn Array, want.as_ref());
+        assert!(gather(&col, &[1000]).is_err());
+        let plain = StringArray::from(vec!["a", "bc"]);
+        assert_eq!(
+            gather(&plain, &[1, 1, 0]).unwrap(),
+            StringArray::from(vec!["bc", "bc", "a"])
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::builder::{StringBuilder, UInt8Builder};
+use arrow_array::builder::UInt8Builder;
 use arrow_array::{
     ArrayRef, Float64Array, RecordBatch, StringArray, UInt8Array, UInt32Array, UInt64Array,
 };
@@ -463,22 +463,22 @@ pub fn pairs_batch<'a>(
     let rows: Vec<usize> = (0..scored.num_rows())
         .filter(|&i| keep(prob.value(i)))
         .collect();
-    let take = |f: &dyn Fn(usize) -> &'a str| -> StringArray {
-        let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 12);
-        for &i in &rows {
-            b.append_value(f(i));
-        }
-        b.finish()
-    };
+    // Text columns in one pass for their sizes and one to copy; record ids gathered with
+    // the rows ahead asked for (a pair's right-hand record lies anywhere in the table).
+    let picks: Vec<Option<u32>> = rows.iter().map(|&i| Some(i as u32)).collect();
+    let text = |f: &dyn Fn(usize) -> &'a str| crate::mem::text_at(&picks, f).map_err(err(path));
     let src = |i: u32| table.sources[table.source[i as usize] as usize].as_str();
-    let rid = |i: u32| table.record_id.value(i as usize);
+    let ids = |side: &UInt32Array| {
+        let at: Vec<u32> = rows.iter().map(|&i| side.value(i)).collect();
+        crate::mem::gather(&table.record_id, &at).map_err(err(path))
+    };
     let mut cols: Vec<ArrayRef> = vec![
-        Arc::new(take(&|_| table.kind.as_str())),
-        Arc::new(take(&|i| src(l.value(i)))),
-        Arc::new(take(&|i| rid(l.value(i)))),
-        Arc::new(take(&|i| src(r.value(i)))),
-        Arc::new(take(&|i| rid(r.value(i)))),
-        Arc::new(take(&|i| rule_names[rules[i] as usize].as_str())),
+        Arc::new(text(&|_| table.kind.as_str())?),
+        Arc::new(text(&|i| src(l.value(i)))?),
+        Arc::new(ids(&l)?),
+        Arc::new(text(&|i| src(r.value(i)))?),
+        Arc::new(ids(&r)?),
+        Arc::new(text(&|i| rule_names[rules[i] as usize].as_str())?),
         Arc::new(Float64Array::from_iter_values(
             rows.iter().map(|&i| weight.value(i)),
         )),

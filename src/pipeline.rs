@@ -292,13 +292,17 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             level_fields: &level_fields,
             kind_fields: &kind_fields,
         };
-        let (mut pairs, mut review) = output::pair_rows(
-            &layout,
-            &scored,
-            &cands.rule,
-            (model.review_probability, model.match_probability),
-            &pairs_path,
-        )?;
+        let (rows, secs) = p.stage(&format!("{k}: pair rows"), || {
+            output::pair_rows(
+                &layout,
+                &scored,
+                &cands.rule,
+                (model.review_probability, model.match_probability),
+                &pairs_path,
+            )
+        });
+        let (mut pairs, mut review) = rows?;
+        stage("pair rows", k, secs, cands.len() as u64);
         // What the report needs from these records and pairs, while they are in memory.
         let (noted, secs) = p.stage(&format!("{k}: report facts"), || {
             facts.add_kind(
