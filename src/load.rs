@@ -101,8 +101,14 @@ pub fn load(plan: &Plan) -> Result<Loaded> {
     let mut quarantine = Vec::new();
     let mut stats = Vec::new();
     let mut kept: Vec<Vec<u32>> = Vec::with_capacity(data.len());
-    for (src, d) in plan.sources.iter().zip(&mut data) {
-        let rows = screen_rows(src, d);
+    // Sources screened side by side: each one's passes over its rows are sequential.
+    let screened: Vec<Vec<u32>> = plan
+        .sources
+        .par_iter()
+        .zip(data.par_iter_mut())
+        .map(|(src, d)| screen_rows(src, d))
+        .collect();
+    for ((src, d), rows) in plan.sources.iter().zip(&mut data).zip(screened) {
         stats.push(SourceStats {
             source: src.name.clone(),
             kind: src.kind,
@@ -646,7 +652,7 @@ fn read_batches(src: &Source) -> Result<(arrow_schema::SchemaRef, Vec<RecordBatc
             );
             // Runs of row groups decoded side by side (a large department's file would
             // otherwise be one thread's work while the small ones finish), kept in file order.
-            const GROUPS_PER_TASK: usize = 4;
+            const GROUPS_PER_TASK: usize = 2;
             let groups: Vec<usize> = (0..meta.metadata().num_row_groups()).collect();
             let parts = groups
                 .par_chunks(GROUPS_PER_TASK)
