@@ -157,6 +157,8 @@ pub fn standardise(raw: RawTable, plan: &KindPlan) -> StdTable {
 pub(crate) struct Outs {
     text: Vec<String>,
     set: Vec<bool>,
+    /// Working space a standardiser may use between values.
+    scratch: String,
 }
 
 impl Outs {
@@ -164,6 +166,29 @@ impl Outs {
         Outs {
             text: vec![String::new(); k],
             set: vec![false; k],
+            scratch: String::new(),
+        }
+    }
+
+    /// A person name's three slots (name, pinyin key, surname pinyin) written in place; falls
+    /// back to [`name::standardise`] for names with no Han character.
+    fn put_person_name(&mut self, f: &str, c: &mut Counters) {
+        if let [n, key, surname, ..] = self.text.as_mut_slice()
+            && let Some((has_key, has_surname)) =
+                name::standardise_han_into(f, n, key, surname, &mut self.scratch)
+        {
+            self.set[0] = true;
+            self.set[1] = has_key;
+            self.set[2] = has_surname;
+            return;
+        }
+        if let Some(p) = name::standardise(f) {
+            if p.name.is_ascii() && p.pinyin.is_some() {
+                c.inc(Counter::NamePinyinSpelling);
+            }
+            self.put_string(0, p.name);
+            self.put_opt(1, p.pinyin);
+            self.put_opt(2, p.surname);
         }
     }
 
@@ -257,16 +282,7 @@ fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut Outs, c: &mut Cou
     match ty {
         FieldType::Text => out.put_string(0, f.to_lowercase()),
         FieldType::Exact => out.put(0, &f),
-        FieldType::PersonName => {
-            if let Some(p) = name::standardise(&f) {
-                if p.name.is_ascii() && p.pinyin.is_some() {
-                    c.inc(Counter::NamePinyinSpelling);
-                }
-                out.put_string(0, p.name);
-                out.put_opt(1, p.pinyin);
-                out.put_opt(2, p.surname);
-            }
-        }
+        FieldType::PersonName => out.put_person_name(&f, c),
         FieldType::IdNumber => {
             let mut id = std::mem::take(out.buf(0));
             id.extend(f.chars().filter(char::is_ascii_alphanumeric));

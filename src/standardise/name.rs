@@ -137,6 +137,84 @@ fn sorted_key(surname: &str, given: &str) -> String {
     }
 }
 
+/// [`standardise`] of a Han name written into reused buffers instead of new strings: the name
+/// into `name`, the pinyin key into `key`, the surname pinyin into `surname` (`given` is
+/// scratch space). Returns whether the key and the surname were set; `None` (buffers left
+/// in any state) when the name has no Han character, which [`standardise`] then handles.
+pub(crate) fn standardise_han_into(
+    folded: &str,
+    name: &mut String,
+    key: &mut String,
+    surname: &mut String,
+    given: &mut String,
+) -> Option<(bool, bool)> {
+    let dots = |c: char| matches!(c, '·' | '•' | '・' | '‧' | '⋅' | '∙' | '.' | '。' | '･');
+    if !folded.chars().any(is_han) {
+        return None;
+    }
+    name.clear();
+    for c in folded.chars().filter(|c| !c.is_whitespace()) {
+        name.push(if dots(c) { '·' } else { to_simplified(c) });
+    }
+    key.clear();
+    surname.clear();
+    if name.contains('·') {
+        // Minority names: the parts in order, as one key.
+        for c in name.chars().filter(|&c| c != '·') {
+            match char_pinyin(c) {
+                Some(p) => key.push_str(p),
+                None => return Some((false, false)),
+            }
+        }
+        return Some((true, false));
+    }
+    let split = surname_split(name);
+    match SURNAME_READINGS.iter().find(|(s, _)| *s == &name[..split]) {
+        Some((_, r)) => surname.push_str(r),
+        None => {
+            for c in name[..split].chars() {
+                match char_pinyin(c) {
+                    Some(p) => surname.push_str(p),
+                    None => return Some((false, false)),
+                }
+            }
+        }
+    }
+    given.clear();
+    for c in name[split..].chars() {
+        match char_pinyin(c) {
+            Some(p) => given.push_str(p),
+            None => return Some((false, true)),
+        }
+    }
+    // As `sorted_key`.
+    let (a, b) = if given.is_empty() || *surname <= *given {
+        (surname.as_str(), given.as_str())
+    } else {
+        (given.as_str(), surname.as_str())
+    };
+    key.push_str(a);
+    if !b.is_empty() {
+        key.push(' ');
+        key.push_str(b);
+    }
+    Some((true, true))
+}
+
+/// Where a Han name's surname ends: after the first character, or the first two when they
+/// are a compound surname and something follows.
+fn surname_split(name: &str) -> usize {
+    let mut ends = name.char_indices().map(|(i, c)| i + c.len_utf8());
+    let (first, second, more) = (ends.next(), ends.next(), ends.next().is_some());
+    match (first, second) {
+        (Some(_), Some(two)) if more && COMPOUND_SURNAMES.iter().any(|c| name.starts_with(c)) => {
+            two
+        }
+        (Some(one), _) => one,
+        (None, _) => 0,
+    }
+}
+
 /// Key of a Han name: surname (compound surnames and surname readings respected) + given.
 fn han_key(name: &str) -> (Option<String>, Option<String>) {
     if name.contains('·') {
@@ -148,17 +226,7 @@ fn han_key(name: &str) -> (Option<String>, Option<String>) {
             .collect();
         return (key, None);
     }
-    // The surname is the first character, or the first two when they are a compound surname
-    // and something follows.
-    let mut ends = name.char_indices().map(|(i, c)| i + c.len_utf8());
-    let (first, second, more) = (ends.next(), ends.next(), ends.next().is_some());
-    let split = match (first, second) {
-        (Some(_), Some(two)) if more && COMPOUND_SURNAMES.iter().any(|c| name.starts_with(c)) => {
-            two
-        }
-        (Some(one), _) => one,
-        (None, _) => 0,
-    };
+    let split = surname_split(name);
     let Some(sp) = surname_pinyin(&name[..split]) else {
         return (None, None);
     };
@@ -302,6 +370,56 @@ mod tests {
             T2S,
             want.as_slice(),
             "regenerate with YIKU_REGENERATE=1 cargo test t2s_table"
+        );
+    }
+
+    #[test]
+    fn han_names_written_in_place_equal_the_allocating_form() {
+        let mut names: Vec<String> = [
+            "张伟",
+            "張偉",
+            "欧阳翠花",
+            "欧阳",
+            "曾小明",
+            "单",
+            "长孙无忌",
+            "尉迟恭",
+            "阿卜杜拉•买买提",
+            "阿卜杜拉·买买提·艾则孜",
+            "王 小 明",
+            "李A",
+            "李㐀",
+            "赵1",
+            "张",
+            "a张",
+            "·张",
+            "诸葛亮",
+            "司马",
+            "司马光明",
+            "王𠀀",
+            "黃曉明",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for s in COMMON_SURNAMES.iter().chain(COMPOUND_SURNAMES.iter()) {
+            for g in ["", "伟", "秀英", "偉", "·买买提", "x"] {
+                names.push(format!("{s}{g}"));
+            }
+        }
+        let (mut n, mut k, mut sn, mut scratch) = Default::default();
+        for name in &names {
+            let want = standardise(name).expect("a name");
+            let (has_key, has_surname) =
+                standardise_han_into(name, &mut n, &mut k, &mut sn, &mut scratch)
+                    .expect("a Han name");
+            assert_eq!(n, want.name, "{name}");
+            assert_eq!(has_key.then(|| k.clone()), want.pinyin, "{name}");
+            assert_eq!(has_surname.then(|| sn.clone()), want.surname, "{name}");
+        }
+        assert_eq!(
+            standardise_han_into("Wei Zhang", &mut n, &mut k, &mut sn, &mut scratch),
+            None
         );
     }
 
