@@ -152,7 +152,25 @@ impl Previous {
 }
 
 fn new_id(kind: EntityKind, run: u64, seq: u64) -> String {
-    format!("{}{run:06}{seq:09}", kind.id_prefix())
+    // As `format!("{prefix}{run:06}{seq:09}")`, without the formatting machinery: a first
+    // run makes one per entity.
+    let mut id = String::with_capacity(16);
+    id.push_str(kind.id_prefix());
+    for (v, width) in [(run, 6), (seq, 9)] {
+        let mut digits = [b'0'; 20];
+        let (mut at, mut v) = (digits.len(), v);
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        let at = at.min(digits.len() - width);
+        id.extend(digits[at..].iter().map(|&d| char::from(d)));
+    }
+    id
 }
 
 /// The previous ids of one kind matched to a table's records.
@@ -526,6 +544,24 @@ mod tests {
 
     fn kinds(mi: &MasterIndex) -> Vec<&'static str> {
         mi.events.iter().map(|e| e.event).collect()
+    }
+
+    #[test]
+    fn new_ids_are_zero_padded_as_formatted() {
+        for (run, seq) in [
+            (1, 1),
+            (0, 0),
+            (123456, 999_999_999),
+            (1_234_567, 1_000_000_000),
+            (42, 7),
+        ] {
+            for kind in [EntityKind::Person, EntityKind::Enterprise] {
+                assert_eq!(
+                    new_id(kind, run, seq),
+                    format!("{}{run:06}{seq:09}", kind.id_prefix())
+                );
+            }
+        }
     }
 
     #[test]

@@ -41,24 +41,40 @@ pub fn text_at<'a>(
     picks: &[Option<u32>],
     value: impl Fn(usize) -> &'a str,
 ) -> Result<StringArray, arrow_schema::ArrowError> {
+    texts(picks.len(), |k| picks[k].map(|i| value(i as usize)))
+}
+
+/// Text of `value(k)` for `k` in `0..n`, made as [`text_at`] does.
+pub fn text_of<'a>(
+    n: usize,
+    value: impl Fn(usize) -> &'a str,
+) -> Result<StringArray, arrow_schema::ArrowError> {
+    texts(n, |k| Some(value(k)))
+}
+
+fn texts<'a>(
+    n: usize,
+    value: impl Fn(usize) -> Option<&'a str>,
+) -> Result<StringArray, arrow_schema::ArrowError> {
     let overflow = |n: usize| arrow_schema::ArrowError::OffsetOverflowError(n);
-    let mut offsets: Vec<i32> = Vec::with_capacity(picks.len() + 1);
+    let mut offsets: Vec<i32> = Vec::with_capacity(n + 1);
     offsets.push(0);
-    let mut len = 0usize;
-    for p in picks {
-        if let Some(i) = p {
-            len += value(*i as usize).len();
+    let (mut len, mut nulls) = (0usize, 0usize);
+    for k in 0..n {
+        match value(k) {
+            Some(v) => len += v.len(),
+            None => nulls += 1,
         }
         offsets.push(i32::try_from(len).map_err(|_| overflow(len))?);
     }
     let mut bytes: Vec<u8> = Vec::with_capacity(len);
-    for &i in picks.iter().flatten() {
-        bytes.extend_from_slice(value(i as usize).as_bytes());
+    for k in 0..n {
+        if let Some(v) = value(k) {
+            bytes.extend_from_slice(v.as_bytes());
+        }
     }
-    let nulls = picks
-        .iter()
-        .any(Option::is_none)
-        .then(|| arrow_buffer::NullBuffer::from_iter(picks.iter().map(Option::is_some)));
+    let nulls = (nulls > 0)
+        .then(|| arrow_buffer::NullBuffer::from_iter((0..n).map(|k| value(k).is_some())));
     let offsets = arrow_buffer::OffsetBuffer::new(offsets.into());
     // SAFETY: the bytes are whole `&str` values one after another, and the offsets mark
     // exactly where each starts and ends (a null's value is empty).

@@ -371,14 +371,11 @@ pub fn master_batch(
 ) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
     let kind = table.kind.as_str();
     let (from, n) = (rows.start, rows.len());
-    let sources: StringArray = table.source[rows.clone()]
-        .iter()
-        .map(|&s| Some(table.sources[s as usize].as_str()))
-        .collect();
+    let sources = crate::mem::text_of(n, |k| &table.sources[table.source[from + k] as usize])?;
     RecordBatch::try_new(
         master_schema(),
         vec![
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(kind, n))),
+            Arc::new(crate::mem::text_of(n, |_| kind)?),
             Arc::new(sources),
             Arc::new(table.record_id.slice(from, n)),
             Arc::new(master_id.slice(from, n)),
@@ -465,8 +462,9 @@ pub fn pairs_batch<'a>(
         .collect();
     // Text columns in one pass for their sizes and one to copy; record ids gathered with
     // the rows ahead asked for (a pair's right-hand record lies anywhere in the table).
-    let picks: Vec<Option<u32>> = rows.iter().map(|&i| Some(i as u32)).collect();
-    let text = |f: &dyn Fn(usize) -> &'a str| crate::mem::text_at(&picks, f).map_err(err(path));
+    let text = |f: &dyn Fn(usize) -> &'a str| {
+        crate::mem::text_of(rows.len(), |k| f(rows[k])).map_err(err(path))
+    };
     let src = |i: u32| table.sources[table.source[i as usize] as usize].as_str();
     let ids = |side: &UInt32Array| {
         let at: Vec<u32> = rows.iter().map(|&i| side.value(i)).collect();
