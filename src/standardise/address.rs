@@ -55,52 +55,159 @@ pub fn standardise(folded: &str) -> Option<String> {
     standardise_into(folded, &mut out).then_some(out)
 }
 
+/// What the rules make of a character of an address.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Class {
+    /// Copied as it is.
+    Plain,
+    /// Left out: whitespace, 省, 市.
+    Skip,
+    /// A Chinese numeral.
+    Numeral,
+    /// 号, 单, 栋, 幢, 室: rewritten depending on what follows.
+    Unit,
+}
+
+fn class_of(c: char) -> Class {
+    if c.is_whitespace() || c == '省' || c == '市' {
+        Class::Skip
+    } else if is_num(c) {
+        Class::Numeral
+    } else if matches!(c, '号' | '单' | '栋' | '幢' | '室') {
+        Class::Unit
+    } else {
+        Class::Plain
+    }
+}
+
+/// First code point of the table of classes: U+3000 to U+9FFF (CJK punctuation to the
+/// unified ideographs) are three UTF-8 bytes led by 0xE3 to 0xE9.
+const TABLE_FROM: u32 = 0x3000;
+
+/// [`class_of`] for every character from [`TABLE_FROM`] to U+9FFF, made once from it.
+fn class_table() -> &'static [Class] {
+    static TABLE: std::sync::OnceLock<Vec<Class>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        (TABLE_FROM..=0x9FFF)
+            .map(|u| char::from_u32(u).map_or(Class::Plain, class_of))
+            .collect()
+    })
+}
+
+/// The character at byte `at` of `s`, its length in bytes and its class: ASCII and the
+/// three-byte characters of the table are decoded by hand, others by the standard library.
+#[inline]
+fn char_at(s: &str, table: &[Class], at: usize) -> Option<(char, usize, Class)> {
+    let b = s.as_bytes();
+    let lead = *b.get(at)?;
+    if lead < 0x80 {
+        let c = char::from(lead);
+        let class = if lead.is_ascii_whitespace() || lead == 0x0b {
+            Class::Skip
+        } else {
+            Class::Plain
+        };
+        return Some((c, 1, class));
+    }
+    if (0xE3..=0xE9).contains(&lead)
+        && let (Some(&x), Some(&y)) = (b.get(at + 1), b.get(at + 2))
+    {
+        let u = (u32::from(lead) & 0x0F) << 12 | (u32::from(x) & 0x3F) << 6 | (u32::from(y) & 0x3F);
+        if let (Some(c), Some(&class)) = (
+            char::from_u32(u),
+            table.get(u.wrapping_sub(TABLE_FROM) as usize),
+        ) {
+            return Some((c, 3, class));
+        }
+    }
+    let c = s.get(at..)?.chars().next()?;
+    Some((c, c.len_utf8(), class_of(c)))
+}
+
 /// [`standardise`], appended to `out` (empty); false when nothing is left.
 pub fn standardise_into(folded: &str, out: &mut String) -> bool {
     /// Runs of numerals up to this long are read on the stack.
     const RUN: usize = 24;
-    let mut chars = folded
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '省' && *c != '市')
-        .peekable();
-    let (mut stack, mut heap) = (['\0'; RUN], Vec::new());
-    while let Some(c) = chars.next() {
-        if is_num(c) {
-            stack[0] = c;
-            let mut n = 1;
-            while let Some(d) = chars.next_if(|&d| is_num(d)) {
-                if n < RUN {
-                    stack[n] = d;
-                } else {
-                    if n == RUN {
-                        heap.clear();
-                        heap.extend_from_slice(&stack);
-                    }
-                    heap.push(d);
-                }
-                n += 1;
+    let table = class_table();
+    // The next character the rules see at or after byte `at` (skipped ones passed over).
+    let seen_from = |mut at: usize| -> Option<(char, usize, Class, usize)> {
+        loop {
+            let (c, len, class) = char_at(folded, table, at)?;
+            if class != Class::Skip {
+                return Some((c, len, class, at));
             }
-            let run = if n <= RUN { &stack[..n] } else { &heap[..] };
-            match (chars.peek(), numeral_value(run)) {
-                (Some(u), Some(v)) if UNITS.contains(u) => {
-                    use std::fmt::Write;
-                    let _ = write!(out, "{v}");
-                }
-                _ => out.extend(run),
-            }
-            continue;
+            at += len;
         }
-        // 3栋2单元501室, 3幢, 3号楼 -> 3-2-501
-        match (c, chars.peek()) {
-            ('号', Some('楼')) | ('单', Some('元')) => {
-                out.push('-');
-                chars.next();
+    };
+    // Plain characters are copied a stretch at a time: `pending` is a span of `folded` read
+    // but not yet copied.
+    let mut pending = 0..0;
+    let flush = |pending: &mut std::ops::Range<usize>, out: &mut String| {
+        if let Some(text) = folded.get(pending.clone()) {
+            out.push_str(text);
+        }
+        *pending = 0..0;
+    };
+    let (mut stack, mut heap) = (['\0'; RUN], Vec::new());
+    let mut at = 0;
+    while let Some((c, len, class)) = char_at(folded, table, at) {
+        match class {
+            Class::Skip => at += len,
+            Class::Plain => {
+                if pending.is_empty() || pending.end != at {
+                    flush(&mut pending, out);
+                    pending = at..at;
+                }
+                at += len;
+                pending.end = at;
             }
-            ('栋' | '幢', _) => out.push('-'),
-            ('室', None) => {}
-            _ => out.push(c),
+            Class::Numeral => {
+                flush(&mut pending, out);
+                stack[0] = c;
+                let mut n = 1;
+                at += len;
+                while let Some((d, dlen, Class::Numeral, dat)) = seen_from(at) {
+                    if n < RUN {
+                        stack[n] = d;
+                    } else {
+                        if n == RUN {
+                            heap.clear();
+                            heap.extend_from_slice(&stack);
+                        }
+                        heap.push(d);
+                    }
+                    n += 1;
+                    at = dat + dlen;
+                }
+                let run = if n <= RUN { &stack[..n] } else { &heap[..] };
+                match (seen_from(at), numeral_value(run)) {
+                    (Some((u, ..)), Some(v)) if UNITS.contains(&u) => {
+                        use std::fmt::Write;
+                        let _ = write!(out, "{v}");
+                    }
+                    _ => out.extend(run),
+                }
+            }
+            Class::Unit => {
+                flush(&mut pending, out);
+                at += len;
+                let next = seen_from(at);
+                // 3栋2单元501室, 3幢, 3号楼 -> 3-2-501
+                match (c, next.map(|n| n.0)) {
+                    ('号', Some('楼')) | ('单', Some('元')) => {
+                        out.push('-');
+                        if let Some((_, nlen, _, nat)) = next {
+                            at = nat + nlen;
+                        }
+                    }
+                    ('栋' | '幢', _) => out.push('-'),
+                    ('室', None) => {}
+                    _ => out.push(c),
+                }
+            }
         }
     }
+    flush(&mut pending, out);
     !out.is_empty()
 }
 
@@ -297,6 +404,10 @@ mod tests {
             "五〇一",
             "九九九九九九九九九九九九",
             "路",
+            "\u{3000}",
+            "\t\u{b}",
+            "\u{a0}",
+            "𠀀",
         ];
         // Every sequence of up to four parts, and some long ones.
         let mut texts: Vec<String> = vec![String::new()];
@@ -313,6 +424,20 @@ mod tests {
         texts.push("三十".repeat(20) + "室");
         for t in &texts {
             assert_eq!(standardise(t), reference(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn characters_are_classed_alike_by_hand_and_by_the_library() {
+        let table = class_table();
+        for c in (0u32..0x11_0000).filter_map(char::from_u32) {
+            let s = c.to_string();
+            assert_eq!(
+                char_at(&s, table, 0),
+                Some((c, c.len_utf8(), class_of(c))),
+                "{:04X}",
+                c as u32
+            );
         }
     }
 
