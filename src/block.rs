@@ -95,31 +95,45 @@ pub fn rule_keys(table: &StdTable, rule: &[String]) -> Vec<u64> {
         .collect()
 }
 
-/// Sorts (key, record) pairs into the order `sort_unstable` gives, faster: keys are hashes,
-/// so their top bits spread the pairs evenly over buckets. One counting pass places every
-/// pair in its bucket, then the buckets (small enough for the cache) are sorted in parallel.
-fn sort_keyed(mut v: Vec<(u64, u32)>) -> Vec<(u64, u32)> {
+/// The (key, record) pairs of the records `keep` accepts, sorted as `sort_unstable` would,
+/// faster: keys are hashes, so their top bits spread the pairs evenly over buckets. One
+/// counting pass over `keys` sizes the buckets, a second places every pair in its bucket
+/// (no list of pairs is built first), then the buckets (small enough for the cache) are
+/// sorted in parallel.
+fn sort_keyed(keys: &[u64], keep: impl Fn(usize) -> bool + Sync) -> Vec<(u64, u32)> {
     const BITS: u32 = 12;
-    if v.len() < 1 << 16 {
-        v.par_sort_unstable();
-        return v;
-    }
     let bucket = |k: u64| (k >> (64 - BITS)) as usize;
     let mut start = vec![0usize; (1 << BITS) + 1];
-    for &(k, _) in &v {
-        start[bucket(k) + 1] += 1;
+    for (i, &k) in keys.iter().enumerate() {
+        if keep(i) {
+            start[bucket(k) + 1] += 1;
+        }
     }
     for b in 0..1 << BITS {
         start[b + 1] += start[b];
     }
-    let mut out = vec![(0u64, 0u32); v.len()];
-    let mut fill = start.clone();
-    for &(k, i) in &v {
-        let b = bucket(k);
-        out[fill[b]] = (k, i);
-        fill[b] += 1;
+    let total = start[1 << BITS];
+    let mut out = vec![(0u64, 0u32); total];
+    if total < 1 << 16 {
+        // Few: sorted in one go.
+        let mut at = 0;
+        for (i, &k) in keys.iter().enumerate() {
+            if keep(i) {
+                out[at] = (k, i as u32);
+                at += 1;
+            }
+        }
+        out.par_sort_unstable();
+        return out;
     }
-    drop(v);
+    let mut fill = start.clone();
+    for (i, &k) in keys.iter().enumerate() {
+        if keep(i) {
+            let b = bucket(k);
+            out[fill[b]] = (k, i as u32);
+            fill[b] += 1;
+        }
+    }
     let mut buckets = Vec::with_capacity(1 << BITS);
     let mut rest = out.as_mut_slice();
     for b in 0..1 << BITS {
@@ -155,15 +169,10 @@ pub fn block(
                     .map(|i| k[i as usize])
                     .collect()
             });
-        let order: Vec<(u64, u32)> = (0..n as u32)
-            .into_par_iter()
-            .filter(|&i| {
-                let ki = k[i as usize];
-                ki != 0 && touched.as_ref().is_none_or(|t| t.contains(&ki))
-            })
-            .map(|i| (k[i as usize], i))
-            .collect();
-        let order = sort_keyed(order);
+        let order = sort_keyed(&k, |i| {
+            let ki = k[i];
+            ki != 0 && touched.as_ref().is_none_or(|t| t.contains(&ki))
+        });
         let mut runs = Vec::new();
         let mut skipped = Vec::new();
         let mut largest = 0u64;
@@ -346,9 +355,16 @@ mod tests {
                 ((x % 50_000).wrapping_mul(0x9E37_79B9_7F4A_7C15), i)
             })
             .collect();
-        let mut want = v.clone();
+        let keys: Vec<u64> = v.iter().map(|&(k, _)| k).collect();
+        let keep = |i: usize| i % 3 != 0;
+        let mut want: Vec<(u64, u32)> = v.into_iter().filter(|&(_, i)| keep(i as usize)).collect();
         want.sort_unstable();
-        assert_eq!(sort_keyed(v), want);
+        assert_eq!(sort_keyed(&keys, keep), want);
+        // Few records: the one-go path.
+        let few = &keys[..1000];
+        let mut want: Vec<(u64, u32)> = (0..1000u32).map(|i| (few[i as usize], i)).collect();
+        want.sort_unstable();
+        assert_eq!(sort_keyed(few, |_| true), want);
     }
 
     fn pairs(c: &Candidates) -> Vec<(u32, u32, u8, u32)> {
