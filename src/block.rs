@@ -356,7 +356,7 @@ mod tests {
             })
             .collect();
         let keys: Vec<u64> = v.iter().map(|&(k, _)| k).collect();
-        let keep = |i: usize| i % 3 != 0;
+        let keep = |i: usize| !i.is_multiple_of(3);
         let mut want: Vec<(u64, u32)> = v.into_iter().filter(|&(_, i)| keep(i as usize)).collect();
         want.sort_unstable();
         assert_eq!(sort_keyed(&keys, keep), want);
