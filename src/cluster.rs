@@ -324,14 +324,18 @@ pub fn cluster(
     conflicted.dedup();
     let mut cut_edges = 0u64;
     if !conflicted.is_empty() {
-        let slot: HashMap<u32, usize> = conflicted
-            .iter()
-            .enumerate()
-            .map(|(k, &r)| (r, k))
-            .collect();
+        // The conflicted cluster of each label (a record's index), `u32::MAX` for none.
+        let mut slot = vec![u32::MAX; n];
+        for (k, &r) in conflicted.iter().enumerate() {
+            slot[r as usize] = k as u32;
+        }
+        let slot_of = |i: u32| match slot[label[i as usize] as usize] {
+            u32::MAX => None,
+            k => Some(k as usize),
+        };
         let mut comp_edges: Vec<Vec<Edge>> = vec![Vec::new(); conflicted.len()];
         for e in edges {
-            if let Some(&k) = slot.get(&label[e.left as usize]) {
+            if let Some(k) = slot_of(e.left) {
                 comp_edges[k].push(*e);
             }
         }
@@ -341,7 +345,7 @@ pub fn cluster(
             .collect();
         let mut comp_cannot: Vec<Vec<(u32, u32)>> = vec![Vec::new(); conflicted.len()];
         for &(a, b) in cannot_link {
-            if let Some(&k) = slot.get(&label[a as usize]) {
+            if let Some(k) = slot_of(a) {
                 comp_cannot[k].push((a, b));
             }
         }
