@@ -999,15 +999,22 @@ fn standardised_from(
             ]
         })
         .collect();
-    for i in 0..table.len() {
-        let key = (
-            table.sources[table.source[i] as usize].as_str(),
-            table.record_id.value(i),
-        );
-        if let Some(w) = wanted.get(&key) {
-            idx.insert(*w, i);
-        }
-    }
+    // Every record looked at, in parallel: a handful are wanted.
+    let found: Vec<((&str, &str), usize)> = {
+        use rayon::prelude::*;
+        (0..table.len())
+            .into_par_iter()
+            .with_min_len(1 << 14)
+            .filter_map(|i| {
+                let key = (
+                    table.sources[table.source[i] as usize].as_str(),
+                    table.record_id.value(i),
+                );
+                wanted.get(&key).map(|w| (*w, i))
+            })
+            .collect()
+    };
+    idx.extend(found);
     // The sampled pairs' records only, in table order, with their values as text.
     let mut picked: Vec<usize> = idx.values().copied().collect();
     picked.sort_unstable();
