@@ -229,6 +229,10 @@ pub fn golden_records(
                     .get(*field)
                     .copied()
                     .unwrap_or(Survivorship::MostFrequent);
+                if col.null_count() == col.len() {
+                    // No record has a value (a field no source maps): nothing to pick.
+                    return Ok(vec![StringArray::new_null(clusters.len()); 3]);
+                }
                 let col = gather(col)?;
                 // Addresses are chosen by their standardised form but shown as written.
                 let shown = match (ty, table.raw.get(*field)) {
