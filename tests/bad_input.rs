@@ -256,11 +256,16 @@ fn a_bad_delta_is_named_and_bad_deletions_are_quarantined() {
     );
 }
 
+/// `a.csv` in `d`: `n` people with a name and no ID number.
+fn names_csv(d: &Path, n: usize) {
+    let rows: String = (0..n).map(|i| format!("{i},张{i},\n")).collect();
+    std::fs::write(d.join("a.csv"), format!("编号,姓名,身份证号\n{rows}")).expect("csv");
+}
+
 #[test]
 fn memory_limit_is_read_and_checked_before_the_run() {
     let d = scratch("bad-memory");
-    let rows: String = (0..2000).map(|i| format!("{i},张{i},\n")).collect();
-    std::fs::write(d.join("a.csv"), format!("编号,姓名,身份证号\n{rows}")).expect("csv");
+    names_csv(&d, 2000);
     let err = run_fails(&job(&d, &csv_source("a.csv"), "memory_limit = \"lots\""));
     assert!(
         err.contains("job.memory_limit") && err.contains("\"4GB\""),
@@ -279,8 +284,7 @@ fn memory_limit_is_read_and_checked_before_the_run() {
 #[test]
 fn compression_names_the_codecs_it_takes_and_each_one_reads_back() {
     let d = scratch("bad-compression");
-    let rows: String = (0..200).map(|i| format!("{i},张{i},\n")).collect();
-    std::fs::write(d.join("a.csv"), format!("编号,姓名,身份证号\n{rows}")).expect("csv");
+    names_csv(&d, 200);
     let err = run_fails(&job(&d, &csv_source("a.csv"), "compression = \"gzip\""));
     assert!(
         err.contains("compression") && err.contains("snappy") && err.contains("zstd"),

@@ -211,12 +211,30 @@ pub fn standardise_into(folded: &str, out: &mut String) -> bool {
     !out.is_empty()
 }
 
+/// Bigrams of the short side counted on the stack by [`dice`]; longer texts are sorted.
+const MAX: usize = 64;
+/// Slots of [`dice`]'s table: at most half full.
+const SLOTS: usize = 2 * MAX;
+
+/// The slot of bigram `code` in `table` (open addressing; an entry is `(code + 1) << 16 |
+/// count`, 0 when empty): the one holding it, else the empty one where it goes.
+fn slot_for(table: &mut [u64; SLOTS], code: u32) -> &mut u64 {
+    let key = u64::from(code) + 1;
+    let mut at = (code.wrapping_mul(0x9E37_79B1) >> 25) as usize;
+    loop {
+        let i = at % SLOTS;
+        if table[i] == 0 || table[i] >> 16 == key {
+            return &mut table[i];
+        }
+        at += 1;
+    }
+}
+
 /// Character-bigram Dice similarity of two standardised addresses: 2 × the bigrams they
 /// share (as multisets) / all their bigrams.
 pub fn dice(a: &str, b: &str) -> f64 {
     // Most addresses are short: `b`'s bigrams are counted in a small table on the stack and
     // `a`'s looked up in it, no sorting. Longer ones take the sorted lists.
-    const MAX: usize = 64;
     let mut codes = [0u32; MAX];
     let (mut nb, mut prev) = (0usize, None);
     for c in b.chars() {
@@ -230,47 +248,24 @@ pub fn dice(a: &str, b: &str) -> f64 {
         }
         prev = Some(c);
     }
-    // Open addressing, at most half full: (code + 1) << 16 | count; 0 is empty.
-    const SLOTS: usize = 2 * MAX;
     let mut table = [0u64; SLOTS];
-    let slot_of = |code: u32| (code.wrapping_mul(0x9E37_79B1) >> 25) as usize;
     for &code in &codes[..nb] {
-        let key = (u64::from(code) + 1) << 16;
-        let mut at = slot_of(code);
-        loop {
-            let e = &mut table[at % SLOTS];
-            if *e == 0 {
-                *e = key | 1;
-                break;
-            }
-            if *e >> 16 == key >> 16 {
-                *e += 1;
-                break;
-            }
-            at += 1;
-        }
+        let e = slot_for(&mut table, code);
+        *e = if *e == 0 {
+            (u64::from(code) + 1) << 16 | 1
+        } else {
+            *e + 1
+        };
     }
     let (mut na, mut common, mut prev) = (0usize, 0usize, None);
     for c in a.chars() {
         let c = u32::from(c);
         if let Some(p) = prev {
             na += 1;
-            let code = bigram_code(p, c);
-            let key = (u64::from(code) + 1) << 16;
-            let mut at = slot_of(code);
-            loop {
-                let e = &mut table[at % SLOTS];
-                if *e == 0 {
-                    break;
-                }
-                if *e >> 16 == key >> 16 {
-                    if *e & 0xFFFF > 0 {
-                        *e -= 1;
-                        common += 1;
-                    }
-                    break;
-                }
-                at += 1;
+            let e = slot_for(&mut table, bigram_code(p, c));
+            if *e & 0xFFFF > 0 {
+                *e -= 1;
+                common += 1;
             }
         }
         prev = Some(c);
