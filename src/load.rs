@@ -83,12 +83,60 @@ pub struct Loaded {
 /// One source after reading: columns as text, before quarantine filtering.
 struct SourceData {
     record_id: StringArray,
-    /// Mapped fields in the source's `columns` order.
-    fields: Vec<StringArray>,
+    /// Mapped fields in the source's `columns` order, as decoded: joined only once, with the
+    /// other sources' (a join per source first would copy every value twice).
+    fields: Vec<Chunked>,
     quarantine: Vec<QuarantineRow>,
     /// Rows that were rejected while decoding (bad UTF-8 or field count), by 0-based row.
     rejected: Vec<bool>,
     rows_read: u64,
+}
+
+/// A text column in the pieces it was decoded in (one per batch).
+struct Chunked {
+    parts: Vec<StringArray>,
+    /// First row of each part; ascending.
+    starts: Vec<usize>,
+}
+
+impl Chunked {
+    fn new(parts: Vec<StringArray>) -> Chunked {
+        let starts = parts
+            .iter()
+            .scan(0, |at, p| {
+                let start = *at;
+                *at += p.len();
+                Some(start)
+            })
+            .collect();
+        Chunked { parts, starts }
+    }
+
+    /// The part holding row `i` and the row within it.
+    fn locate(&self, i: usize) -> Option<(&StringArray, usize)> {
+        let k = self.starts.partition_point(|&s| s <= i).checked_sub(1)?;
+        let (part, start) = (self.parts.get(k)?, self.starts[k]);
+        (i - start < part.len()).then_some((part, i - start))
+    }
+
+    /// The value of row `i`, `None` when null (or out of range).
+    fn get(&self, i: usize) -> Option<&str> {
+        let (part, r) = self.locate(i)?;
+        part.is_valid(r).then(|| part.value(r))
+    }
+
+    /// The values at `rows`, in that order.
+    fn take(&self, rows: &[u32]) -> Result<StringArray> {
+        let refs: Vec<&dyn Array> = self.parts.iter().map(|p| p as &dyn Array).collect();
+        let take = rows
+            .iter()
+            .map(|&r| {
+                let k = self.starts.partition_point(|&s| s <= r as usize) - 1;
+                (k, r as usize - self.starts[k])
+            })
+            .collect::<Vec<_>>();
+        interleave_strings(&refs, &take)
+    }
 }
 
 /// Loads every source of the plan.
@@ -383,13 +431,13 @@ fn screen_rows(src: &Source, d: &mut SourceData) -> Vec<u32> {
 fn raw_text(src: &Source, d: &SourceData, i: usize) -> String {
     let mut s = String::new();
     for ((col, _), arr) in src.columns.iter().zip(&d.fields) {
-        if !arr.is_null(i) {
+        if let Some(v) = arr.get(i) {
             if !s.is_empty() {
                 s.push_str("; ");
             }
             s.push_str(col);
             s.push('=');
-            s.push_str(arr.value(i));
+            s.push_str(v);
         }
     }
     s
@@ -430,22 +478,22 @@ fn assemble(
         })
         .collect();
     // `column[k]`: the column of the k-th source in order, `None` where it lacks it.
-    let gather = |column: Vec<Option<&StringArray>>| -> Result<StringArray> {
-        let parts: Vec<StringArray> = order
-            .iter()
-            .zip(&in_order)
-            .zip(column)
-            .map(|((&i, &whole), col)| match col {
-                None => Ok(StringArray::new_null(kept[i].len())),
-                Some(a) if whole => Ok(a.clone()),
-                Some(a) => take_strings(a, &kept[i]),
-            })
-            .collect::<Result<_>>()?;
+    let gather = |column: Vec<Option<&Chunked>>| -> Result<StringArray> {
+        let mut parts: Vec<StringArray> = Vec::new();
+        for ((&i, &whole), col) in order.iter().zip(&in_order).zip(column) {
+            match col {
+                None => parts.push(StringArray::new_null(kept[i].len())),
+                Some(a) if whole => parts.extend(a.parts.iter().cloned()),
+                Some(a) => parts.push(a.take(&kept[i])?),
+            }
+        }
         concat_strings(&parts)
     };
-    let record_id = trim_strings(&gather(
-        order.iter().map(|&i| Some(&data[i].record_id)).collect(),
-    )?);
+    let ids: Vec<Chunked> = order
+        .iter()
+        .map(|&i| Chunked::new(vec![data[i].record_id.clone()]))
+        .collect();
+    let record_id = trim_strings(&gather(ids.iter().map(Some).collect())?);
     let columns = fields
         .par_iter()
         .map(|f| {
@@ -480,16 +528,6 @@ pub(crate) fn interleave_strings(
         return Ok(StringArray::new_null(0));
     }
     let out = arrow_select::interleave::interleave(arrays, take).map_err(|e| Error::Data {
-        stage: "load",
-        message: e.to_string(),
-    })?;
-    as_text(out.as_ref())
-}
-
-/// The values of `a` at `rows`.
-fn take_strings(a: &StringArray, rows: &[u32]) -> Result<StringArray> {
-    let rows = arrow_array::UInt32Array::from(rows.to_vec());
-    let out = arrow_select::take::take(a, &rows, None).map_err(|e| Error::Data {
         stage: "load",
         message: e.to_string(),
     })?;
@@ -727,32 +765,24 @@ fn from_batches(
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let mut rejected = vec![false; rows];
     let mut quarantine = Vec::new();
-    // Text columns (the usual case) are joined as they are, all at once: one copy, no
-    // per-value work. Others are converted below, one by one.
+    // Text columns (the usual case) are kept as decoded, batch by batch: no per-value
+    // work. Others are converted below, one by one.
     let names: Vec<&str> = std::iter::once(src.record_id.as_str())
         .chain(src.columns.iter().map(|(c, _)| c.as_str()))
         .collect();
-    let mut joined: Vec<Option<StringArray>> = names
-        .par_iter()
+    let mut decoded: Vec<Option<Vec<StringArray>>> = names
+        .iter()
         .map(|col| {
             let i = schema.index_of(col).ok()?;
-            let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
-            if !parts.iter().all(|a| a.data_type() == &DataType::Utf8) {
-                return None;
-            }
-            let joined = match parts.len() {
-                0 => Ok(Arc::new(StringArray::new_null(0)) as ArrayRef),
-                1 => Ok(batches[0].column(i).clone()),
-                _ => arrow_select::concat::concat(&parts),
-            };
-            joined
-                .ok()
-                .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
+            batches
+                .iter()
+                .map(|b| b.column(i).as_any().downcast_ref::<StringArray>().cloned())
+                .collect()
         })
         .collect();
-    let mut text_column = |k: usize, col: &str| -> Result<StringArray> {
-        if let Some(a) = joined.get_mut(k).and_then(Option::take) {
-            return Ok(a);
+    let mut text_column = |k: usize, col: &str| -> Result<Chunked> {
+        if let Some(parts) = decoded.get_mut(k).and_then(Option::take) {
+            return Ok(Chunked::new(parts));
         }
         let i = schema
             .index_of(col)
@@ -772,9 +802,10 @@ fn from_batches(
             )?;
             offset += arr.len();
         }
-        Ok(b.finish())
+        Ok(Chunked::new(vec![b.finish()]))
     };
-    let record_id = text_column(0, &src.record_id)?;
+    // The record ids are joined now: screening sorts by them.
+    let record_id = concat_strings(&text_column(0, &src.record_id)?.parts)?;
     let mut fields = Vec::with_capacity(src.columns.len());
     for (k, (col, _)) in src.columns.iter().enumerate() {
         fields.push(text_column(k + 1, col)?);
@@ -960,7 +991,10 @@ fn read_csv(src: &Source) -> Result<SourceData> {
     }
     Ok(SourceData {
         record_id: id_b.finish(),
-        fields: bs.iter_mut().map(StringBuilder::finish).collect(),
+        fields: bs
+            .iter_mut()
+            .map(|b| Chunked::new(vec![b.finish()]))
+            .collect(),
         quarantine,
         rejected,
         rows_read: row,
@@ -1020,7 +1054,24 @@ mod tests {
         };
         let data = read_source(&src).unwrap();
         assert_eq!(data.record_id, StringArray::from(ids));
-        assert_eq!(data.fields[0], StringArray::from(names));
+        let parts: Vec<&dyn Array> = data.fields[0]
+            .parts
+            .iter()
+            .map(|p| p as &dyn Array)
+            .collect();
+        let joined = arrow_select::concat::concat(&parts).unwrap();
+        assert_eq!(
+            joined.as_any().downcast_ref::<StringArray>(),
+            Some(&StringArray::from(names.clone()))
+        );
+        assert!(data.fields[0].parts.len() > 1, "one part per batch");
+        assert_eq!(data.fields[0].get(998), Some("名998"));
+        assert_eq!(data.fields[0].get(999), None);
+        assert_eq!(data.fields[0].get(1000), None);
+        let rows = [999u32, 0, 7, 8, 500];
+        let taken = data.fields[0].take(&rows).unwrap();
+        let want: Vec<Option<String>> = rows.iter().map(|&r| names[r as usize].clone()).collect();
+        assert_eq!(taken, StringArray::from(want));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

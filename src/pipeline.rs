@@ -138,6 +138,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         let (table, secs) = p.stage(&format!("{k}: standardise"), || {
             standardise::standardise(raw, kp)
         });
+        let table = table?;
         stage("standardise", k, secs, table.len() as u64);
 
         let (table, focus, carried, delta_stats) = match (&opts.delta, &opts.previous) {

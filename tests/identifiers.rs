@@ -63,7 +63,7 @@ fn standardised_id_column_upgrades_and_fixes_case() {
         golden: Default::default(),
         source_priority: vec![],
     };
-    let t = yiku::standardise::standardise(raw, &plan);
+    let t = yiku::standardise::standardise(raw, &plan).expect("standardise");
     let valid = t.column("id_valid").expect("derived column");
     for i in 0..3 {
         assert_eq!(valid.value(i), "11010519491231002X", "row {i}");

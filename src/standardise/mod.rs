@@ -17,6 +17,7 @@ pub mod text;
 use std::collections::BTreeMap;
 
 use arrow_array::builder::StringBuilder;
+use arrow_array::cast::AsArray;
 use arrow_array::{Array, BooleanArray, StringArray};
 use rayon::prelude::*;
 
@@ -118,19 +119,29 @@ const COUNTERS: [&str; 12] = [
 ];
 
 /// Standardises one kind's records.
-pub fn standardise(raw: RawTable, plan: &KindPlan) -> StdTable {
-    let mut counters = Counters::default();
+pub fn standardise(raw: RawTable, plan: &KindPlan) -> crate::error::Result<StdTable> {
     let n = raw.len();
+    // Fields side by side as well as rows: the end of one field's rows (and the joining of
+    // its chunks, one task per column) overlaps with the next field's work.
+    let per_field: Vec<(Vec<String>, Vec<StringArray>, Counters)> = raw
+        .fields
+        .par_iter()
+        .zip(&raw.columns)
+        .map(|(field, arr)| {
+            let ty = plan.fields.get(field).copied().unwrap_or(FieldType::Text);
+            let names: Vec<String> = std::iter::once(field.clone())
+                .chain(derived_columns(field, ty))
+                .collect();
+            let (outs, counted) = map_rows(n, names.len(), |i, out, c| {
+                let v = (!arr.is_null(i)).then(|| arr.value(i));
+                standardise_value(ty, v, out, c);
+            })?;
+            Ok((names, outs, counted))
+        })
+        .collect::<crate::error::Result<_>>()?;
+    let mut counters = Counters::default();
     let mut columns = BTreeMap::new();
-    for (field, arr) in raw.fields.iter().zip(&raw.columns) {
-        let ty = plan.fields.get(field).copied().unwrap_or(FieldType::Text);
-        let names: Vec<String> = std::iter::once(field.clone())
-            .chain(derived_columns(field, ty))
-            .collect();
-        let (outs, counted) = map_rows(n, names.len(), |i, out, c| {
-            let v = (!arr.is_null(i)).then(|| arr.value(i));
-            standardise_value(ty, v, out, c);
-        });
+    for (names, outs, counted) in per_field {
         counters = counters.merge(counted);
         columns.extend(names.into_iter().zip(outs));
     }
@@ -141,7 +152,7 @@ pub fn standardise(raw: RawTable, plan: &KindPlan) -> StdTable {
         .filter(|(_, v)| *v > 0)
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-    StdTable {
+    Ok(StdTable {
         kind: raw.kind,
         sources: raw.sources,
         source: raw.source,
@@ -149,7 +160,7 @@ pub fn standardise(raw: RawTable, plan: &KindPlan) -> StdTable {
         columns,
         raw: raw.fields.into_iter().zip(raw.columns).collect(),
         stats,
-    }
+    })
 }
 
 /// One row's output values: `k` text slots whose buffers are reused from row to row (most
@@ -229,8 +240,9 @@ impl Outs {
 }
 
 /// Runs `f` on every row in parallel chunks; `f` fills `k` output slots per row and counts
-/// what it fixed or rejected.
-fn map_rows<F>(n: usize, k: usize, f: F) -> (Vec<StringArray>, Counters)
+/// what it fixed or rejected. Fails only when a column would hold more than the 2 GiB of
+/// text an Arrow string array can.
+fn map_rows<F>(n: usize, k: usize, f: F) -> crate::error::Result<(Vec<StringArray>, Counters)>
 where
     F: Fn(usize, &mut Outs, &mut Counters) + Sync,
 {
@@ -262,15 +274,17 @@ where
         .map(|j| {
             let parts: Vec<&dyn Array> = chunks.iter().map(|c| &c.0[j] as &dyn Array).collect();
             if parts.is_empty() {
-                return StringArray::from(Vec::<Option<&str>>::new());
+                return Ok(StringArray::from(Vec::<Option<&str>>::new()));
             }
-            arrow_select::concat::concat(&parts)
-                .ok()
-                .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
-                .unwrap_or_else(|| StringArray::new_null(n))
+            let joined =
+                arrow_select::concat::concat(&parts).map_err(|e| crate::error::Error::Data {
+                    stage: "standardise",
+                    message: e.to_string(),
+                })?;
+            Ok(joined.as_string::<i32>().clone())
         })
-        .collect();
-    (columns, counters)
+        .collect::<crate::error::Result<Vec<_>>>()?;
+    Ok((columns, counters))
 }
 
 /// Fills `out[0]` with the standardised value and `out[1..]` with the derived columns in the
