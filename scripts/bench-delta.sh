@@ -12,9 +12,8 @@ ENTERPRISES=${ENTERPRISES:-38000}
 SHARE=${SHARE:-0.01}
 RUNS=${RUNS:-3}
 command -v /usr/bin/time >/dev/null || apt-get install -y time >/dev/null
-cargo build --release --locked
 BIN=target/bench/yiku-delta
-mkdir -p target/bench && cp target/release/yiku "$BIN"
+scripts/build-bench-binary.sh "$BIN"
 data="data/nights-p$PERSONS-e$ENTERPRISES-s$SHARE"
 [ -f "$data/delta/deletions.csv" ] || "$BIN" generate --persons "$PERSONS" --enterprises "$ENTERPRISES" \
   --seed 5 --out "$data" --delta "$SHARE" | tail -1

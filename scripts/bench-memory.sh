@@ -14,9 +14,8 @@ PERSONS=${PERSONS:-500000}
 CAP=${CAP:-700MB}
 CONTRAST=${CONTRAST:-1}
 command -v python3 >/dev/null || { echo "python3 is needed for the report" >&2; exit 2; }
-cargo build --release --locked
 BIN=target/bench/yiku-memory
-mkdir -p target/bench && cp target/release/yiku "$BIN"
+scripts/build-bench-binary.sh "$BIN"
 data="data/bench-p$PERSONS"
 [ -f "$data/job.toml" ] || "$BIN" generate --persons "$PERSONS" --enterprises 0 --seed 7 --out "$data" >/dev/null
 cap_bytes=$(python3 -c "

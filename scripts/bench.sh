@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Whole-run benchmarks: generates person data, runs `yiku run` (release) with 1 and 2 threads,
+# Whole-run benchmarks: generates person data, runs `yiku run` (the `dist` build) with 1 and 2 threads,
 # evaluates it, and writes the table into BENCHMARKS.md (between the bench markers).
 #   scripts/bench.sh                 # 50k and 500k persons (about 100k and 1M records)
 #   SIZES="50000 500000 5000000" scripts/bench.sh   # add ~10M records
@@ -12,9 +12,8 @@ THREADS=${THREADS:-"1 2"}
 RUNS=${RUNS:-3}
 BIG=${BIG:-2000000}
 command -v /usr/bin/time >/dev/null || apt-get install -y time >/dev/null
-cargo build --release --locked
 BIN=target/bench/yiku
-mkdir -p target/bench && cp target/release/yiku "$BIN"
+scripts/build-bench-binary.sh "$BIN"
 rows=target/bench/rows.jsonl
 : > "$rows"
 for p in $SIZES; do
@@ -45,8 +44,8 @@ PY
     done
   done
 done
-python3 - "$rows" <<'PY'
-import json, re, statistics, subprocess, sys, datetime
+PROFILE="${PROFILE:-dist}" python3 - "$rows" <<'PY'
+import json, os, re, statistics, subprocess, sys, datetime
 rows = [json.loads(l) for l in open(sys.argv[1])]
 groups = {}
 for r in rows:
@@ -70,7 +69,7 @@ section = f"""<!-- bench:begin -->
 ## Whole runs (`scripts/bench.sh`)
 
 Generated persons (`yiku generate --persons N --enterprises 0 --seed 7`, about two records per
-person across departments), the person preset, `yiku run` in release mode. Seconds per stage
+person across departments), the person preset, `yiku run` built with the `{os.environ['PROFILE']}` profile. Seconds per stage
 are medians of {max(len(g) for g in groups.values())} runs (one run for the largest sizes) from each run's `run.json`; peak RSS from `/usr/bin/time -v`; F1 from
 `yiku eval` against the generated truth.
 

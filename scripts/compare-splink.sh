@@ -6,8 +6,9 @@
 #
 # Steps, all re-runnable (what exists is reused, every measurement is taken afresh):
 #   1. a venv at target/splink-venv with pinned Splink, DuckDB, pyarrow and pandas from PyPI;
-#   2. target/release/yiku (built only when missing), copied to target/splink-bench/ so that a
-#      rebuild by someone else during the run cannot change the binary under measurement;
+#   2. yiku built with the `dist` profile (PROFILE=release for the development build) by
+#      scripts/build-bench-binary.sh and copied to target/splink-bench/, so that a rebuild by
+#      someone else during the run cannot change the binary under measurement;
 #   3. data/bench-N from `yiku generate --persons N --enterprises 0 --seed 7` (only when missing);
 #   4. `yiku run` YIKU_RUNS times (default 2) under /usr/bin/time -v, median wall and peak RSS;
 #   5. `scripts/splink_compare.py` on yiku's standardised_person.arrow under /usr/bin/time -v;
@@ -50,13 +51,10 @@ if [[ "$(cat "$VENV/.pins" 2>/dev/null || true)" != "$PINS" ]]; then
 fi
 PY="$VENV/bin/python"
 
-if [[ ! -x target/release/yiku ]]; then
-    log "building yiku"
-    cargo build --release --locked
-fi
+log "building yiku (profile ${PROFILE:-dist})"
 mkdir -p "$WORK"
 YIKU="target/splink-bench/yiku"
-cp target/release/yiku "$YIKU.tmp" && mv "$YIKU.tmp" "$YIKU"
+scripts/build-bench-binary.sh "$YIKU"
 YIKU_VERSION="$("$YIKU" --version)"
 GIT_REV="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [[ -n "$(git status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock 2>/dev/null)" ]]; then
@@ -108,7 +106,8 @@ log "splink: process wall s, peak RSS MB = $SPLINK_STATS"
 
 # --- Report ------------------------------------------------------------------------------------
 CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
-export N COMMAND WORK THREADS YIKU_VERSION GIT_REV LOAD_BEFORE CPU
+PROFILE="${PROFILE:-dist}"
+export N COMMAND WORK THREADS YIKU_VERSION GIT_REV LOAD_BEFORE CPU PROFILE
 export YIKU_STATS_ALL="${YIKU_STATS[*]}" SPLINK_STATS
 export NPROC="$(nproc)" MEM_GB="$(free -g | awk '/^Mem:/ { print $2 }')" DATE="$(date -u '+%Y-%m-%d %H:%M UTC')"
 export LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -159,7 +158,7 @@ lines = [
     "",
     f"- yiku runs (wall s): {', '.join(f'{w:.1f}' for w in yiku_walls)}; "
     f"yiku's own `total_seconds` in run 1: {yiku_run['total_seconds']:.1f}; "
-    f"yiku at {env['GIT_REV']}.",
+    f"yiku at {env['GIT_REV']}, built with the `{env['PROFILE']}` profile.",
     f"- Splink stages (s): {stages}; {splink['matches']:,} pairs at match probability ≥ 0.9.",
     f"- Machine: {env['NPROC']} cores ({env['CPU'] or 'CPU model unknown'}), {env['MEM_GB']} GB memory "
     f"(`free -g`); both tools given {env['THREADS']} threads. Shared machine: load average "

@@ -457,11 +457,12 @@ pub fn master_index(
         .collect();
     let unchanged: Vec<bool> = cluster_of.par_iter().map(|&c| whole[c as usize]).collect();
     let cluster_size: Vec<u32> = cluster_of.par_iter().map(|&c| sizes[c as usize]).collect();
-    let master_id = par_strings(cluster_of.len(), |i| id_of[cluster_of[i] as usize].as_ref())
-        .map_err(|e| Error::Data {
-            stage: "master",
-            message: format!("master ids do not fit one column: {e}"),
-        })?;
+    let master_id =
+        crate::mem::par_text_of(cluster_of.len(), |i| id_of[cluster_of[i] as usize].as_ref())
+            .map_err(|e| Error::Data {
+                stage: "master",
+                message: format!("master ids do not fit one column: {e}"),
+            })?;
     Ok(MasterIndex {
         master_id,
         cluster_size,
@@ -469,25 +470,6 @@ pub fn master_index(
         events,
         unchanged,
     })
-}
-
-/// A string array of `n` values made in parallel blocks, then joined; an error past 2 GiB of
-/// text.
-fn par_strings<'a>(
-    n: usize,
-    value: impl Fn(usize) -> &'a str + Sync,
-) -> std::result::Result<StringArray, arrow_schema::ArrowError> {
-    const BLOCK: usize = 1 << 16;
-    let blocks: Vec<StringArray> = (0..n.div_ceil(BLOCK))
-        .into_par_iter()
-        .map(|b| StringArray::from_iter_values((b * BLOCK..((b + 1) * BLOCK).min(n)).map(&value)))
-        .collect();
-    let bytes = blocks.iter().map(|b| b.values().len()).sum();
-    let mut all = arrow_array::builder::StringBuilder::with_capacity(n, bytes);
-    for b in &blocks {
-        all.append_array(b)?;
-    }
-    Ok(all.finish())
 }
 
 fn join(it: impl Iterator<Item = String>) -> String {

@@ -52,6 +52,70 @@ pub fn text_of<'a>(
     texts(n, |k| Some(value(k)))
 }
 
+/// Text of `value(k)` for `k` in `0..n`, made on every thread: the sizes in parallel blocks,
+/// then each block copies its values into its own stretch of the one buffer.
+pub fn par_text_of<'a>(
+    n: usize,
+    value: impl Fn(usize) -> &'a str + Sync,
+) -> Result<StringArray, arrow_schema::ArrowError> {
+    use rayon::prelude::*;
+    const BLOCK: usize = 1 << 16;
+    let overflow = |n: usize| arrow_schema::ArrowError::OffsetOverflowError(n);
+    let blocks = n.div_ceil(BLOCK);
+    let range = |b: usize| b * BLOCK..((b + 1) * BLOCK).min(n);
+    // Each value's end within its block, then the blocks' starts.
+    let mut offsets: Vec<i32> = vec![0; n + 1];
+    let sizes: Vec<usize> = offsets[1..]
+        .par_chunks_mut(BLOCK)
+        .enumerate()
+        .map(|(b, ends)| {
+            let mut len = 0usize;
+            for (end, k) in ends.iter_mut().zip(range(b)) {
+                len += value(k).len();
+                *end = i32::try_from(len).map_err(|_| overflow(len))?;
+            }
+            Ok(len)
+        })
+        .collect::<Result<_, arrow_schema::ArrowError>>()?;
+    let mut starts = Vec::with_capacity(blocks);
+    let mut total = 0usize;
+    for s in &sizes {
+        starts.push(total);
+        total += s;
+    }
+    let base = |b: usize| i32::try_from(starts[b]).map_err(|_| overflow(starts[b]));
+    i32::try_from(total).map_err(|_| overflow(total))?;
+    offsets[1..]
+        .par_chunks_mut(BLOCK)
+        .enumerate()
+        .try_for_each(|(b, ends)| {
+            let base = base(b)?;
+            ends.iter_mut().for_each(|e| *e += base);
+            Ok::<(), arrow_schema::ArrowError>(())
+        })?;
+    let mut bytes: Vec<u8> = vec![0; total];
+    let mut parts: Vec<&mut [u8]> = Vec::with_capacity(blocks);
+    let mut rest = bytes.as_mut_slice();
+    for &s in &sizes {
+        let (part, tail) = rest.split_at_mut(s);
+        parts.push(part);
+        rest = tail;
+    }
+    parts.into_par_iter().enumerate().for_each(|(b, part)| {
+        let mut at = 0;
+        for k in range(b) {
+            let v = value(k).as_bytes();
+            if let Some(dst) = part.get_mut(at..at + v.len()) {
+                dst.copy_from_slice(v);
+            }
+            at += v.len();
+        }
+    });
+    let offsets = arrow_buffer::OffsetBuffer::new(offsets.into());
+    // Checked, not assumed: `value` is called twice per row and must give the same text.
+    StringArray::try_new(offsets, bytes.into(), None)
+}
+
 fn texts<'a>(
     n: usize,
     value: impl Fn(usize) -> Option<&'a str>,
@@ -135,6 +199,24 @@ pub fn gather(col: &StringArray, rows: &[u32]) -> Result<StringArray, arrow_sche
 mod tests {
     use super::*;
     use arrow_array::UInt32Array;
+
+    #[test]
+    fn par_text_of_is_text_of() {
+        // Several blocks, a last one part full, empty values and multi-byte text.
+        let values: Vec<String> = (0..150_001)
+            .map(|i| match i % 5 {
+                0 => String::new(),
+                1 => "主索引".repeat(i % 4),
+                _ => format!("P{i}"),
+            })
+            .collect();
+        let value = |k: usize| values[k].as_str();
+        assert_eq!(
+            par_text_of(values.len(), value).unwrap(),
+            text_of(values.len(), value).unwrap()
+        );
+        assert_eq!(par_text_of(0, value).unwrap().len(), 0);
+    }
 
     #[test]
     fn gather_is_take() {
