@@ -35,7 +35,7 @@ impl Progress {
             b.finish_and_clear();
             // CPU time of the whole process over the stage: how many cores it kept busy.
             let cpu = cpu_seconds() - cpu;
-            eprintln!("  {name:<28} {secs:>8.2} s   cpu {cpu:>6.2} s");
+            eprintln!("  {name:<34} {secs:>6.2} s   cpu {cpu:>6.2} s");
         }
         (out, secs)
     }
