@@ -121,27 +121,20 @@ const COUNTERS: [&str; 12] = [
 /// Standardises one kind's records.
 pub fn standardise(raw: RawTable, plan: &KindPlan) -> crate::error::Result<StdTable> {
     let n = raw.len();
-    // Fields side by side as well as rows: the end of one field's rows (and the joining of
-    // its chunks, one task per column) overlaps with the next field's work.
-    let per_field: Vec<(Vec<String>, Vec<StringArray>, Counters)> = raw
-        .fields
-        .par_iter()
-        .zip(&raw.columns)
-        .map(|(field, arr)| {
-            let ty = plan.fields.get(field).copied().unwrap_or(FieldType::Text);
-            let names: Vec<String> = std::iter::once(field.clone())
-                .chain(derived_columns(field, ty))
-                .collect();
-            let (outs, counted) = map_rows(n, names.len(), |i, out, c| {
-                let v = (!arr.is_null(i)).then(|| arr.value(i));
-                standardise_value(ty, v, out, c);
-            })?;
-            Ok((names, outs, counted))
-        })
-        .collect::<crate::error::Result<_>>()?;
+    // Fields one after another, rows in parallel: a memory-limited run peaks here, and
+    // fields side by side (~0.05 s faster at 2M records) held several fields' pieces at once,
+    // which took a 10M-record run past a 5 GB cap.
     let mut counters = Counters::default();
     let mut columns = BTreeMap::new();
-    for (names, outs, counted) in per_field {
+    for (field, arr) in raw.fields.iter().zip(&raw.columns) {
+        let ty = plan.fields.get(field).copied().unwrap_or(FieldType::Text);
+        let names: Vec<String> = std::iter::once(field.clone())
+            .chain(derived_columns(field, ty))
+            .collect();
+        let (outs, counted) = map_rows(n, names.len(), |i, out, c| {
+            let v = (!arr.is_null(i)).then(|| arr.value(i));
+            standardise_value(ty, v, out, c);
+        })?;
         counters = counters.merge(counted);
         columns.extend(names.into_iter().zip(outs));
     }
