@@ -6,7 +6,7 @@ mod common;
 
 fn block(c: &mut Criterion) {
     let (plan, kp, raw) = common::persons();
-    let table = yiku::standardise::standardise(raw, &kp).expect("standardise");
+    let table = yiku::standardise::standardise(raw, &kp, &[]).expect("standardise");
     let pairs = yiku::block::block(&table, &kp.blocking, kp.max_block_size, plan.mode, None).len();
     let mut g = c.benchmark_group("block");
     g.sample_size(10);

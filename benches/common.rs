@@ -37,7 +37,7 @@ pub fn persons() -> (Plan, KindPlan, RawTable) {
 /// The bench records standardised and blocked with the person preset.
 pub fn blocked() -> (Plan, KindPlan, StdTable, Candidates) {
     let (plan, kp, raw) = persons();
-    let table = yiku::standardise::standardise(raw, &kp).expect("standardise");
+    let table = yiku::standardise::standardise(raw, &kp, &[]).expect("standardise");
     let cands = yiku::block::block(&table, &kp.blocking, kp.max_block_size, plan.mode, None);
     (plan, kp, table, cands)
 }

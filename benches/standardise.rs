@@ -10,7 +10,7 @@ fn standardise(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements(raw.len() as u64));
     g.bench_function("person_records", |b| {
-        b.iter(|| yiku::standardise::standardise(raw.clone(), &kp).expect("standardise"))
+        b.iter(|| yiku::standardise::standardise(raw.clone(), &kp, &[]).expect("standardise"))
     });
     g.finish();
 }

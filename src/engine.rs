@@ -360,7 +360,7 @@ pub fn standardise_batch(
         fields,
         columns,
     };
-    let table = standardise::standardise(raw, kp)?;
+    let table = standardise::standardise(raw, kp, &[])?;
     let n = table.len();
     let mut fields = vec![
         Field::new(SOURCE, DataType::Int32, false),

@@ -135,8 +135,9 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             message: format!("no settings for kind {}", raw.kind.as_str()),
         })?;
         let k = kp.kind.as_str();
+        // Of the raw columns, golden records need only some: the table (and state) keeps those.
         let (table, secs) = p.stage(&format!("{k}: standardise"), || {
-            standardise::standardise(raw, kp)
+            standardise::standardise(raw, kp, &golden::raw_fields(kp))
         });
         let table = table?;
         stage("standardise", k, secs, table.len() as u64);
@@ -154,8 +155,6 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         };
         records_in += table.len() as u64;
         let mut table = table;
-        // Of the raw columns, golden records need only some: the state keeps those.
-        table.keep_raw(&golden::raw_fields(kp));
         let mut state_file = Some(state::write_standardised(out.dir(), &table)?);
         if memory == load::MemoryMode::Mapped {
             if let Some(writing) = state_file.take() {

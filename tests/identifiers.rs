@@ -63,7 +63,11 @@ fn standardised_id_column_upgrades_and_fixes_case() {
         golden: Default::default(),
         source_priority: vec![],
     };
-    let t = yiku::standardise::standardise(raw, &plan).expect("standardise");
+    // Raw columns stay only for the fields asked for.
+    let without = yiku::standardise::standardise(raw.clone(), &plan, &[]).expect("standardise");
+    assert!(without.raw.is_empty());
+    let t = yiku::standardise::standardise(raw, &plan, &["id".into()]).expect("standardise");
+    assert_eq!(t.raw["id"].value(2), "１１０１０５１９４９１２３１００２Ｘ");
     let valid = t.column("id_valid").expect("derived column");
     for i in 0..3 {
         assert_eq!(valid.value(i), "11010519491231002X", "row {i}");
