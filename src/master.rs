@@ -31,9 +31,6 @@ pub struct MasterIndex {
     pub cluster_size: Vec<u32>,
     pub clusters: u64,
     pub events: Vec<Event>,
-    /// Per record: its cluster holds exactly the records of one previous master id, and
-    /// keeps that id (the cluster is unchanged since the previous run, records' values aside).
-    pub unchanged: Vec<bool>,
 }
 
 /// A change to the master index, for auditors.
@@ -181,8 +178,6 @@ struct Matched<'p> {
     of_record: Vec<Option<u32>>,
     /// Previous rows no record matched: (source, record id, id index).
     removed: Vec<(&'p str, &'p str, u32)>,
-    /// Per id: how many records it had.
-    totals: Vec<u64>,
 }
 
 /// Matches the previous rows of the table's kind to its records: both are sorted by (source,
@@ -194,7 +189,6 @@ fn match_previous<'p>(table: &StdTable, prev: Option<&'p PreviousKind>) -> Match
             ids: Vec::new(),
             of_record: vec![None; n],
             removed: Vec::new(),
-            totals: Vec::new(),
         };
     };
     // Number the distinct ids as met, then renumber them in sorted order.
@@ -241,15 +235,10 @@ fn match_previous<'p>(table: &StdTable, prev: Option<&'p PreviousKind>) -> Match
             }
         }
     }
-    let mut totals = vec![0u64; ids.len()];
-    for &p in &id_of_row {
-        totals[p as usize] += 1;
-    }
     Matched {
         ids,
         of_record,
         removed,
-        totals,
     }
 }
 
@@ -272,7 +261,6 @@ pub fn master_index(
         ids: prev_ids,
         of_record: prev_of,
         removed,
-        totals,
     } = match_previous(
         table,
         previous.and_then(|p| p.kinds.get(table.kind.as_str())),
@@ -449,13 +437,6 @@ pub fn master_index(
         }
     }
     events.par_sort();
-    let whole: Vec<bool> = (0..n_clusters)
-        .map(|c| match (won[c].as_slice(), counts[c].as_slice()) {
-            ([p], [(q, k)]) => p == q && *k == sizes[c] as u64 && totals[*p as usize] == *k,
-            _ => false,
-        })
-        .collect();
-    let unchanged: Vec<bool> = cluster_of.par_iter().map(|&c| whole[c as usize]).collect();
     let cluster_size: Vec<u32> = cluster_of.par_iter().map(|&c| sizes[c as usize]).collect();
     let master_id =
         crate::mem::par_text_of(cluster_of.len(), |i| id_of[cluster_of[i] as usize].as_ref())
@@ -468,7 +449,6 @@ pub fn master_index(
         cluster_size,
         clusters: n_clusters as u64,
         events,
-        unchanged,
     })
 }
 

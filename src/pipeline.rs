@@ -335,20 +335,6 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 .filter(|s| s.kind == kp.kind)
                 .map(|s| s.name.clone())
                 .collect();
-            // A delta run keeps the previous rows of clusters nothing happened to.
-            let previous = match (&focus, &opts.previous) {
-                (Some(_), Some(dir)) => {
-                    golden::Previous::load(&dir.join(&golden_file), kp, &job_sources)?
-                }
-                _ => None,
-            };
-            let keep: Option<Vec<bool>> = focus.as_ref().map(|f| {
-                f.iter()
-                    .zip(&mi.unchanged)
-                    .map(|(&changed, &same)| same && !changed)
-                    .collect()
-            });
-            let reuse = previous.as_ref().zip(keep.as_deref());
             let mut file = output::ParallelWriter::create(
                 &out.file(&golden_file),
                 &golden::schema(&table, kp, &job_sources),
@@ -360,7 +346,6 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 &job_sources,
                 &mi.master_id,
                 &clusters.groups,
-                reuse,
                 &mut |batch| file.write(std::slice::from_ref(batch)),
             )?;
             file.close()?;
