@@ -112,16 +112,17 @@ impl Chunked {
         Chunked { parts, starts }
     }
 
-    /// The part holding row `i` and the row within it.
-    fn locate(&self, i: usize) -> Option<(&StringArray, usize)> {
+    /// The part holding row `i` and the row within it; `None` past the end.
+    fn locate(&self, i: usize) -> Option<(usize, usize)> {
         let k = self.starts.partition_point(|&s| s <= i).checked_sub(1)?;
-        let (part, start) = (self.parts.get(k)?, self.starts[k]);
-        (i - start < part.len()).then_some((part, i - start))
+        let r = i - self.starts[k];
+        (r < self.parts.get(k)?.len()).then_some((k, r))
     }
 
     /// The value of row `i`, `None` when null (or out of range).
     fn get(&self, i: usize) -> Option<&str> {
-        let (part, r) = self.locate(i)?;
+        let (k, r) = self.locate(i)?;
+        let part = &self.parts[k];
         part.is_valid(r).then(|| part.value(r))
     }
 
@@ -131,10 +132,12 @@ impl Chunked {
         let take = rows
             .iter()
             .map(|&r| {
-                let k = self.starts.partition_point(|&s| s <= r as usize) - 1;
-                (k, r as usize - self.starts[k])
+                self.locate(r as usize).ok_or_else(|| Error::Data {
+                    stage: "load",
+                    message: format!("internal: row {r} past the end of a column"),
+                })
             })
-            .collect::<Vec<_>>();
+            .collect::<Result<Vec<_>>>()?;
         interleave_strings(&refs, &take)
     }
 }

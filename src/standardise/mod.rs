@@ -281,12 +281,15 @@ where
             if parts.is_empty() {
                 return Ok(StringArray::from(Vec::<Option<&str>>::new()));
             }
-            let joined =
-                arrow_select::concat::concat(&parts).map_err(|e| crate::error::Error::Data {
-                    stage: "standardise",
-                    message: e.to_string(),
-                })?;
-            Ok(joined.as_string::<i32>().clone())
+            let failed = |message: String| crate::error::Error::Data {
+                stage: "standardise",
+                message,
+            };
+            let joined = arrow_select::concat::concat(&parts).map_err(|e| failed(e.to_string()))?;
+            joined
+                .as_string_opt::<i32>()
+                .cloned()
+                .ok_or_else(|| failed("internal: joined column is not text".into()))
         })
         .collect::<crate::error::Result<Vec<_>>>()?;
     Ok((columns, counters))
