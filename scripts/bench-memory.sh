@@ -76,6 +76,8 @@ print(json.dumps({"name": name, "code": int(code), "wall": float(wall), "anon_mb
                   "rss_mb": int(rss) / 1024, "cgroup_peak_mb": int(peak) / 2**20,
                   "memory": run.get("memory"), "records": run.get("records_in")}))
 PY
+  # Measured: the outputs (several GB at 10M records) are not kept; the log is.
+  rm -rf "$out"
 }
 run limit "$data/job-limit.toml"
 [ "$CONTRAST" = 0 ] || run plain "$data/job.toml"

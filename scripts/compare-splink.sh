@@ -99,6 +99,8 @@ for i in $(seq 1 "$YIKU_RUNS"); do
         > "$WORK/yiku-run$i.log"
     YIKU_STATS+=("$(time_stats "$WORK/yiku-run$i.time")")
     log "yiku run $i: wall s, peak RSS MB = ${YIKU_STATS[-1]}"
+    # Run 1's outputs are evaluated and handed to Splink; the others' (~1.3 GB each) are not kept.
+    [ "$i" = 1 ] || rm -rf "$out"
 done
 "$YIKU" eval -q --truth "$TRUTH" --run "$WORK/yiku-run1" --json "$WORK/yiku-eval.json" > /dev/null
 
