@@ -102,6 +102,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     };
     if memory == load::MemoryMode::Mapped {
         p.note("memory_limit: records are mapped from the state file instead of held in memory");
+        crate::mem::return_freed_blocks();
     }
     let (loaded, secs) = p.stage("load", || match &opts.delta {
         Some(dir) => load::load_delta(plan, dir),
