@@ -226,6 +226,8 @@ pub fn edges(scored: &[arrow_array::RecordBatch], threshold: f64) -> Vec<Edge> {
 pub struct Decisions {
     pub must_link: Vec<(u32, u32)>,
     pub cannot_link: Vec<(u32, u32)>,
+    /// Indices of the labels that named two records of the table.
+    pub resolved: Vec<usize>,
 }
 
 impl Decisions {
@@ -248,10 +250,11 @@ impl Decisions {
                 )
             })
             .collect();
-        for l in labels {
+        for (k, l) in labels.iter().enumerate() {
             let a = index.get(&(l.source_l.as_str(), l.record_id_l.as_str()));
             let b = index.get(&(l.source_r.as_str(), l.record_id_r.as_str()));
             if let (Some(&a), Some(&b)) = (a, b) {
+                d.resolved.push(k);
                 let pair = (a.min(b), a.max(b));
                 if l.is_match {
                     d.must_link.push(pair);
@@ -267,6 +270,12 @@ impl Decisions {
 
     pub fn applied(&self) -> u64 {
         (self.must_link.len() + self.cannot_link.len()) as u64
+    }
+
+    /// Whether a clerk decided on the pair of records `a`, `b` (either order).
+    pub fn decided(&self, a: u32, b: u32) -> bool {
+        let pair = (a.min(b), a.max(b));
+        self.must_link.binary_search(&pair).is_ok() || self.cannot_link.binary_search(&pair).is_ok()
     }
 
     /// Model edges plus must-link edges (strongest of all), minus edges a clerk rejected.

@@ -43,6 +43,17 @@ pub struct DeltaStats {
     pub links_dropped: u64,
 }
 
+/// Tonight's inputs that did not make it into the index, each with its reason (they go to
+/// the quarantine, so that no input vanishes without a trace).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Unapplied {
+    /// Deletions of records the index does not have.
+    pub deletions_not_found: Vec<Deletion>,
+    /// Tonight's new or changed records that `deletions.csv` deleted the same night (the
+    /// deletion wins): (source, record id).
+    pub deleted_same_night: Vec<(String, String)>,
+}
+
 /// The records of one kind after a delta.
 #[derive(Debug, Clone)]
 pub struct Applied {
@@ -52,6 +63,38 @@ pub struct Applied {
     /// Previous links between unchanged records, renumbered.
     pub links: Links,
     pub stats: DeltaStats,
+    pub unapplied: Unapplied,
+}
+
+/// The quarantine's rows for what a delta could not apply.
+pub fn quarantine_rows(u: &Unapplied) -> Vec<crate::load::QuarantineRow> {
+    let not_found = u
+        .deletions_not_found
+        .iter()
+        .map(|d| crate::load::QuarantineRow {
+            source: crate::load::DELETIONS_FILE.into(),
+            row: d.row,
+            record_id: Some(d.record_id.clone()),
+            reason: format!(
+                "deletes record `{}` of source `{}`, which the index does not have",
+                d.record_id, d.source
+            ),
+            raw: format!("source={}; record_id={}", d.source, d.record_id),
+        });
+    let same_night =
+        u.deleted_same_night
+            .iter()
+            .map(|(source, record_id)| crate::load::QuarantineRow {
+                source: source.clone(),
+                row: 0,
+                record_id: Some(record_id.clone()),
+                reason: format!(
+                    "sent tonight and deleted by {} the same night (the deletion wins)",
+                    crate::load::DELETIONS_FILE
+                ),
+                raw: String::new(),
+            });
+    not_found.chain(same_night).collect()
 }
 
 fn key<'a>(t: &'a StdTable, map: &[u16], i: usize) -> (u16, &'a str) {
@@ -117,24 +160,40 @@ pub fn apply(
     };
     let (prev_src, new_src) = (remap(&previous), remap(&changes));
     // Deleted keys in ascending order, walked by one cursor as the merge visits keys in order.
-    let mut deleted: Vec<(u16, &str)> = deletions
+    let of_kind: Vec<&Deletion> = deletions
         .iter()
         .filter(|d| d.kind == previous.kind)
-        .filter_map(|d| {
+        .collect();
+    // (source, record id, index into `of_kind`), by key.
+    let mut deleted: Vec<(u16, &str, usize)> = of_kind
+        .iter()
+        .enumerate()
+        .filter_map(|(k, d)| {
             let s = sources.binary_search(&d.source).ok()? as u16;
-            Some((s, d.record_id.as_str()))
+            Some((s, d.record_id.as_str(), k))
         })
         .collect();
     deleted.sort_unstable();
-    deleted.dedup();
+    deleted.dedup_by(|b, a| (a.0, a.1) == (b.0, b.1));
+    let mut hit = vec![false; of_kind.len()];
     let mut cursor = 0usize;
     let mut is_deleted = |k: (u16, &str)| -> bool {
-        while cursor < deleted.len() && deleted[cursor] < k {
+        while cursor < deleted.len() && (deleted[cursor].0, deleted[cursor].1) < k {
             cursor += 1;
         }
-        deleted.get(cursor) == Some(&k)
+        match deleted.get(cursor) {
+            Some(&(s, r, at)) if (s, r) == k => {
+                hit[at] = true;
+                true
+            }
+            _ => false,
+        }
     };
-    let deletions_of_kind = deletions.iter().filter(|d| d.kind == previous.kind).count() as u64;
+    let mut unapplied = Unapplied::default();
+    let name_of = |t: &StdTable, map: &[u16], i: usize| {
+        let (s, r) = key(t, map, i);
+        (sources[s as usize].clone(), r.to_string())
+    };
 
     // Merge two sorted runs of records; `take` is (0 = previous / 1 = changes, row).
     let (np, nc) = (previous.len(), changes.len());
@@ -166,6 +225,9 @@ pub fn apply(
                 // A changed record: the stored one is replaced (or both go, if deleted).
                 if is_deleted(key(&previous, &prev_src, i)) {
                     found_deleted += 1;
+                    unapplied
+                        .deleted_same_night
+                        .push(name_of(&changes, &new_src, j));
                 } else {
                     stats.changed += 1;
                     take.push((1, j));
@@ -174,7 +236,11 @@ pub fn apply(
                 j += 1;
             }
             Ordering::Greater => {
-                if !is_deleted(key(&changes, &new_src, j)) {
+                if is_deleted(key(&changes, &new_src, j)) {
+                    unapplied
+                        .deleted_same_night
+                        .push(name_of(&changes, &new_src, j));
+                } else {
                     stats.added += 1;
                     take.push((1, j));
                 }
@@ -182,8 +248,14 @@ pub fn apply(
             }
         }
     }
+    unapplied.deletions_not_found = of_kind
+        .iter()
+        .zip(&hit)
+        .filter(|(_, h)| !**h)
+        .map(|(d, _)| (*d).clone())
+        .collect();
     stats.deleted = found_deleted;
-    stats.deletions_not_found = deletions_of_kind.saturating_sub(found_deleted);
+    stats.deletions_not_found = unapplied.deletions_not_found.len() as u64;
 
     let gather = |a: &StringArray, b: &StringArray| -> Result<StringArray> {
         crate::load::interleave_strings(&[a as &dyn Array, b], &take)
@@ -257,6 +329,7 @@ pub fn apply(
         focus,
         links,
         stats,
+        unapplied,
     })
 }
 
@@ -305,6 +378,7 @@ mod tests {
             kind: EntityKind::Person,
             source: "b".into(),
             record_id: "1".into(),
+            row: 1,
         }];
         let d = apply(prev, links, changes, &deletions).unwrap();
         let ids: Vec<(String, &str)> = (0..d.table.len())
@@ -330,6 +404,34 @@ mod tests {
         assert!(d.links.edges.is_empty());
         assert_eq!(d.stats.links_dropped, 2);
         assert_eq!((d.stats.added, d.stats.changed, d.stats.deleted), (2, 1, 1));
+    }
+
+    #[test]
+    fn deletions_that_apply_to_nothing_and_records_deleted_the_same_night_are_named() {
+        let prev = table(&[("a", "1", "x")]);
+        let changes = table(&[("a", "2", "y")]);
+        let del = |source: &str, id: &str, row: u64| Deletion {
+            kind: EntityKind::Person,
+            source: source.into(),
+            record_id: id.into(),
+            row,
+        };
+        let deletions = vec![del("a", "2", 1), del("a", "9", 2), del("z", "1", 3)];
+        let d = apply(prev, Links::default(), changes, &deletions).unwrap();
+        assert_eq!(d.table.len(), 1);
+        assert_eq!(
+            d.unapplied.deleted_same_night,
+            vec![("a".to_string(), "2".to_string())]
+        );
+        assert_eq!(
+            d.unapplied.deletions_not_found,
+            vec![del("a", "9", 2), del("z", "1", 3)]
+        );
+        assert_eq!(d.stats.deletions_not_found, 2);
+        let rows = quarantine_rows(&d.unapplied);
+        assert_eq!(rows.len(), 3);
+        assert!(rows[0].reason.contains("`9`"), "{}", rows[0].reason);
+        assert_eq!(rows[0].row, 2);
     }
 
     #[test]

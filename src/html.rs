@@ -50,7 +50,17 @@ pub fn write_report(out_dir: &Path, opts: &ReportOptions) -> Result<()> {
     write_report_with(out_dir, opts, None)
 }
 
-/// Writes `report.html` into a run's output folder; `facts` (gathered by the run while its
+/// The report's file name: `report.html`, or `report-pii.html` with personal data shown, so
+/// that the masked report the auditors share is never overwritten by an unmasked one.
+pub fn report_file(opts: &ReportOptions) -> &'static str {
+    if opts.show_pii {
+        "report-pii.html"
+    } else {
+        "report.html"
+    }
+}
+
+/// Writes `report.html` (see [`report_file`]) into a run's output folder; `facts` (gathered by the run while its
 /// records were in memory) stand in for the master index, pairs and standardised records,
 /// which are then not read back.
 pub fn write_report_with(
@@ -59,7 +69,7 @@ pub fn write_report_with(
     facts: Option<RunFacts>,
 ) -> Result<()> {
     let html = render_with(out_dir, opts, facts)?;
-    let path = out_dir.join("report.html");
+    let path = out_dir.join(report_file(opts));
     std::fs::write(&path, html).map_err(|e| Error::io(&path, e))
 }
 
@@ -1359,7 +1369,7 @@ impl Page {
             esc(run["model"].as_str().unwrap_or("")),
         );
         if !self.show_pii {
-            self.w("<div class=masked>Personal data is masked (ID <code>110105********002X</code>, phone <code>138****5678</code>, name <code>张*</code>).</div>");
+            self.w("<div class=masked>Personal data is masked (ID <code>110105********002X</code>, phone <code>138****5678</code>, name <code>张*</code>, dates <code>****-**-**</code>).</div>");
         }
         self.w("<main>");
     }

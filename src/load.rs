@@ -53,7 +53,8 @@ impl RawTable {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct QuarantineRow {
     pub source: String,
-    /// 1-based data row in the file (header excluded).
+    /// 1-based data row in the file (header excluded); 0 for a record of a delta run that
+    /// `deletions.csv` deleted the same night (its row is not kept past loading).
     pub row: u64,
     pub record_id: Option<String>,
     pub reason: String,
@@ -202,18 +203,49 @@ pub struct Deletion {
     pub kind: EntityKind,
     pub source: String,
     pub record_id: String,
+    /// Row of `deletions.csv` (1 = the first after the header), to name it in the quarantine.
+    pub row: u64,
 }
 
-/// Loads a delta folder: for every source of the job, the file of the same name in `dir`
-/// (if there is one) holds its new and changed records, in the source's format and columns;
-/// `deletions.csv` (`source`, `record_id`) lists deleted records. Deletions naming a source
-/// the job does not have go to the quarantine.
+/// Loads a delta folder: for every source of the job, the file with the same file name as
+/// the source's in `dir` (if there is one) holds its new and changed records, in the source's
+/// format and columns; `deletions.csv` (`source`, `record_id`) lists deleted records. Any
+/// other file (but hidden ones) is an error: a misnamed file would otherwise drop a
+/// department's changes without a word. Deletions naming a source the job does not have, or
+/// with other than two fields, go to the quarantine.
 pub fn load_delta(plan: &Plan, dir: &Path) -> Result<(Loaded, Vec<Deletion>)> {
     if !dir.is_dir() {
         return Err(Error::io(
             dir,
             std::io::Error::new(std::io::ErrorKind::NotFound, "delta folder not found"),
         ));
+    }
+    let expected: Vec<String> = plan
+        .sources
+        .iter()
+        .filter_map(|s| Some(s.path.file_name()?.to_string_lossy().into_owned()))
+        .chain(std::iter::once(DELETIONS_FILE.to_string()))
+        .collect();
+    let mut unknown: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && !expected.contains(n))
+        .collect();
+    unknown.sort();
+    if let Some(first) = unknown.first() {
+        return Err(Error::Read {
+            path: dir.join(first),
+            message: format!(
+                "is not a file a delta folder may hold{}: tonight's records of a source go in a \
+                 file named as the source's own file ({}), deleted records in {DELETIONS_FILE}",
+                match unknown.len() {
+                    1 => String::new(),
+                    n => format!(" (nor are {} other files)", n - 1),
+                },
+                expected[..expected.len() - 1].join(", ")
+            ),
+        });
     }
     let mut delta = plan.clone();
     delta.sources = plan
@@ -230,7 +262,13 @@ pub fn load_delta(plan: &Plan, dir: &Path) -> Result<(Loaded, Vec<Deletion>)> {
     let mut loaded = load(&delta)?;
     let mut deletions = Vec::new();
     let path = dir.join(DELETIONS_FILE);
-    if path.is_file() {
+    // An empty file (no header either) deletes nothing.
+    if path.is_file()
+        && std::fs::metadata(&path)
+            .map_err(|e| Error::io(&path, e))?
+            .len()
+            > 0
+    {
         let read_err = |e: csv::Error| Error::Read {
             path: path.clone(),
             message: e.to_string(),
@@ -263,16 +301,25 @@ pub fn load_delta(plan: &Plan, dir: &Path) -> Result<(Loaded, Vec<Deletion>)> {
                 .as_deref()
                 .and_then(|s| plan.sources.iter().find(|x| x.name == s))
                 .map(|s| s.kind);
+            let fields_ok = rec.len() == headers.len();
             match (kind, source, record_id) {
-                (Some(kind), Some(source), Some(record_id)) => deletions.push(Deletion {
-                    kind,
-                    source,
-                    record_id,
-                }),
+                (Some(kind), Some(source), Some(record_id)) if fields_ok => {
+                    deletions.push(Deletion {
+                        kind,
+                        source,
+                        record_id,
+                        row: row as u64 + 1,
+                    })
+                }
                 (_, source, record_id) => loaded.quarantine.push(QuarantineRow {
                     source: DELETIONS_FILE.into(),
                     row: row as u64 + 1,
                     reason: match &source {
+                        _ if !fields_ok => format!(
+                            "{} fields where the header has {}",
+                            rec.len(),
+                            headers.len()
+                        ),
                         Some(s) if record_id.is_some() => {
                             format!("deletion names source `{s}`, which the job does not have")
                         }
@@ -290,7 +337,9 @@ pub fn load_delta(plan: &Plan, dir: &Path) -> Result<(Loaded, Vec<Deletion>)> {
         loaded.quarantine.sort();
     }
     deletions.sort();
-    deletions.dedup();
+    // The same record named twice: its first row counts.
+    deletions
+        .dedup_by(|b, a| (a.kind, &a.source, &a.record_id) == (b.kind, &b.source, &b.record_id));
     Ok((loaded, deletions))
 }
 
@@ -366,13 +415,20 @@ pub fn memory_mode(plan: &Plan, limit: u64, records: u64) -> Result<MemoryMode> 
     }
     let size = |b: u64| match b {
         b if b >= 1_000_000_000 => format!("{:.1} GB", b as f64 / 1e9),
-        b => format!("{:.0} MB", b as f64 / 1e6),
+        b if b >= 1_000_000 => format!("{:.0} MB", b as f64 / 1e6),
+        b => format!("{} KB", b.div_ceil(1000)),
+    };
+    // Parquet footers give row counts; CSV and Arrow IPC files are sized at a guess.
+    let counted = if plan.sources.iter().all(|s| s.format == Format::Parquet) {
+        format!("{records} records")
+    } else {
+        format!("~{records} records, estimated from the file sizes")
     };
     Err(Error::Config {
         path: plan.job_path.clone(),
         key: "job.memory_limit".into(),
         message: format!(
-            "this run needs about {} ({records} records at ~{PEAK_BYTES_PER_RECORD} bytes each in \
+            "this run needs about {} ({counted}, ~{PEAK_BYTES_PER_RECORD} bytes each in \
              memory), or {} with the records mapped from disk (~{MAPPED_BYTES_PER_RECORD} bytes \
              each), but memory_limit is {}: raise the limit, or split the job (by region or by \
              kind)",
@@ -573,6 +629,12 @@ fn trim_strings(a: &StringArray) -> StringArray {
 
 /// Reads the named text columns of a Parquet file (columns that are absent come back `None`).
 pub fn read_text_columns(path: &Path, names: &[&str]) -> Result<Vec<Option<Vec<Option<String>>>>> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
+        return read_csv_text_columns(path, names);
+    }
     let batches = crate::state::read_parquet(path, Some(names))?;
     names
         .iter()
@@ -590,7 +652,44 @@ pub fn read_text_columns(path: &Path, names: &[&str]) -> Result<Vec<Option<Vec<O
         .collect()
 }
 
-/// A clerk's decision on a pair of records (from a filled-in `review.parquet`).
+/// [`read_text_columns`] of a CSV file (a review queue filled in with a spreadsheet, say):
+/// empty cells are nulls.
+fn read_csv_text_columns(path: &Path, names: &[&str]) -> Result<Vec<Option<Vec<Option<String>>>>> {
+    let err = |e: csv::Error| read_err(path, e);
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(err)?;
+    let headers: Vec<String> = r
+        .headers()
+        .map_err(err)?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
+        .collect();
+    let at: Vec<Option<usize>> = names
+        .iter()
+        .map(|n| headers.iter().position(|h| h == n))
+        .collect();
+    let mut cols: Vec<Option<Vec<Option<String>>>> =
+        at.iter().map(|a| a.map(|_| Vec::new())).collect();
+    for rec in r.records() {
+        let rec = rec.map_err(err)?;
+        for (col, a) in cols.iter_mut().zip(&at) {
+            if let (Some(col), Some(a)) = (col.as_mut(), a) {
+                col.push(
+                    rec.get(*a)
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(String::from),
+                );
+            }
+        }
+    }
+    Ok(cols)
+}
+
+/// A clerk's decision on a pair of records (from a filled-in `review.parquet`, or carried
+/// over from an earlier run's `decisions.parquet`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Label {
     pub source_l: String,
@@ -598,28 +697,41 @@ pub struct Label {
     pub source_r: String,
     pub record_id_r: String,
     pub is_match: bool,
+    /// The run that received the decision (empty: the run now reading it).
+    pub decided_in: String,
+    /// Row of the file it was read from (1 = the first after the header).
+    pub row: u64,
 }
 
+impl Label {
+    /// The pair's two records in a fixed order, whichever side the clerk's file gave first.
+    pub fn key(&self) -> ((&str, &str), (&str, &str)) {
+        let (a, b) = (
+            (self.source_l.as_str(), self.record_id_l.as_str()),
+            (self.source_r.as_str(), self.record_id_r.as_str()),
+        );
+        (a.min(b), a.max(b))
+    }
+}
+
+/// File of a run's output folder holding every clerks' decision in effect: the earlier runs'
+/// and this run's `--labels`; the next run with `--previous` applies them again.
+pub const DECISIONS_FILE: &str = "decisions.parquet";
+
 /// Reads clerks' decisions: `source_l, record_id_l, source_r, record_id_r, decision`
-/// (`match` / `non_match`; rows without a decision are skipped).
+/// (`match` / `non_match`; rows without a decision are skipped), and `decided_in` when the
+/// file has it (a `decisions.parquet`).
 pub fn load_labels(path: &Path) -> Result<Vec<Label>> {
-    let cols = read_text_columns(
-        path,
-        &[
-            "source_l",
-            "record_id_l",
-            "source_r",
-            "record_id_r",
-            "decision",
-        ],
-    )?;
     let names = [
         "source_l",
         "record_id_l",
         "source_r",
         "record_id_r",
         "decision",
+        "decided_in",
     ];
+    let mut cols = read_text_columns(path, &names)?;
+    let decided_in = cols.pop().flatten();
     let mut got = Vec::new();
     for (c, name) in cols.into_iter().zip(names) {
         got.push(c.ok_or_else(|| Error::Schema {
@@ -653,6 +765,11 @@ pub fn load_labels(path: &Path) -> Result<Vec<Label>> {
                 source_r: c.into(),
                 record_id_r: d.into(),
                 is_match,
+                decided_in: decided_in
+                    .as_ref()
+                    .and_then(|col| col[i].clone())
+                    .unwrap_or_default(),
+                row: i as u64 + 1,
             });
         }
     }
@@ -853,6 +970,37 @@ fn append_text(
         },
     };
     match arr.data_type() {
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+            // Whole numbers are written as such (a phone or an id stored as a float would
+            // otherwise read `13812345678.0`); past 2^53 a float has lost digits, which no
+            // reading can restore (an 18-digit ID number does not fit).
+            let f =
+                arrow_cast::cast(arr.as_ref(), &DataType::Float64).map_err(|e| Error::Schema {
+                    path: src.path.clone(),
+                    column: col.to_string(),
+                    message: format!("has type {}, which cannot be read: {e}", arr.data_type()),
+                })?;
+            if let Some(f) = f.as_any().downcast_ref::<arrow_array::Float64Array>() {
+                const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+                if let Some(v) = f.iter().flatten().find(|v| v.abs() >= EXACT) {
+                    return Err(Error::Schema {
+                        path: src.path.clone(),
+                        column: col.to_string(),
+                        message: format!(
+                            "holds floating-point numbers as large as {v:e}, whose last digits are lost (an 18-digit ID number does not fit in a float): export the column as text"
+                        ),
+                    });
+                }
+                for v in f.iter() {
+                    match v {
+                        Some(v) if v.fract() == 0.0 => b.append_value(format!("{}", v as i64)),
+                        Some(v) => b.append_value(v.to_string()),
+                        None => b.append_null(),
+                    }
+                }
+                return Ok(());
+            }
+        }
         DataType::Binary => {
             if let Some(a) = arr.as_any().downcast_ref::<BinaryArray>() {
                 a.iter().enumerate().for_each(|(i, v)| binary(i, v, b));
@@ -924,10 +1072,40 @@ fn read_csv(src: &Source) -> Result<SourceData> {
         .collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let find = |col: &str| {
-        name_refs
-            .iter()
-            .position(|n| *n == col)
-            .ok_or_else(|| missing_column(src, col, &name_refs))
+        name_refs.iter().position(|n| *n == col).ok_or_else(|| {
+            // What a header that matches nothing usually means.
+            let starts_parquet = || {
+                let mut magic = [0u8; 4];
+                File::open(&src.path)
+                    .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+                    .is_ok_and(|()| &magic == b"PAR1")
+            };
+            if starts_parquet() {
+                return read_err(
+                    &src.path,
+                    "is a Parquet file, not CSV: name it .parquet or set the source's format",
+                );
+            }
+            let hint = if names.iter().any(|n| n.contains('\u{fffd}')) {
+                " (the header is not UTF-8: convert a GBK/GB18030 export first, e.g. `iconv -f GB18030 -t UTF-8`)"
+            } else if names.len() == 1 && names[0].contains([';', '\t', '|']) {
+                " (one column only: the file is not separated by commas)"
+            } else {
+                ""
+            };
+            match missing_column(src, col, &name_refs) {
+                Error::Schema {
+                    path,
+                    column,
+                    message,
+                } => Error::Schema {
+                    path,
+                    column,
+                    message: format!("{message}{hint}"),
+                },
+                other => other,
+            }
+        })
     };
     let id_col = find(&src.record_id)?;
     let cols: Vec<usize> = src
@@ -963,24 +1141,53 @@ fn read_csv(src: &Source) -> Result<SourceData> {
             }
         }
         row += 1;
-        let lossy = || String::from_utf8_lossy(rec.as_slice()).into_owned();
+        // The row as read, fields separated as in the file, for whoever repairs it; and its
+        // record id when that much is readable.
+        let lossy = || {
+            rec.iter()
+                .map(|f| String::from_utf8_lossy(f).into_owned())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let rid = || {
+            rec.get(id_col)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+        };
+        let reject = |reason: String, q: &mut Vec<QuarantineRow>| {
+            q.push(QuarantineRow {
+                source: src.name.clone(),
+                row,
+                record_id: rid(),
+                reason,
+                raw: lossy(),
+            });
+        };
         if rec.len() != headers.len() {
             let reason = format!(
                 "row has {} fields, the header has {}",
                 rec.len(),
                 headers.len()
             );
-            reject_row(src, row, reason, lossy(), &mut quarantine);
+            reject(reason, &mut quarantine);
             push_nulls(&mut id_b, &mut bs);
             rejected.push(true);
             continue;
         }
-        let bad = std::iter::once(id_col)
+        let bad: Vec<&str> = std::iter::once(id_col)
             .chain(cols.iter().copied())
-            .find(|&c| std::str::from_utf8(&rec[c]).is_err());
-        if let Some(c) = bad {
-            let reason = format!("invalid UTF-8 in column `{}`", names[c]);
-            reject_row(src, row, reason, lossy(), &mut quarantine);
+            .filter(|&c| std::str::from_utf8(&rec[c]).is_err())
+            .map(|c| names[c].as_str())
+            .collect();
+        if !bad.is_empty() {
+            let reason = format!(
+                "invalid UTF-8 in column{} `{}` (files must be UTF-8; a GBK/GB18030 export needs converting first, e.g. `iconv -f GB18030 -t UTF-8`)",
+                if bad.len() > 1 { "s" } else { "" },
+                bad.join("`, `")
+            );
+            reject(reason, &mut quarantine);
             push_nulls(&mut id_b, &mut bs);
             rejected.push(true);
             continue;

@@ -35,6 +35,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` and the like: end quietly when the reader goes, as command-line
+    // tools do, instead of panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: restores the default action of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     yiku::mem::reuse_freed_blocks();
     let cli = Cli::parse();
     let result = match &cli.command {

@@ -434,7 +434,7 @@ pub fn pairs_batch<'a>(
     layout: &PairsLayout<'a>,
     scored: &RecordBatch,
     rules: &[u8],
-    keep: impl Fn(f64) -> bool,
+    keep: impl Fn(u32, u32, f64) -> bool,
     review: bool,
     path: &Path,
 ) -> Result<RecordBatch> {
@@ -458,7 +458,7 @@ pub fn pairs_batch<'a>(
         .and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned())
         .ok_or_else(|| Error::write(path, "internal: no weight"))?;
     let rows: Vec<usize> = (0..scored.num_rows())
-        .filter(|&i| keep(prob.value(i)))
+        .filter(|&i| keep(l.value(i), r.value(i), prob.value(i)))
         .collect();
     // Text columns in one pass for their sizes and one to copy; record ids gathered with
     // the rows ahead asked for (a pair's right-hand record lies anywhere in the table).
@@ -507,12 +507,14 @@ pub fn pairs_batch<'a>(
 }
 
 /// Rows of `pairs.parquet` (every pair) and `review.parquet` (probability within
-/// `[review, match)`) for one kind's scored batches; `rules` holds every candidate's rule.
+/// `[review, match)`, and not yet `decided` by a clerk) for one kind's scored batches; `rules`
+/// holds every candidate's rule.
 pub fn pair_rows(
     layout: &PairsLayout,
     scored: &[RecordBatch],
     rules: &[u8],
     (review, matched): (f64, f64),
+    decided: &(dyn Fn(u32, u32) -> bool + Sync),
     path: &Path,
 ) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
     use rayon::prelude::*;
@@ -522,12 +524,13 @@ pub fn pair_rows(
         .map(|(b, sb)| {
             let from = b * crate::compare::BATCH;
             let rules = &rules[from..from + sb.num_rows()];
-            let all = pairs_batch(layout, sb, rules, |_| true, false, path)?;
+            let all = pairs_batch(layout, sb, rules, |_, _, _| true, false, path)?;
+            // The queue holds the pairs in the review band that no clerk has decided yet.
             let rev = pairs_batch(
                 layout,
                 sb,
                 rules,
-                |p| p >= review && p < matched,
+                |l, r, p| p >= review && p < matched && !decided(l, r),
                 true,
                 path,
             )?;
@@ -535,6 +538,96 @@ pub fn pair_rows(
         })
         .collect::<Result<_>>()?;
     Ok(both.into_iter().unzip())
+}
+
+/// The previous run's open review queue of one kind, for a delta run: its pairs whose two
+/// records are still in the index and unchanged tonight (`focus` false), and that no clerk has
+/// `decided` since. Empty when the previous folder has no queue or one of another layout (the
+/// job's compared fields changed).
+pub fn carried_review(
+    path: &Path,
+    kind: &str,
+    table: &StdTable,
+    focus: &[bool],
+    decided: &dyn Fn(u32, u32) -> bool,
+    schema: &Arc<Schema>,
+) -> Result<Vec<RecordBatch>> {
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for batch in crate::state::read_parquet(path, None)? {
+        if batch.schema().fields() != schema.fields() {
+            return Ok(Vec::new());
+        }
+        let text = |n: &str| crate::state::text_column(std::slice::from_ref(&batch), n);
+        let (Some(k), Some(sl), Some(rl), Some(sr), Some(rr)) = (
+            text("kind"),
+            text("source_l"),
+            text("record_id_l"),
+            text("source_r"),
+            text("record_id_r"),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let keep: arrow_array::BooleanArray = (0..batch.num_rows())
+            .map(|i| {
+                let still_open = k.value(i) == kind
+                    && match (
+                        table.find(sl.value(i), rl.value(i)),
+                        table.find(sr.value(i), rr.value(i)),
+                    ) {
+                        (Some(a), Some(b)) => {
+                            !focus[a as usize] && !focus[b as usize] && !decided(a, b)
+                        }
+                        _ => false,
+                    };
+                Some(still_open)
+            })
+            .collect();
+        let kept = arrow_select::filter::filter_record_batch(&batch, &keep).map_err(err(path))?;
+        if kept.num_rows() > 0 {
+            out.push(
+                RecordBatch::try_new(schema.clone(), kept.columns().to_vec()).map_err(err(path))?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// `decisions.parquet`: the clerks' decisions in effect, one row per pair of records.
+pub fn decisions_batch(
+    labels: &[&crate::load::Label],
+) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+    let text = |f: &dyn Fn(&crate::load::Label) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(labels.iter().map(|l| f(l))))
+    };
+    RecordBatch::try_new(
+        decisions_schema(),
+        vec![
+            text(&|l| &l.source_l),
+            text(&|l| &l.record_id_l),
+            text(&|l| &l.source_r),
+            text(&|l| &l.record_id_r),
+            text(&|l| if l.is_match { "match" } else { "non_match" }),
+            text(&|l| &l.decided_in),
+        ],
+    )
+}
+
+pub fn decisions_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(
+        [
+            "source_l",
+            "record_id_l",
+            "source_r",
+            "record_id_r",
+            "decision",
+            "decided_in",
+        ]
+        .map(|n| Field::new(n, DataType::Utf8, false))
+        .to_vec(),
+    ))
 }
 
 /// `events.parquet`: the lineage of master ids; `time` is when the run wrote it.

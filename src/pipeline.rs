@@ -68,12 +68,29 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             .transpose()
     });
     let previous = previous?;
-    let labels = match &opts.labels {
+    let run = master::Previous::next_run(previous.as_ref());
+    let run_id = format!("R{run:06}");
+    // Clerks' decisions: the previous run's, then tonight's (a new decision on a pair
+    // replaces the old one); they stay in effect from run to run.
+    let carried = match &opts.previous {
+        Some(dir) if dir.join(load::DECISIONS_FILE).is_file() => {
+            load::load_labels(&dir.join(load::DECISIONS_FILE))?
+        }
+        _ => Vec::new(),
+    };
+    let new_labels = match &opts.labels {
         Some(path) => load::load_labels(path)?,
         None => Vec::new(),
     };
-    let run = master::Previous::next_run(previous.as_ref());
-    let run_id = format!("R{run:06}");
+    let first_new = carried.len();
+    let labels: Vec<load::Label> = carried
+        .into_iter()
+        .chain(new_labels.into_iter().map(|l| load::Label {
+            decided_in: run_id.clone(),
+            ..l
+        }))
+        .collect();
+    let mut labels_resolved = vec![false; labels.len()];
     let target = opts.output.clone().unwrap_or_else(|| plan.output.clone());
     let out = OutputDir::create(&target, plan.compression)?;
     let mut stages = Vec::new();
@@ -112,6 +129,8 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     let records_loaded: u64 = loaded.tables.iter().map(|t| t.len() as u64).sum();
     stage("load", "all", secs, records_loaded);
     let mut records_in = 0u64;
+    // Tonight's deletions and records a delta could not apply: quarantined with their reason.
+    let mut unapplied = Vec::new();
 
     let mut kinds = Vec::new();
     let mut models = Vec::new();
@@ -150,6 +169,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 });
                 let a = applied?;
                 stage("delta", k, secs, a.table.len() as u64);
+                unapplied.extend(delta::quarantine_rows(&a.unapplied));
                 (a.table, Some(a.focus), a.links, Some(a.stats))
             }
             _ => (table, None, Links::default(), None),
@@ -183,6 +203,9 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         }
 
         let decisions = cluster::Decisions::resolve(&table, &labels);
+        for &k in &decisions.resolved {
+            labels_resolved[k] = true;
+        }
         // A delta run compares only the records in tonight's pairs (and clerks' must-links).
         let needed = focus.as_ref().map(|_| {
             let mut n = vec![false; table.len()];
@@ -204,11 +227,14 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         stage("compare", k, secs, cands.len() as u64);
 
         let reused = saved.as_ref().and_then(|m| m.model(kp.kind)).cloned();
+        let model_reused = reused.is_some();
+        if saved.is_some() && !model_reused && opts.delta.is_none() {
+            p.note(&format!(
+                "{k}: the saved model has no {k} model: training one in this run"
+            ));
+        }
         let mut model = match reused {
-            Some(m) => {
-                m.check_fits(&kp.comparisons)?;
-                m
-            }
+            Some(m) => m.adopt(kp)?,
             None if opts.delta.is_some() => {
                 return Err(Error::Data {
                     stage: "score",
@@ -237,7 +263,17 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 m
             }
         };
-        score::refine_with_labels(&mut model, &comparators, &decisions.must_link);
+        // A model trained tonight learns from every decision in effect; a saved one already
+        // learnt from the earlier ones, so only from tonight's.
+        let learn_from = if model_reused {
+            match labels.get(first_new..) {
+                Some(new) if !new.is_empty() => cluster::Decisions::resolve(&table, new).must_link,
+                _ => Vec::new(),
+            }
+        } else {
+            decisions.must_link.clone()
+        };
+        score::refine_with_labels(&mut model, &comparators, &learn_from);
         let (scored, secs) = p.stage(&format!("{k}: score"), || {
             score::score(&model, &comparators, &compared)
         });
@@ -299,10 +335,23 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 &scored,
                 &cands.rule,
                 (model.review_probability, model.match_probability),
+                &|l, r| decisions.decided(l, r),
                 &pairs_path,
             )
         });
         let (mut pairs, mut review) = rows?;
+        // A delta run compares tonight's pairs only: the earlier nights' open queue stays.
+        if let (Some(prev), Some(focus)) = (&opts.previous, focus.as_deref()) {
+            let carried = output::carried_review(
+                &prev.join("review.parquet"),
+                k,
+                &table,
+                focus,
+                &|l, r| decisions.decided(l, r),
+                &output::pairs_schema(&level_fields, true),
+            )?;
+            review.splice(0..0, carried);
+        }
         stage("pair rows", k, secs, cands.len() as u64);
         // What the report needs from these records and pairs, while they are in memory.
         let (noted, secs) = p.stage(&format!("{k}: report facts"), || {
@@ -372,7 +421,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             clusters: mi.clusters,
             must_not_link_conflicts: clusters.conflicts,
             cut_edges: clusters.cut_edges,
-            model_reused: saved.is_some(),
+            model_reused,
             decisions_applied: decisions.applied(),
             delta: delta_stats,
             lambda: model.lambda,
@@ -380,11 +429,48 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         models.push(model);
     }
 
+    // Decisions in effect: the last one on each pair whose records this run has. Tonight's
+    // labels naming a record it does not have go to the quarantine; carried ones whose
+    // record was deleted lapse.
+    let mut ledger: std::collections::BTreeMap<_, &load::Label> = Default::default();
+    for (k, l) in labels.iter().enumerate() {
+        if labels_resolved[k] {
+            ledger.insert(l.key(), l);
+        } else if k >= first_new {
+            unapplied.push(load::QuarantineRow {
+                source: opts
+                    .labels
+                    .as_deref()
+                    .and_then(|p| p.file_name())
+                    .map_or_else(|| "labels".into(), |n| n.to_string_lossy().into_owned()),
+                row: l.row,
+                record_id: Some(l.record_id_l.clone()),
+                reason: format!(
+                    "the decision names {}:{} ~ {}:{}, not two records of one kind in this run",
+                    l.source_l, l.record_id_l, l.source_r, l.record_id_r
+                ),
+                raw: format!(
+                    "source_l={}; record_id_l={}; source_r={}; record_id_r={}; decision={}",
+                    l.source_l,
+                    l.record_id_l,
+                    l.source_r,
+                    l.record_id_r,
+                    if l.is_match { "match" } else { "non_match" }
+                ),
+            });
+        }
+    }
+    let ledger: Vec<&load::Label> = ledger.into_values().collect();
+    let mut quarantine = loaded.quarantine;
+    quarantine.extend(unapplied);
+    quarantine.sort();
     let (written, secs) = p.stage("write outputs", || -> Result<()> {
-        let q = output::quarantine_batch(&loaded.quarantine)
+        let q = output::quarantine_batch(&quarantine)
             .map_err(|e| Error::write(out.file("quarantine.parquet"), e))?;
         let ev = output::events_batch(&run_id, &events)
             .map_err(|e| Error::write(out.file("events.parquet"), e))?;
+        let dec = output::decisions_batch(&ledger)
+            .map_err(|e| Error::write(out.file(load::DECISIONS_FILE), e))?;
         files.close()?;
         output::write_parquets(
             &[
@@ -397,6 +483,11 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                     out.file("events.parquet"),
                     output::events_schema(),
                     std::slice::from_ref(&ev),
+                ),
+                (
+                    out.file(load::DECISIONS_FILE),
+                    output::decisions_schema(),
+                    std::slice::from_ref(&dec),
                 ),
             ],
             out.compression,
@@ -428,7 +519,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         sources: loaded.stats,
         kinds,
         stages,
-        quarantined: loaded.quarantine.len() as u64,
+        quarantined: quarantine.len() as u64,
         records_in,
         records_in_master_index: in_master,
         conservation_ok: records_in == in_master,

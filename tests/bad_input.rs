@@ -254,6 +254,35 @@ fn a_bad_delta_is_named_and_bad_deletions_are_quarantined() {
             && r.as_deref() == Some("civil:2")),
         "{ev:?}"
     );
+    // A deletion that finds no record, and a record deleted the night it is sent, are named.
+    std::fs::write(
+        delta.join("deletions.csv"),
+        "source,record_id\ncivil,404\ncivil,3\ncivil,1,extra\n",
+    )
+    .expect("deletions");
+    std::fs::write(delta.join("a.csv"), "编号,姓名,身份证号\n3,王五,\n").expect("csv");
+    let (code, _, err) = delta_run(&prev, &delta_dir);
+    assert_eq!(code, 0, "{err}");
+    let q = columns(&d.join("n2/quarantine.parquet"), &["record_id", "reason"]);
+    let reasons: Vec<String> = q[1].iter().flatten().cloned().collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("`404`")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("same night")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("3 fields")),
+        "{reasons:?}"
+    );
+    // An empty deletions file deletes nothing; a file no source is named after stops the run.
+    std::fs::write(delta.join("deletions.csv"), "").expect("empty");
+    let (code, _, err) = delta_run(&prev, &delta_dir);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(delta.join("b.csv"), "编号,姓名\n").expect("stray file");
+    let (code, _, err) = delta_run(&prev, &delta_dir);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("b.csv") && err.contains("a.csv"), "{err}");
 }
 
 /// `a.csv` in `d`: `n` people with a name and no ID number.

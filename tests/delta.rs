@@ -174,6 +174,23 @@ fn three_nights_keep_ids_record_lineage_and_match_a_full_run() {
         "delta and full run give the same master index"
     );
     assert_eq!(events(&n2), events(&full2));
+    // The open review queue: the earlier night's undecided pairs still valid plus tonight's
+    // make the full run's queue.
+    let queue = |d: &Path| {
+        let c = columns(
+            &d.join("review.parquet"),
+            &["kind", "source_l", "record_id_l", "source_r", "record_id_r"],
+        );
+        (0..c[0].len())
+            .map(|i| c.iter().map(|col| col[i].clone()).collect::<Vec<_>>())
+            .collect::<BTreeSet<_>>()
+    };
+    assert!(!queue(&full2).is_empty());
+    assert_eq!(
+        queue(&n2),
+        queue(&full2),
+        "delta and full run queue the same pairs"
+    );
     // The delta reuses the golden rows of unchanged clusters; the full run computes them all.
     for k in ["persons", "enterprises"] {
         let golden = |d: &Path| {

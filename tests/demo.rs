@@ -221,4 +221,39 @@ fn clerks_decisions_change_the_clusters_they_should() {
         id_of(&r[2], &r[3]),
         "match decision must join"
     );
+    // The decisions stay in effect: written to decisions.parquet, applied again by the next
+    // run with --previous, and out of its review queue.
+    let ledger = columns(&b.join("decisions.parquet"), &["decision", "decided_in"]);
+    assert_eq!(ledger[0].len(), 2, "{ledger:?}");
+    assert!(
+        ledger[1].iter().all(|d| d.as_deref() == Some("R000001")),
+        "{ledger:?}"
+    );
+    let c = scratch("labels-c");
+    let opts = yiku::RunOptions {
+        output: Some(c.clone()),
+        previous: Some(b.clone()),
+        quiet: true,
+        ..Default::default()
+    };
+    let s = yiku::run(&plan, &opts).expect("run after the labelled one");
+    assert_eq!(s.kinds.iter().map(|k| k.decisions_applied).sum::<u64>(), 2);
+    let queue = columns(
+        &c.join("review.parquet"),
+        &["source_l", "record_id_l", "source_r", "record_id_r"],
+    );
+    let queued = |p: &[String; 4]| {
+        (0..queue[0].len()).any(|i| {
+            let row: Vec<&str> = queue
+                .iter()
+                .map(|q| q[i].as_deref().unwrap_or(""))
+                .collect();
+            row == [&p[0], &p[1], &p[2], &p[3]] || row == [&p[2], &p[3], &p[0], &p[1]]
+        })
+    };
+    assert!(!queued(&r), "a decided pair left the review queue");
+    assert_eq!(
+        columns(&c.join("decisions.parquet"), &["decision"])[0].len(),
+        2
+    );
 }

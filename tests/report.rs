@@ -108,7 +108,11 @@ fn show_pii_says_so_at_the_top_and_truth_adds_curves() {
         truth: Some(root().join("datasets/demo/truth_persons.parquet")),
     };
     yiku::html::write_report(&copy, &opts).expect("report");
-    let html = std::fs::read_to_string(copy.join("report.html")).expect("report");
+    assert!(
+        !copy.join("report.html").exists(),
+        "the unmasked report has its own name"
+    );
+    let html = std::fs::read_to_string(copy.join("report-pii.html")).expect("report");
     let banner = html.find("unmasked (--show-pii)").expect("banner");
     assert!(
         banner < html.find("<main>").expect("main"),

@@ -10,7 +10,8 @@ pub struct EvalArgs {
     /// The run's output folder.
     #[arg(long)]
     pub run: PathBuf,
-    /// Write the evaluation as JSON here (default: RUN/eval.json).
+    /// Write the evaluation as JSON here (default: RUN/eval-<truth file name>.json, so that
+    /// evaluations against several truth files, one per kind, do not overwrite each other).
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
@@ -50,10 +51,13 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let path = args
-        .json
-        .clone()
-        .unwrap_or_else(|| args.run.join("eval.json"));
+    let path = args.json.clone().unwrap_or_else(|| {
+        let stem = args
+            .truth
+            .file_stem()
+            .map_or_else(|| "truth".into(), |s| s.to_string_lossy().into_owned());
+        args.run.join(format!("eval-{stem}.json"))
+    });
     yiku::output::write_json(&path, &e)?;
     println!("written: {}", path.display());
     Ok(())

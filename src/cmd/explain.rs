@@ -93,6 +93,11 @@ pub fn render(e: &Explanation, show_pii: bool) -> String {
                             "their block of {} records was larger than max_block_size and skipped",
                             r.block_size.unwrap_or(0)
                         )
+                    } else if e.delta_run {
+                        "this delta run compared only pairs with a record new or changed tonight; \
+                         the pair was scored on an earlier night (its pairs.parquet), and a link \
+                         found then is kept"
+                            .into()
                     } else {
                         "the job's mode (dedupe within / link across departments) excludes the pair"
                             .into()

@@ -19,14 +19,16 @@ pub struct RunArgs {
     /// Threads (default: the job's `threads`, else all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Clerks' decisions: a filled-in review.parquet (`decision` = match / non_match).
+    /// Clerks' decisions: a filled-in review.parquet, or the same columns as CSV
+    /// (`decision` = match / non_match).
     #[arg(long)]
     pub labels: Option<PathBuf>,
     /// Output folder of the previous run: its master ids are kept (stable ids).
     #[arg(long)]
     pub previous: Option<PathBuf>,
-    /// Nightly delta: a folder with the new and changed records of some sources (files named
-    /// as the job's sources) and `deletions.csv` (source, record_id). Applied to the
+    /// Nightly delta: a folder with the new and changed records of some sources (each in a
+    /// file with the same file name as the source's own file; any other file is an error) and
+    /// `deletions.csv` (source, record_id). Applied to the
     /// `--previous` index: only these records are compared, with the previous model.
     #[arg(long, requires = "previous")]
     pub delta: Option<PathBuf>,

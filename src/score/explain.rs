@@ -412,10 +412,27 @@ pub struct Explanation {
     pub waterfall: Waterfall,
     /// Skipped (oversized) blocks of the run, per rule: (rule, records).
     pub skipped_blocks: Vec<(String, u64)>,
+    /// The run was a nightly delta: it compared only pairs with a record new or changed that
+    /// night; pairs of earlier nights are kept as links, not compared again.
+    pub delta_run: bool,
+}
+
+/// Whether the run in `run_dir` was a delta run (its `run.json` names a delta folder).
+fn is_delta_run(run_dir: &Path) -> bool {
+    std::fs::read_to_string(run_dir.join("run.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["delta"].is_string())
 }
 
 /// Explains the match weight of two records of a run's output folder.
 pub fn explain(run_dir: &Path, a: (&str, &str), b: (&str, &str)) -> Result<Explanation> {
+    if a == b {
+        return Err(Error::Data {
+            stage: "explain",
+            message: format!("{}:{} is given twice: name two records", a.0, a.1),
+        });
+    }
     let models = super::model::ModelFile::load(&run_dir.join("model.json"))?;
     let mi_path = run_dir.join("master_index.parquet");
     let mi = read_parquet(
@@ -538,6 +555,7 @@ pub fn explain(run_dir: &Path, a: (&str, &str), b: (&str, &str)) -> Result<Expla
                 rules,
                 waterfall,
                 skipped_blocks,
+                delta_run: is_delta_run(run_dir),
             })
         }
         None => {
@@ -566,6 +584,7 @@ pub fn explain(run_dir: &Path, a: (&str, &str), b: (&str, &str)) -> Result<Expla
                 rules: Vec::new(),
                 waterfall,
                 skipped_blocks,
+                delta_run: is_delta_run(run_dir),
             })
         }
     }

@@ -95,6 +95,34 @@ impl Model {
             .collect()
     }
 
+    /// Takes a saved model for a job: its comparisons and blocking rules must be the job's
+    /// (the priors are kept per rule, in the rules' order); the thresholds are the job's, not
+    /// those the model was saved with.
+    pub fn adopt(mut self, plan: &crate::config::KindPlan) -> Result<Model> {
+        self.check_fits(&plan.comparisons)?;
+        if self.blocking != plan.blocking {
+            let show = |rules: &[Vec<String>]| {
+                rules
+                    .iter()
+                    .map(|r| r.join("+"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(Error::Data {
+                stage: "score",
+                message: format!(
+                    "the saved {} model was trained with the blocking rules [{}], this job has [{}]: its priors are per rule; retrain (a full run without --model) or align the job",
+                    self.kind.as_str(),
+                    show(&self.blocking),
+                    show(&plan.blocking)
+                ),
+            });
+        }
+        self.match_probability = plan.match_probability;
+        self.review_probability = plan.review_probability;
+        Ok(self)
+    }
+
     /// Checks that a saved model fits the comparisons of a job.
     pub fn check_fits(&self, specs: &[ComparisonSpec]) -> Result<()> {
         let have: Vec<&ComparisonSpec> = self.comparisons.iter().map(|c| &c.spec).collect();

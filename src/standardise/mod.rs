@@ -57,6 +57,26 @@ impl StdTable {
     pub fn value<'a>(&'a self, col: &'a StringArray, row: usize) -> Option<&'a str> {
         (!col.is_null(row)).then(|| col.value(row))
     }
+
+    /// Row of a record, by binary search: rows are sorted by (source, record id) and
+    /// `sources` by name.
+    pub fn find(&self, source: &str, record_id: &str) -> Option<u32> {
+        let s = self
+            .sources
+            .binary_search_by(|x| x.as_str().cmp(source))
+            .ok()? as u16;
+        let key = |i: usize| (self.source[i], self.record_id.value(i));
+        let (mut lo, mut hi) = (0usize, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if key(mid) < (s, record_id) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        (lo < self.len() && key(lo) == (s, record_id)).then_some(lo as u32)
+    }
 }
 
 /// What standardising fixed or rejected, counted per chunk of rows and summed: a plain array,

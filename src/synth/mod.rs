@@ -134,9 +134,9 @@ struct DeptRows {
 /// Generates the population, writes every department's file, the truth files and `job.toml`
 /// into `out` (created if missing).
 pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary, Error> {
-    std::fs::create_dir_all(out).map_err(|source| Error::Io {
+    std::fs::create_dir_all(out).map_err(|error| Error::Io {
         path: out.to_path_buf(),
-        source,
+        error,
     })?;
     let h = cfg.hard_negative_rate;
     let persons = population::persons(cfg.seed, cfg.persons, h, cfg.enterprises);

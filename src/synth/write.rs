@@ -98,8 +98,8 @@ pub(crate) fn job_toml(cfg: &SynthConfig) -> String {
 }
 
 pub(crate) fn write_text(path: &Path, text: &str) -> Result<(), Error> {
-    std::fs::write(path, text).map_err(|source| Error::Io {
+    std::fs::write(path, text).map_err(|error| Error::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
