@@ -381,8 +381,9 @@ pub fn count_records(plan: &Plan) -> Result<u64> {
 /// Peak memory per record when the standardised records are mapped from the state file
 /// instead of held ([`MemoryMode::Mapped`]): the peak is then standardising (the loaded and the
 /// standardised columns, before they are written and mapped). Measured likewise (anonymous
-/// memory: 0.41 GB at 1M, 4.2 GB at 10M), with a margin.
-pub const MAPPED_BYTES_PER_RECORD: u64 = 480;
+/// memory, with freed blocks over 1 MB handed back, [`crate::mem::return_freed_blocks`]:
+/// 0.35 GB at 1M, 3.45 GB at 10M), with a margin.
+pub const MAPPED_BYTES_PER_RECORD: u64 = 400;
 
 /// How a run holds its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
