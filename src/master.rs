@@ -137,6 +137,14 @@ impl Previous {
             .collect()
     }
 
+    /// Kinds of the previous master index and their rows.
+    pub fn kinds(&self) -> Vec<(&str, u64)> {
+        self.kinds
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.source.len() as u64))
+            .collect()
+    }
+
     /// Rows of the previous master index (of every kind).
     pub fn records(&self) -> u64 {
         self.kinds.values().map(|k| k.source.len() as u64).sum()

@@ -68,6 +68,23 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             .transpose()
     });
     let previous = previous?;
+    // Records of a kind this job no longer matches would leave the index unrecorded.
+    if let (Some(prev), Some(dir)) = (&previous, &opts.previous) {
+        for (kind, rows) in prev.kinds() {
+            let has_sources = plan.sources.iter().any(|s| s.kind.as_str() == kind);
+            if rows > 0 && !has_sources {
+                return Err(Error::Data {
+                    stage: "setup",
+                    message: format!(
+                        "{} indexed {rows} {kind} records, and this job has no {kind} source: \
+                         --previous must be an earlier run of the same job (or run without it to \
+                         start a new index)",
+                        dir.display()
+                    ),
+                });
+            }
+        }
+    }
     let run = master::Previous::next_run(previous.as_ref());
     let run_id = format!("R{run:06}");
     // Clerks' decisions: the previous run's, then tonight's (a new decision on a pair

@@ -285,6 +285,25 @@ fn a_bad_delta_is_named_and_bad_deletions_are_quarantined() {
     assert!(err.contains("b.csv") && err.contains("a.csv"), "{err}");
 }
 
+#[test]
+fn previous_of_another_job_is_refused() {
+    let a = scratch("prev-other-job");
+    run_job(&root().join("datasets/febrl/febrl1.toml"), &a, 2);
+    let job = root().join("datasets/demo/job.toml").display().to_string();
+    let out = scratch("prev-other-job-b").display().to_string();
+    let (code, _, err) = yiku(&[
+        "-q",
+        "run",
+        &job,
+        "--previous",
+        &a.display().to_string(),
+        "--out",
+        &out,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("generic") && err.contains("same job"), "{err}");
+}
+
 /// `a.csv` in `d`: `n` people with a name and no ID number.
 fn names_csv(d: &Path, n: usize) {
     let rows: String = (0..n).map(|i| format!("{i},张{i},\n")).collect();
