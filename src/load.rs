@@ -719,18 +719,22 @@ impl Label {
 /// and this run's `--labels`; the next run with `--previous` applies them again.
 pub const DECISIONS_FILE: &str = "decisions.parquet";
 
+/// Columns of a clerks' decisions file, as [`DECISIONS_FILE`] has them (a filled-in review
+/// queue has all but the last).
+pub const DECISION_COLUMNS: [&str; 6] = [
+    "source_l",
+    "record_id_l",
+    "source_r",
+    "record_id_r",
+    "decision",
+    "decided_in",
+];
+
 /// Reads clerks' decisions: `source_l, record_id_l, source_r, record_id_r, decision`
 /// (`match` / `non_match`; rows without a decision are skipped), and `decided_in` when the
 /// file has it (a `decisions.parquet`).
 pub fn load_labels(path: &Path) -> Result<Vec<Label>> {
-    let names = [
-        "source_l",
-        "record_id_l",
-        "source_r",
-        "record_id_r",
-        "decision",
-        "decided_in",
-    ];
+    let names = DECISION_COLUMNS;
     let mut cols = read_text_columns(path, &names)?;
     let decided_in = cols.pop().flatten();
     let mut got = Vec::new();

@@ -617,16 +617,9 @@ pub fn decisions_batch(
 
 pub fn decisions_schema() -> Arc<Schema> {
     Arc::new(Schema::new(
-        [
-            "source_l",
-            "record_id_l",
-            "source_r",
-            "record_id_r",
-            "decision",
-            "decided_in",
-        ]
-        .map(|n| Field::new(n, DataType::Utf8, false))
-        .to_vec(),
+        crate::load::DECISION_COLUMNS
+            .map(|n| Field::new(n, DataType::Utf8, false))
+            .to_vec(),
     ))
 }
 
