@@ -283,13 +283,23 @@ impl Plan {
             message,
         };
         let file: JobFile = toml::from_str(text).map_err(|e| {
-            let key = e
-                .message()
-                .split('`')
-                .nth(1)
-                .unwrap_or("(syntax)")
-                .to_string();
-            cfg_err(&key, e.to_string().trim().replace('\n', " "))
+            // The key the message names, else where in the file it went wrong; the message
+            // keeps its lines (toml shows the line with a caret under the spot).
+            let line = e.span().map(|r| {
+                let upto = &text.as_bytes()[..r.start.min(text.len())];
+                upto.iter().filter(|&&b| b == b'\n').count() + 1
+            });
+            let named = e.message().split('`').nth(1).filter(|k| {
+                !k.is_empty()
+                    && k.chars()
+                        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            });
+            let key = match (named, line) {
+                (Some(k), _) => k.to_string(),
+                (None, Some(l)) => format!("line {l}"),
+                (None, None) => "(syntax)".to_string(),
+            };
+            cfg_err(&key, format!("\n{}", e.to_string().trim_end()))
         })?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let job = file.job.clone().unwrap_or(JobSection {

@@ -1598,7 +1598,7 @@ impl Page {
                         }
                         self.w("</tr>");
                     }
-                    self.w("</table><p class=note>Share of records with no usable value after standardisation; — : the department does not supply the field. Invalid: present but failing the check digit.</p>");
+                    self.w("</table><p class=note>Share of records with no usable value after standardisation; — : no record of the department has a value for the field. A field the department does not send can still have values: gender and birth date are read from valid ID numbers. Invalid: present but failing the check digit.</p>");
                 }
                 None => self.w("<p class=note>Null rates per field need the standardised records (<code>standardised_&lt;kind&gt;.arrow</code>), which this output folder lacks: it was written by an older yiku or the file was removed.</p>"),
             }

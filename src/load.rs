@@ -1112,6 +1112,24 @@ fn read_csv(src: &Source) -> Result<SourceData> {
             }
         })
     };
+    // A mapped name twice in the header: which column is meant cannot be guessed.
+    for col in std::iter::once(&src.record_id).chain(src.columns.iter().map(|(c, _)| c)) {
+        let at: Vec<String> = (0..names.len())
+            .filter(|&i| names[i] == *col)
+            .map(|i| (i + 1).to_string())
+            .collect();
+        if at.len() > 1 {
+            return Err(Error::Schema {
+                path: src.path.clone(),
+                column: col.clone(),
+                message: format!(
+                    "appears {} times in the header (columns {}): rename all but the one to read",
+                    at.len(),
+                    at.join(", ")
+                ),
+            });
+        }
+    }
     let id_col = find(&src.record_id)?;
     let cols: Vec<usize> = src
         .columns

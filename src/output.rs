@@ -412,6 +412,11 @@ pub fn pairs_schema(level_fields: &[String], review: bool) -> Arc<Schema> {
             .map(|c| Field::new(format!("level_{c}"), DataType::UInt8, true)),
     );
     if review {
+        // What a clerk decides from: each compared field's standardised value on both sides.
+        for c in level_fields {
+            f.push(Field::new(format!("{c}_l"), DataType::Utf8, true));
+            f.push(Field::new(format!("{c}_r"), DataType::Utf8, true));
+        }
         f.push(Field::new("decision", DataType::Utf8, true));
     }
     Arc::new(Schema::new(f))
@@ -466,9 +471,10 @@ pub fn pairs_batch<'a>(
         crate::mem::text_of(rows.len(), |k| f(rows[k])).map_err(err(path))
     };
     let src = |i: u32| table.sources[table.source[i as usize] as usize].as_str();
+    let rows_of =
+        |side: &UInt32Array| -> Vec<u32> { rows.iter().map(|&i| side.value(i)).collect() };
     let ids = |side: &UInt32Array| {
-        let at: Vec<u32> = rows.iter().map(|&i| side.value(i)).collect();
-        crate::mem::gather(&table.record_id, &at).map_err(err(path))
+        crate::mem::gather(&table.record_id, &rows_of(side)).map_err(err(path))
     };
     let mut cols: Vec<ArrayRef> = vec![
         Arc::new(text(&|_| table.kind.as_str())?),
@@ -501,6 +507,21 @@ pub fn pairs_batch<'a>(
         cols.push(Arc::new(b.finish()));
     }
     if review {
+        let (left, right) = (rows_of(&l), rows_of(&r));
+        for f in level_fields {
+            match table.column(f).filter(|_| kind_fields.contains(f)) {
+                Some(c) => {
+                    for at in [&left, &right] {
+                        cols.push(Arc::new(crate::mem::gather(c, at).map_err(err(path))?));
+                    }
+                }
+                None => {
+                    for _ in 0..2 {
+                        cols.push(Arc::new(StringArray::new_null(rows.len())));
+                    }
+                }
+            }
+        }
         cols.push(Arc::new(StringArray::new_null(rows.len())));
     }
     RecordBatch::try_new(pairs_schema(level_fields, review), cols).map_err(err(path))

@@ -143,6 +143,14 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         None => load::load(plan).map(|l| (l, Vec::new())),
     });
     let (loaded, deletions) = loaded?;
+    for s in loaded.stats.iter().filter(|s| s.rows_read == 0) {
+        p.note(&format!(
+            "source `{}` ({}) has no records{}",
+            s.source,
+            s.path,
+            if opts.delta.is_some() { " tonight" } else { "" }
+        ));
+    }
     let records_loaded: u64 = loaded.tables.iter().map(|t| t.len() as u64).sum();
     stage("load", "all", secs, records_loaded);
     let mut records_in = 0u64;

@@ -40,6 +40,16 @@ fn missing_column_names_file_column_and_existing_columns() {
         err.contains("a.csv") && err.contains("姓名") && err.contains("名字"),
         "{err}"
     );
+    // A mapped column twice in the header, a file separated by semicolons: each said so.
+    std::fs::write(d.join("a.csv"), "编号,姓名,身份证号,姓名\n1,张三,,张叁\n").expect("csv");
+    let err = run_fails(&job(&d, &csv_source("a.csv"), ""));
+    assert!(
+        err.contains("姓名") && err.contains("columns 2, 4"),
+        "{err}"
+    );
+    std::fs::write(d.join("a.csv"), "编号;姓名;身份证号\n1;张三;\n").expect("csv");
+    let err = run_fails(&job(&d, &csv_source("a.csv"), ""));
+    assert!(err.contains("not separated by commas"), "{err}");
 }
 
 #[test]
@@ -74,6 +84,9 @@ fn unknown_or_misspelt_config_keys_are_named() {
     .expect("csv");
     let err = run_fails(&job(&d, &csv_source("a.csv"), "outptu = \"x\""));
     assert!(err.contains("outptu"), "{err}");
+    // A syntax error names its line and keeps toml's picture of it.
+    let err = run_fails(&job(&d, &csv_source("a.csv"), "seed = = 3"));
+    assert!(err.contains("line 3") && err.lines().count() > 2, "{err}");
     let err = run_fails(&job(
         &d,
         &csv_source("a.csv"),

@@ -252,6 +252,15 @@ fn clerks_decisions_change_the_clusters_they_should() {
         })
     };
     assert!(!queued(&r), "a decided pair left the review queue");
+    // The queue shows what to decide from: the compared values of both records.
+    let values = columns(&c.join("review.parquet"), &["name_l", "name_r"]);
+    assert!(
+        values[0]
+            .iter()
+            .zip(&values[1])
+            .any(|(a, b)| a.is_some() && b.is_some()),
+        "review rows carry both records' names"
+    );
     assert_eq!(
         columns(&c.join("decisions.parquet"), &["decision"])[0].len(),
         2
