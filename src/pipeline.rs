@@ -134,8 +134,14 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         }
         None => load::MemoryMode::InMemory,
     };
-    if memory == load::MemoryMode::Mapped {
-        p.note("memory_limit: records are mapped from the state file instead of held in memory");
+    if memory.mapped() {
+        p.note(match memory {
+            load::MemoryMode::Spilled => {
+                "memory_limit: records are written to disk as they are standardised and mapped \
+                 from there instead of held in memory"
+            }
+            _ => "memory_limit: records are mapped from the state file instead of held in memory",
+        });
         crate::mem::return_freed_blocks();
     }
     let (loaded, secs) = p.stage("load", || match &opts.delta {
@@ -159,7 +165,6 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
 
     let mut kinds = Vec::new();
     let mut models = Vec::new();
-    let mut events = Vec::new();
     let mut in_master = 0u64;
     let mut level_fields: Vec<String> = Vec::new();
     for kp in &plan.kinds {
@@ -171,7 +176,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     }
     // Each kind's rows are written as soon as they are ready and then freed: memory holds
     // one kind's working set, not every output of the run.
-    let mut files = output::RunFiles::create(&out, &level_fields)?;
+    let mut files = output::RunFiles::create(&out, &level_fields, &run_id)?;
     let mut facts = crate::html::RunFacts::default();
     let pairs_path = out.file("pairs.parquet");
     for raw in loaded.tables {
@@ -181,8 +186,18 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         })?;
         let k = kp.kind.as_str();
         // Of the raw columns, golden records need only some: the table (and state) keeps those.
-        let (table, secs) = p.stage(&format!("{k}: standardise"), || {
-            standardise::standardise(raw, kp, &golden::raw_fields(kp))
+        // Spilled: every column is moved to disk as soon as it is made (the heap would
+        // otherwise hold the loaded and the standardised records together).
+        let spill = state::Spill::new(out.dir(), k);
+        let (table, secs) = p.stage(&format!("{k}: standardise"), || match memory {
+            load::MemoryMode::Spilled => {
+                standardise::standardise_with(raw, kp, &golden::raw_fields(kp), &|col| {
+                    spill.keep(col)
+                })
+            }
+            load::MemoryMode::InMemory | load::MemoryMode::Mapped => {
+                standardise::standardise(raw, kp, &golden::raw_fields(kp))
+            }
         });
         let table = table?;
         stage("standardise", k, secs, table.len() as u64);
@@ -202,7 +217,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         records_in += table.len() as u64;
         let mut table = table;
         let mut state_file = Some(state::write_standardised(out.dir(), &table)?);
-        if memory == load::MemoryMode::Mapped {
+        if memory.mapped() {
             if let Some(writing) = state_file.take() {
                 stage("write state", k, writing.wait()?, table.len() as u64);
             }
@@ -345,6 +360,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
         let mut mi = mi?;
         stage("master", k, secs, mi.clusters);
+        files.write_events(k, &std::mem::take(&mut mi.events))?;
 
         let rule_names: Vec<String> = kp.blocking.iter().map(|r| block::rule_name(r)).collect();
         let kind_fields: Vec<String> = kp.comparisons.iter().map(|c| c.field.clone()).collect();
@@ -428,7 +444,6 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
         golden?;
         stage("golden", k, secs, mi.clusters);
-        events.extend(std::mem::take(&mut mi.events).into_iter().map(|e| (k, e)));
         let (written, secs) = p.stage(&format!("{k}: write master index"), || -> Result<u64> {
             files.write_master(&table, &mi.master_id, &mi.cluster_size)
         });
@@ -492,8 +507,6 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     let (written, secs) = p.stage("write outputs", || -> Result<()> {
         let q = output::quarantine_batch(&quarantine)
             .map_err(|e| Error::write(out.file("quarantine.parquet"), e))?;
-        let ev = output::events_batch(&run_id, &events)
-            .map_err(|e| Error::write(out.file("events.parquet"), e))?;
         let dec = output::decisions_batch(&ledger)
             .map_err(|e| Error::write(out.file(load::DECISIONS_FILE), e))?;
         files.close()?;
@@ -503,11 +516,6 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                     out.file("quarantine.parquet"),
                     output::quarantine_schema(),
                     std::slice::from_ref(&q),
-                ),
-                (
-                    out.file("events.parquet"),
-                    output::events_schema(),
-                    std::slice::from_ref(&ev),
                 ),
                 (
                     out.file(load::DECISIONS_FILE),

@@ -337,6 +337,61 @@ pub fn standardised_batch(
     RecordBatch::try_from_iter(cols)
 }
 
+/// Moves text columns out of the heap as they are made, for a run under `memory_limit`
+/// ([`crate::load::MemoryMode::Spilled`]): each is written to a file of its own in the output
+/// folder (an uncompressed Arrow IPC file, through the page cache: the state file is written
+/// from it next, and its dirty pages are the kernel's to write back or drop) and handed back
+/// mapped from it. The file's name is removed at once; the map keeps its pages until the
+/// column is dropped. Costs one more write of the standardised records than the state file.
+pub struct Spill {
+    dir: PathBuf,
+    tag: String,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Spill {
+    /// Spill files in `dir`, named after `tag` (the kind).
+    pub fn new(dir: &Path, tag: &str) -> Spill {
+        Spill {
+            dir: dir.to_path_buf(),
+            tag: tag.to_string(),
+            next: Default::default(),
+        }
+    }
+
+    /// `col` written out and mapped back.
+    pub fn keep(&self, col: StringArray) -> Result<StringArray> {
+        if col.is_empty() {
+            return Ok(col);
+        }
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.dir.join(format!(".spill-{}-{n}.arrow", self.tag));
+        let batch = RecordBatch::try_from_iter([("v", Arc::new(col) as ArrayRef)])
+            .map_err(|e| Error::write(&path, e))?;
+        {
+            // Through the page cache: the state file is written from these pages next.
+            use arrow_ipc::writer::FileWriter;
+            let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+            let mut w = FileWriter::try_new(
+                std::io::BufWriter::with_capacity(1 << 20, file),
+                &batch.schema(),
+            )
+            .map_err(|e| Error::write(&path, e))?;
+            w.write(&batch).map_err(|e| Error::write(&path, e))?;
+            w.finish().map_err(|e| Error::write(&path, e))?;
+            let mut file = w.into_inner().map_err(|e| Error::write(&path, e))?;
+            std::io::Write::flush(&mut file).map_err(|e| Error::io(&path, e))?;
+        }
+        drop(batch);
+        let mapped = read_ipc(&path, None)?;
+        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        text_column(&mapped, "v").ok_or_else(|| Error::Read {
+            path,
+            message: "the column just written is not there".into(),
+        })
+    }
+}
+
 /// Replaces the columns of `table` by the same columns mapped from its state file (written by
 /// [`write_standardised`]): the kernel may then page them out under memory pressure and read
 /// them again from disk. Only the raw columns `table` still holds are kept.

@@ -129,6 +129,60 @@ fn wrong_type_column_is_named() {
     );
 }
 
+/// A Parquet file whose ID numbers were exported as floats.
+fn float_ids(d: &Path, ids: Vec<Option<f64>>) {
+    use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+    let n = ids.len();
+    let batch = RecordBatch::try_from_iter(vec![
+        (
+            "编号",
+            Arc::new(StringArray::from_iter_values(
+                (1..=n).map(|i| i.to_string()),
+            )) as ArrayRef,
+        ),
+        (
+            "姓名",
+            Arc::new(StringArray::from_iter_values((0..n).map(|_| "张三"))) as ArrayRef,
+        ),
+        ("身份证号", Arc::new(Float64Array::from(ids)) as ArrayRef),
+    ])
+    .expect("batch");
+    let f = std::fs::File::create(d.join("a.parquet")).expect("file");
+    let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).expect("writer");
+    w.write(&batch).expect("write");
+    w.close().expect("close");
+}
+
+#[test]
+fn floats_past_two_to_the_53_quarantine_their_row_or_refuse_their_column() {
+    let d = scratch("float-ids");
+    // A few stray values: their rows are quarantined, whole floats read as integers.
+    float_ids(&d, vec![Some(110105.0), Some(1.1e17), None, Some(12.5)]);
+    let (code, _, err) = yiku(&[
+        "-q",
+        "run",
+        &job(&d, &csv_source("a.parquet"), "").display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let q = columns(&d.join("out/quarantine.parquet"), &["record_id", "reason"]);
+    assert_eq!(q[0], [Some("2".to_string())], "{q:?}");
+    assert!(
+        q[1][0]
+            .as_deref()
+            .is_some_and(|r| r.contains("身份证号") && r.contains("lost")),
+        "{q:?}"
+    );
+    let mi = columns(&d.join("out/master_index.parquet"), &["record_id"]);
+    assert_eq!(mi[0].len(), 3);
+    // A column of them was exported wrongly: refused, naming it.
+    float_ids(&d, vec![Some(1.1e17), Some(3.2e17), Some(5.0)]);
+    let err = run_fails(&job(&d, &csv_source("a.parquet"), ""));
+    assert!(
+        err.contains("身份证号") && err.contains("export the column as text"),
+        "{err}"
+    );
+}
+
 #[test]
 fn bad_rows_are_quarantined_and_every_other_record_is_indexed_once() {
     let d = scratch("bad-rows");

@@ -82,34 +82,49 @@ fn shuffled_rows_give_the_same_bytes() {
 fn records_mapped_under_a_tight_memory_limit_give_the_same_bytes() {
     use yiku::load::{MemoryMode, estimated_peak_bytes};
     let job = root().join("datasets/febrl/febrl2.toml");
-    let (a, b) = (scratch("det-held"), scratch("det-mapped"));
+    let a = scratch("det-held");
     let held = run_job(&job, &a, 2);
     assert_eq!(held.memory, MemoryMode::InMemory);
-    // A limit between the two estimates: too little to hold the records, enough to map them.
-    let mut plan = yiku::Plan::from_file(&job).expect("valid job");
+    let plan = yiku::Plan::from_file(&job).expect("valid job");
     let records = yiku::load::count_records(&plan).expect("count records");
-    plan.memory_limit = Some(
-        (estimated_peak_bytes(records, MemoryMode::InMemory)
-            + estimated_peak_bytes(records, MemoryMode::Mapped))
-            / 2,
-    );
-    let opts = yiku::RunOptions {
-        output: Some(b.clone()),
-        threads: Some(2),
-        quiet: true,
-        ..Default::default()
-    };
-    let mapped = yiku::run(&plan, &opts).expect("mapped run succeeds");
-    assert_eq!(mapped.memory, MemoryMode::Mapped);
-    assert_same_outputs(&a, &b);
-    let golden: Vec<_> = std::fs::read_dir(&a)
-        .expect("output folder")
-        .filter_map(|e| e.ok().map(|e| e.file_name()))
-        .filter(|n| n.to_string_lossy().starts_with("golden_"))
-        .collect();
-    assert!(!golden.is_empty(), "golden records written");
-    for f in golden {
-        let (x, y) = (std::fs::read(a.join(&f)), std::fs::read(b.join(&f)));
-        assert!(x.is_ok() && x.ok() == y.ok(), "{f:?} differs");
+    // A limit between two estimates: too little for the faster way, enough for the next.
+    let modes = [
+        MemoryMode::InMemory,
+        MemoryMode::Mapped,
+        MemoryMode::Spilled,
+    ];
+    for pair in modes.windows(2) {
+        let mut plan = plan.clone();
+        plan.memory_limit = Some(
+            (estimated_peak_bytes(records, pair[0]) + estimated_peak_bytes(records, pair[1])) / 2,
+        );
+        let b = scratch(&format!("det-{:?}", pair[1]));
+        let opts = yiku::RunOptions {
+            output: Some(b.clone()),
+            threads: Some(2),
+            quiet: true,
+            ..Default::default()
+        };
+        let mapped = yiku::run(&plan, &opts).expect("mapped run succeeds");
+        assert_eq!(mapped.memory, pair[1]);
+        assert_same_outputs(&a, &b);
+        let names: Vec<_> = std::fs::read_dir(&b)
+            .expect("output folder")
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        let spilled: Vec<_> = names
+            .iter()
+            .filter(|n| n.to_string_lossy().starts_with(".spill"))
+            .collect();
+        assert!(spilled.is_empty(), "spill files left behind: {spilled:?}");
+        let golden: Vec<_> = names
+            .iter()
+            .filter(|n| n.to_string_lossy().starts_with("golden_"))
+            .collect();
+        assert!(!golden.is_empty(), "golden records written");
+        for f in golden {
+            let (x, y) = (std::fs::read(a.join(f)), std::fs::read(b.join(f)));
+            assert!(x.is_ok() && x.ok() == y.ok(), "{f:?} differs");
+        }
     }
 }

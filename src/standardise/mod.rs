@@ -140,6 +140,22 @@ pub fn standardise(
     plan: &KindPlan,
     keep_raw: &[String],
 ) -> crate::error::Result<StdTable> {
+    standardise_with(raw, plan, keep_raw, &|col| Ok(col))
+}
+
+/// Where each column goes once made: [`standardise`] keeps it as it is; a memory-limited run
+/// passes a sink that writes it to disk and hands back the same values mapped from there
+/// ([`crate::state::Spill`]), so that the heap holds one field's columns at a time instead
+/// of the whole table.
+pub type Keep<'a> = &'a (dyn Fn(StringArray) -> crate::error::Result<StringArray> + Sync);
+
+/// [`standardise`], every column passed through `keep` as soon as it is made.
+pub fn standardise_with(
+    raw: RawTable,
+    plan: &KindPlan,
+    keep_raw: &[String],
+    keep: Keep,
+) -> crate::error::Result<StdTable> {
     let n = raw.len();
     let RawTable {
         kind,
@@ -165,12 +181,18 @@ pub fn standardise(
             standardise_value(ty, v, out, c);
         })?;
         counters = counters.merge(counted);
-        columns.extend(names.into_iter().zip(outs));
+        for (name, col) in names.into_iter().zip(outs) {
+            columns.insert(name, keep(col)?);
+        }
         if keep_raw.contains(&field) {
-            kept_raw.insert(field, arr);
+            kept_raw.insert(field, keep(arr)?);
         }
     }
-    derive_kind_columns(kind, &mut columns, &mut counters);
+    for name in derive_kind_columns(kind, &mut columns, &mut counters) {
+        if let Some(col) = columns.remove(&name) {
+            columns.insert(name, keep(col)?);
+        }
+    }
     let stats = COUNTERS
         .iter()
         .zip(counters.0)
@@ -423,11 +445,13 @@ fn standardise_value(ty: FieldType, v: Option<&str>, out: &mut Outs, c: &mut Cou
 /// Kind-level derivations across fields: a person's birth date and gender fall back to those
 /// in a valid ID (and disagreements are counted); an enterprise's organisation code and
 /// registration number fall back to those inside its USCC column.
+/// Returns the names of the columns it replaced.
 fn derive_kind_columns(
     kind: EntityKind,
     columns: &mut BTreeMap<String, StringArray>,
     c: &mut Counters,
-) {
+) -> Vec<String> {
+    let mut replaced = Vec::new();
     let pairs: &[(&str, &str)] = match kind {
         EntityKind::Person => &[
             ("birth_date", "id_number_birth"),
@@ -465,5 +489,7 @@ fn derive_kind_columns(
             continue;
         };
         columns.insert(target.to_string(), merged);
+        replaced.push(target.to_string());
     }
+    replaced
 }
