@@ -108,8 +108,10 @@ section = f"""<!-- memory:begin -->
 
 {f'{records:,}' if records else '?'} generated person records (`--persons {persons}`), 2 threads, {cap_note}.
 With `memory_limit` at the cap, yiku estimates that holding the records would not fit and maps
-them from its state file instead (`run.json`: `"memory": "mapped"`): the kernel can page those
-columns out and read them again, so what the process needs of its own is the anonymous memory.
+them from its state file instead (`run.json`: `"memory": "mapped"`; `"spilled"` when even that
+would not fit: every standardised column is then written to disk and mapped back as it is made):
+the kernel can page those columns out and read them again, so what the process needs of its own
+is the anonymous memory.
 Resident memory counts mapped file pages too; the cgroup's peak also counts the page cache of
 the files written. Sampled every 50 ms.
 
