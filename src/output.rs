@@ -51,12 +51,12 @@ impl OutputDir {
         })
     }
 
-    /// Path of a file inside the temporary folder.
     /// The folder being written (moved to the target on [`OutputDir::commit`]).
     pub fn dir(&self) -> &Path {
         &self.tmp
     }
 
+    /// Path of a file inside the temporary folder.
     pub fn file(&self, name: &str) -> PathBuf {
         self.tmp.join(name)
     }
