@@ -992,22 +992,30 @@ fn append_text(
     rejected: &mut [bool],
     quarantine: &mut Vec<QuarantineRow>,
 ) -> Result<()> {
+    // A row's first bad value quarantines it (the record id is filled in later).
+    let mut reject = |row: usize, reason: String, raw: String| {
+        if !rejected[row] {
+            rejected[row] = true;
+            quarantine.push(QuarantineRow {
+                source: src.name.clone(),
+                row: row as u64 + 1,
+                record_id: None,
+                reason,
+                raw,
+            });
+        }
+    };
     let mut binary = |i: usize, v: Option<&[u8]>, b: &mut StringBuilder| match v {
         None => b.append_null(),
         Some(bytes) => match std::str::from_utf8(bytes) {
             Ok(s) => b.append_value(s),
             Err(_) => {
                 b.append_null();
-                if !rejected[offset + i] {
-                    rejected[offset + i] = true;
-                    quarantine.push(QuarantineRow {
-                        source: src.name.clone(),
-                        row: (offset + i) as u64 + 1,
-                        record_id: None,
-                        reason: format!("invalid UTF-8 in column `{col}`"),
-                        raw: String::from_utf8_lossy(bytes).into_owned(),
-                    });
-                }
+                reject(
+                    offset + i,
+                    format!("invalid UTF-8 in column `{col}`"),
+                    String::from_utf8_lossy(bytes).into_owned(),
+                );
             }
         },
     };
@@ -1044,18 +1052,13 @@ fn append_text(
                     match v {
                         Some(v) if lost(v) => {
                             b.append_null();
-                            if !rejected[offset + i] {
-                                rejected[offset + i] = true;
-                                quarantine.push(QuarantineRow {
-                                    source: src.name.clone(),
-                                    row: (offset + i) as u64 + 1,
-                                    record_id: None,
-                                    reason: format!(
-                                        "column `{col}` holds the floating-point number {v:e}, whose last digits are lost"
-                                    ),
-                                    raw: v.to_string(),
-                                });
-                            }
+                            reject(
+                                offset + i,
+                                format!(
+                                    "column `{col}` holds the floating-point number {v:e}, whose last digits are lost"
+                                ),
+                                v.to_string(),
+                            );
                         }
                         Some(v) if v.fract() == 0.0 => b.append_value(format!("{}", v as i64)),
                         Some(v) => b.append_value(v.to_string()),
