@@ -103,10 +103,13 @@ fn key<'a>(t: &'a StdTable, map: &[u16], i: usize) -> (u16, &'a str) {
 
 /// Applies tonight's `changes` and `deletions` to the records and links that the run in
 /// `previous_dir` kept ([`crate::state`]).
+/// Every merged column is passed through `keep` as it is made (see
+/// [`crate::standardise::Keep`]).
 pub fn apply_to_previous(
     previous_dir: &std::path::Path,
     changes: StdTable,
     deletions: &[Deletion],
+    keep: crate::standardise::Keep,
 ) -> Result<Applied> {
     let kind = changes.kind;
     let missing = |what: &str| Error::Data {
@@ -121,7 +124,7 @@ pub fn apply_to_previous(
         .ok_or_else(|| missing("standardised_<kind>.arrow"))?;
     let links = crate::state::read_links(previous_dir, kind)?
         .ok_or_else(|| missing("links_<kind>.arrow"))?;
-    apply(previous, links, changes, deletions)
+    apply_with(previous, links, changes, deletions, keep)
 }
 
 /// Applies tonight's `changes` and `deletions` (of this kind) to the `previous` records.
@@ -130,6 +133,17 @@ pub fn apply(
     previous_links: Links,
     changes: StdTable,
     deletions: &[Deletion],
+) -> Result<Applied> {
+    apply_with(previous, previous_links, changes, deletions, &|col| Ok(col))
+}
+
+/// [`apply`], every merged column passed through `keep` as it is made.
+pub fn apply_with(
+    previous: StdTable,
+    previous_links: Links,
+    changes: StdTable,
+    deletions: &[Deletion],
+    keep: crate::standardise::Keep,
 ) -> Result<Applied> {
     let mismatch = |what: &str, name: &str| Error::Data {
         stage: "delta",
@@ -258,7 +272,10 @@ pub fn apply(
     stats.deletions_not_found = unapplied.deletions_not_found.len() as u64;
 
     let gather = |a: &StringArray, b: &StringArray| -> Result<StringArray> {
-        crate::load::interleave_strings(&[a as &dyn Array, b], &take)
+        keep(crate::load::interleave_strings(
+            &[a as &dyn Array, b],
+            &take,
+        )?)
     };
     let merge_map = |p: &BTreeMap<String, StringArray>,
                      c: &BTreeMap<String, StringArray>|

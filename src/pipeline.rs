@@ -189,15 +189,12 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         // Spilled: every column is moved to disk as soon as it is made (the heap would
         // otherwise hold the loaded and the standardised records together).
         let spill = state::Spill::new(out.dir(), k);
-        let (table, secs) = p.stage(&format!("{k}: standardise"), || match memory {
-            load::MemoryMode::Spilled => {
-                standardise::standardise_with(raw, kp, &golden::raw_fields(kp), &|col| {
-                    spill.keep(col)
-                })
-            }
-            load::MemoryMode::InMemory | load::MemoryMode::Mapped => {
-                standardise::standardise(raw, kp, &golden::raw_fields(kp))
-            }
+        let keep = |col| match memory {
+            load::MemoryMode::Spilled => spill.keep(col),
+            _ => Ok(col),
+        };
+        let (table, secs) = p.stage(&format!("{k}: standardise"), || {
+            standardise::standardise_with(raw, kp, &golden::raw_fields(kp), &keep)
         });
         let table = table?;
         stage("standardise", k, secs, table.len() as u64);
@@ -205,7 +202,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         let (table, focus, carried, delta_stats) = match (&opts.delta, &opts.previous) {
             (Some(_), Some(prev)) => {
                 let (applied, secs) = p.stage(&format!("{k}: apply delta"), || {
-                    delta::apply_to_previous(prev, table, &deletions)
+                    delta::apply_to_previous(prev, table, &deletions, &keep)
                 });
                 let a = applied?;
                 stage("delta", k, secs, a.table.len() as u64);

@@ -141,7 +141,7 @@ fn three_nights_keep_ids_record_lineage_and_match_a_full_run() {
 
     // Night 1: everything known so far.
     let n1 = dir.join("n1");
-    run(&dir.join("night1/job.toml"), &n1, None, None, None);
+    let s1 = run(&dir.join("night1/job.toml"), &n1, None, None, None);
 
     // Night 2: the generated delta, against a full run of the final data with the same model.
     let n2 = dir.join("n2");
@@ -152,6 +152,40 @@ fn three_nights_keep_ids_record_lineage_and_match_a_full_run() {
         Some(&dir.join("delta")),
         None,
     );
+    // The same delta under a memory_limit that only spilling fits: the same bytes.
+    {
+        use yiku::load::{MemoryMode, estimated_peak_bytes};
+        let mut plan = yiku::Plan::from_file(&dir.join("night1/job.toml")).expect("valid job");
+        // A delta run is sized by the previous index.
+        let records = s1.records_in;
+        plan.memory_limit = Some(
+            (estimated_peak_bytes(records, MemoryMode::Mapped)
+                + estimated_peak_bytes(records, MemoryMode::Spilled))
+                / 2,
+        );
+        let spilled = dir.join("n2-spilled");
+        let opts = yiku::RunOptions {
+            output: Some(spilled.clone()),
+            threads: Some(2),
+            quiet: true,
+            previous: Some(n1.clone()),
+            delta: Some(dir.join("delta")),
+            ..Default::default()
+        };
+        let s = yiku::run(&plan, &opts).expect("spilled delta run succeeds");
+        assert_eq!(s.memory, MemoryMode::Spilled);
+        for f in [
+            "master_index.parquet",
+            "golden_persons.parquet",
+            "standardised_person.arrow",
+            "links_person.arrow",
+        ] {
+            assert!(
+                std::fs::read(n2.join(f)).ok() == std::fs::read(spilled.join(f)).ok(),
+                "{f} differs when spilled"
+            );
+        }
+    }
     let full2 = dir.join("full2");
     run(
         &dir.join("final/job.toml"),
