@@ -181,9 +181,12 @@ pub fn standardise_with(
             standardise_value(ty, v, out, c);
         })?;
         counters = counters.merge(counted);
-        for (name, col) in names.into_iter().zip(outs) {
-            columns.insert(name, keep(col)?);
-        }
+        // A field's columns side by side: spilling one is a write and a read of its own.
+        let kept: Vec<StringArray> = outs
+            .into_par_iter()
+            .map(keep)
+            .collect::<crate::error::Result<_>>()?;
+        columns.extend(names.into_iter().zip(kept));
         if keep_raw.contains(&field) {
             kept_raw.insert(field, keep(arr)?);
         }
