@@ -205,14 +205,18 @@ pub struct RunFacts {
 
 impl RunFacts {
     /// One kind's facts: its records (as written to the state file), master ids (by record),
-    /// clusters, and scored pairs (the batches written to `pairs.parquet`, in order).
+    /// clusters, and scored pairs: `scores`, each pair's `match_weight` and `match_probability`
+    /// in the order of `pairs.parquet`, and `fetch`, which gives rows of `pairs.parquet` (by
+    /// number within the kind, sorted) in full.
+    #[allow(clippy::too_many_arguments)]
     pub fn add_kind(
         &mut self,
         model: &Model,
         table: &crate::standardise::StdTable,
         master_id: &StringArray,
         groups: &crate::cluster::Groups,
-        pairs: &[RecordBatch],
+        scores: &[RecordBatch],
+        fetch: &dyn Fn(&[usize]) -> Result<Vec<RecordBatch>>,
         out_dir: &Path,
     ) -> Result<()> {
         let k = model.kind.as_str();
@@ -222,10 +226,10 @@ impl RunFacts {
         }
         let pairs_path = out_dir.join("pairs.parquet");
         let mut pk = pairs_from(
-            pairs,
+            scores,
             std::slice::from_ref(model),
             &pairs_path,
-            |rows, _| Ok(rows_of(pairs, rows)),
+            |rows, _| fetch(rows),
         )?;
         let pk = pk.remove(k).unwrap_or_default();
         let (_, want) = report_columns(model);
@@ -267,23 +271,6 @@ impl RunFacts {
         }
         Ok(())
     }
-}
-
-/// Rows `rows` (sorted) of `batches` taken as one, as one-row batches.
-fn rows_of(batches: &[RecordBatch], rows: &[usize]) -> Vec<RecordBatch> {
-    let mut out = Vec::with_capacity(rows.len());
-    let (mut base, mut next) = (0usize, rows.iter().peekable());
-    for b in batches {
-        while let Some(&&r) = next.peek() {
-            if r >= base + b.num_rows() {
-                break;
-            }
-            out.push(b.slice(r - base, 1));
-            next.next();
-        }
-        base += b.num_rows();
-    }
-    out
 }
 
 /// [`KindIndex`] from a kind's records in memory: what [`read_index`] finds in the file.
@@ -616,9 +603,10 @@ fn read_pairs(out_dir: &Path, models: &ModelFile) -> Result<BTreeMap<String, Kin
     })
 }
 
-/// The pairs' weights and the samples nearest the threshold, from `batches` (at least `kind`,
-/// `match_weight`, `match_probability`, in file order); `fetch` gives the sampled rows (sorted
-/// row numbers) with the columns named.
+/// The pairs' weights and the samples nearest the threshold, from `batches` (`kind`,
+/// `match_weight`, `match_probability`, in file order; batches without `kind` hold pairs of the
+/// first model's kind); `fetch` gives the sampled rows (sorted row numbers) with the columns
+/// named.
 fn pairs_from(
     batches: &[RecordBatch],
     models: &[Model],
@@ -630,8 +618,14 @@ fn pairs_from(
     let mut weights: Vec<Vec<f64>> = vec![Vec::new(); models.len()];
     let mut near: Vec<[Nearest; 2]> = vec![Default::default(); models.len()];
     let mut row = 0usize;
+    let first_kind = models.first().map(|m| m.kind.as_str());
     for b in batches {
-        let kind = str_col(b, "kind", path)?;
+        // `Err(kind)`: a batch of that one kind's pairs.
+        let kind: std::result::Result<&StringArray, &str> =
+            match (b.column_by_name("kind"), first_kind) {
+                (None, Some(only)) => Err(only),
+                _ => Ok(str_col(b, "kind", path)?),
+            };
         let f = |n: &str| {
             b.column_by_name(n)
                 .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
@@ -645,7 +639,10 @@ fn pairs_from(
         // Rows come in runs of one kind: the model is looked up when the kind changes.
         let mut last: Option<(&str, Option<usize>)> = None;
         for i in 0..b.num_rows() {
-            let k = kind.value(i);
+            let k = match kind {
+                Ok(column) => column.value(i),
+                Err(only) => only,
+            };
             let m = match last {
                 Some((lk, m)) if lk == k => m,
                 _ => {

@@ -17,6 +17,7 @@ use rayon::prelude::*;
 
 use crate::config::{EntityKind, Format, Plan, Source};
 use crate::error::{Error, Result};
+use crate::state::Keep;
 
 /// The records of one entity kind, as loaded: raw text per canonical field.
 #[derive(Debug, Clone)]
@@ -145,7 +146,20 @@ impl Chunked {
 
 /// Loads every source of the plan.
 pub fn load(plan: &Plan) -> Result<Loaded> {
-    let read: Vec<Result<SourceData>> = plan.sources.par_iter().map(read_source).collect();
+    load_with(plan, None)
+}
+
+/// [`load`]; with a `spill` (a run under `memory_limit` in spilled mode, see
+/// [`crate::state::Spill`]), every text column is passed through it as soon as it is decoded
+/// (per batch of a Parquet or Arrow IPC file, per stretch of [`CSV_SPILL_ROWS`] rows of a
+/// CSV file) and again once joined: the loaded records are then mapped from disk, not held in
+/// the heap, and the heap holds the record ids and the few pieces in flight.
+pub fn load_with(plan: &Plan, spill: Option<Keep>) -> Result<Loaded> {
+    let read: Vec<Result<SourceData>> = plan
+        .sources
+        .par_iter()
+        .map(|src| read_source(src, spill))
+        .collect();
     let mut data = Vec::with_capacity(read.len());
     for r in read {
         data.push(r?);
@@ -185,6 +199,7 @@ pub fn load(plan: &Plan) -> Result<Loaded> {
             &idx,
             &mut data,
             &kept,
+            spill,
         )?);
     }
     Ok(Loaded {
@@ -534,7 +549,12 @@ fn assemble(
     idx: &[usize],
     data: &mut [SourceData],
     kept: &[Vec<u32>],
+    spill: Option<Keep>,
 ) -> Result<RawTable> {
+    let keep = |col: StringArray| match spill {
+        Some(k) => k(col),
+        None => Ok(col),
+    };
     let mut order: Vec<usize> = idx.to_vec();
     order.sort_by(|&a, &b| plan.sources[a].name.cmp(&plan.sources[b].name));
     let sources: Vec<String> = order
@@ -576,7 +596,7 @@ fn assemble(
         .iter()
         .map(|&i| Chunked::new(vec![data[i].record_id.clone()]))
         .collect();
-    let record_id = trim_strings(&gather(ids.iter().map(Some).collect())?);
+    let record_id = keep(trim_strings(&gather(ids.iter().map(Some).collect())?))?;
     // Each field's decoded pieces are moved out of the sources and dropped as soon as the
     // field is joined: the loaded records are held once (and a field or two twice), not twice.
     let pieces: Vec<Vec<Option<Chunked>>> = fields
@@ -596,7 +616,7 @@ fn assemble(
         .collect();
     let columns = pieces
         .into_par_iter()
-        .map(|cols| gather(cols.iter().map(Option::as_ref).collect()))
+        .map(|cols| keep(gather(cols.iter().map(Option::as_ref).collect())?))
         .collect::<Result<Vec<_>>>()?;
     Ok(RawTable {
         kind,
@@ -811,14 +831,27 @@ pub fn load_labels(path: &Path) -> Result<Vec<Label>> {
     Ok(out)
 }
 
-fn read_source(src: &Source) -> Result<SourceData> {
+fn read_source(src: &Source, spill: Option<Keep>) -> Result<SourceData> {
     match src.format {
-        Format::Csv => read_csv(src),
+        Format::Csv => read_csv(src, spill, CSV_SPILL_ROWS),
         Format::Parquet | Format::Ipc => {
-            let batches = read_batches(src)?;
-            from_batches(src, batches)
+            let batches = read_batches(src, spill)?;
+            from_batches(src, batches, spill)
         }
     }
+}
+
+/// `batch` with each of its text columns passed through `spill`.
+fn spill_batch(path: &Path, batch: RecordBatch, spill: Keep) -> Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| match c.as_any().downcast_ref::<StringArray>() {
+            Some(text) => Ok(Arc::new(spill(text.clone())?) as ArrayRef),
+            None => Ok(c.clone()),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(batch.schema(), columns).map_err(|e| read_err(path, e))
 }
 
 fn read_err(path: &Path, e: impl ToString) -> Error {
@@ -828,7 +861,17 @@ fn read_err(path: &Path, e: impl ToString) -> Error {
     }
 }
 
-fn read_batches(src: &Source) -> Result<(arrow_schema::SchemaRef, Vec<RecordBatch>)> {
+fn read_batches(
+    src: &Source,
+    spill: Option<Keep>,
+) -> Result<(arrow_schema::SchemaRef, Vec<RecordBatch>)> {
+    let spilled_one = |b: RecordBatch| match spill {
+        Some(keep) => spill_batch(&src.path, b, keep),
+        None => Ok(b),
+    };
+    let spilled = |batches: Vec<RecordBatch>| -> Result<Vec<RecordBatch>> {
+        batches.into_iter().map(spilled_one).collect()
+    };
     let file = File::open(&src.path).map_err(|e| Error::io(&src.path, e))?;
     match src.format {
         Format::Parquet => {
@@ -860,6 +903,7 @@ fn read_batches(src: &Source) -> Result<(arrow_schema::SchemaRef, Vec<RecordBatc
                         .map_err(|e| read_err(&src.path, e))?
                         .collect::<std::result::Result<Vec<_>, _>>()
                         .map_err(|e| read_err(&src.path, e))
+                        .and_then(spilled)
                 })
                 .collect::<Result<Vec<Vec<RecordBatch>>>>()?;
             let projected = Arc::new(
@@ -878,8 +922,8 @@ fn read_batches(src: &Source) -> Result<(arrow_schema::SchemaRef, Vec<RecordBatc
             let schema = reader.schema();
             wanted_columns(src, &schema)?;
             let batches = reader
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| read_err(&src.path, e))?;
+                .map(|b| spilled_one(b.map_err(|e| read_err(&src.path, e))?))
+                .collect::<Result<Vec<_>>>()?;
             Ok((schema, batches))
         }
     }
@@ -916,6 +960,7 @@ fn missing_column(src: &Source, col: &str, names: &[&str]) -> Error {
 fn from_batches(
     src: &Source,
     (schema, batches): (arrow_schema::SchemaRef, Vec<RecordBatch>),
+    spill: Option<Keep>,
 ) -> Result<SourceData> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let mut rejected = vec![false; rows];
@@ -957,7 +1002,12 @@ fn from_batches(
             )?;
             offset += arr.len();
         }
-        Ok(Chunked::new(vec![b.finish()]))
+        let column = b.finish();
+        Ok(Chunked::new(vec![match spill {
+            // The record ids are joined and held anyway.
+            Some(keep) if k > 0 => keep(column)?,
+            _ => column,
+        }]))
     };
     // The record ids are joined now: screening sorts by them.
     let record_id = concat_strings(&text_column(0, &src.record_id)?.parts)?;
@@ -1113,7 +1163,11 @@ fn append_text(
     Ok(())
 }
 
-fn read_csv(src: &Source) -> Result<SourceData> {
+/// Rows of a CSV file decoded before their columns are spilled (in spilled mode).
+pub const CSV_SPILL_ROWS: u64 = 1 << 20;
+
+/// A CSV source; with a `spill`, its columns are spilled every `rows_per_piece` rows.
+fn read_csv(src: &Source, spill: Option<Keep>, rows_per_piece: u64) -> Result<SourceData> {
     let file = File::open(&src.path).map_err(|e| Error::io(&src.path, e))?;
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
@@ -1200,11 +1254,26 @@ fn read_csv(src: &Source) -> Result<SourceData> {
         .collect::<Result<_>>()?;
     let mut id_b = StringBuilder::new();
     let mut bs: Vec<StringBuilder> = cols.iter().map(|_| StringBuilder::new()).collect();
+    // Each field's pieces: one, unless spilled every `CSV_SPILL_ROWS` rows.
+    let mut parts: Vec<Vec<StringArray>> = cols.iter().map(|_| Vec::new()).collect();
+    let mut flush = |bs: &mut [StringBuilder]| -> Result<()> {
+        for (b, p) in bs.iter_mut().zip(parts.iter_mut()) {
+            let column = b.finish();
+            p.push(match spill {
+                Some(keep) => keep(column)?,
+                None => column,
+            });
+        }
+        Ok(())
+    };
     let mut rejected = Vec::new();
     let mut quarantine = Vec::new();
     let mut rec = csv::ByteRecord::new();
     let mut row = 0u64;
     loop {
+        if spill.is_some() && row > 0 && row.is_multiple_of(rows_per_piece.max(1)) {
+            flush(&mut bs)?;
+        }
         match rdr.read_byte_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {}
@@ -1284,12 +1353,10 @@ fn read_csv(src: &Source) -> Result<SourceData> {
         }
         rejected.push(false);
     }
+    flush(&mut bs)?;
     Ok(SourceData {
         record_id: id_b.finish(),
-        fields: bs
-            .iter_mut()
-            .map(|b| Chunked::new(vec![b.finish()]))
-            .collect(),
+        fields: parts.into_iter().map(Chunked::new).collect(),
         quarantine,
         rejected,
         rows_read: row,
@@ -1347,7 +1414,7 @@ mod tests {
             record_id: "id".into(),
             columns: vec![("name".into(), "name".into())],
         };
-        let data = read_source(&src).unwrap();
+        let data = read_source(&src, None).unwrap();
         assert_eq!(data.record_id, StringArray::from(ids));
         let parts: Vec<&dyn Array> = data.fields[0]
             .parts
@@ -1367,6 +1434,57 @@ mod tests {
         let taken = data.fields[0].take(&rows).unwrap();
         let want: Vec<Option<String>> = rows.iter().map(|&r| names[r as usize].clone()).collect();
         assert_eq!(taken, StringArray::from(want));
+        // Spilled per batch: the same values, every text column of every batch spilled.
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let spill = |col: StringArray| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(col)
+        };
+        let spilled = read_source(&src, Some(&spill)).unwrap();
+        assert_eq!(spilled.record_id, data.record_id);
+        assert_eq!(
+            spilled.fields[0].take(&rows).unwrap(),
+            data.fields[0].take(&rows).unwrap()
+        );
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::Relaxed),
+            2 * data.fields[0].parts.len()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_spilled_load_gives_the_same_columns_in_pieces() {
+        let dir = std::env::temp_dir().join(format!("yiku-load-spill-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("people.csv");
+        std::fs::write(&path, "id,name\nb,乙\na,甲\nc,\nd,丁\ne,戊\n").unwrap();
+        let src = Source {
+            name: "s".into(),
+            kind: EntityKind::Person,
+            path,
+            format: Format::Csv,
+            record_id: "id".into(),
+            columns: vec![("name".into(), "name".into())],
+        };
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let spill = |col: StringArray| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(col)
+        };
+        let whole = read_csv(&src, None, 2).unwrap();
+        let pieces = read_csv(&src, Some(&spill), 2).unwrap();
+        assert_eq!(whole.fields[0].parts.len(), 1);
+        // Five rows in pieces of two: three pieces, each passed through the spill.
+        assert_eq!(pieces.fields[0].parts.len(), 3);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 3);
+        let rows: Vec<u32> = (0..5).collect();
+        assert_eq!(
+            pieces.fields[0].take(&rows).unwrap(),
+            whole.fields[0].take(&rows).unwrap()
+        );
+        assert_eq!(pieces.fields[0].get(3), Some("丁"));
+        assert_eq!(pieces.fields[0].get(2), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, StringArray};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -30,7 +31,7 @@ pub struct MasterIndex {
     pub master_id: arrow_array::StringArray,
     pub cluster_size: Vec<u32>,
     pub clusters: u64,
-    pub events: Vec<Event>,
+    pub events: Events,
 }
 
 /// A change to the master index, for auditors.
@@ -43,6 +44,127 @@ pub struct Event {
     pub other_id: Option<String>,
     /// The records involved, `source:record_id` joined by `;`.
     pub records: String,
+}
+
+/// The names an [`Event`] may carry.
+pub const EVENT_NAMES: [&str; 6] = [
+    "created",
+    "merged_into",
+    "split_from",
+    "record_added",
+    "record_moved",
+    "record_removed",
+];
+
+/// Lineage events as columns, one row per [`Event`], sorted as [`Event`]s sort (master id,
+/// event, other id, records). Columns, not structs: a first run creates one event per
+/// cluster, and as structs with their own strings they took ~190 bytes each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Events {
+    pub master_id: StringArray,
+    pub event: StringArray,
+    /// Null where the event involves no other id.
+    pub other_id: StringArray,
+    pub records: StringArray,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events::of(&[])
+    }
+}
+
+impl Events {
+    /// The events in the order given.
+    pub fn of(rows: &[Event]) -> Events {
+        Events {
+            master_id: rows.iter().map(|e| Some(e.master_id.as_str())).collect(),
+            event: rows.iter().map(|e| Some(e.event)).collect(),
+            other_id: rows.iter().map(|e| e.other_id.as_deref()).collect(),
+            records: rows.iter().map(|e| Some(e.records.as_str())).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.master_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Rows `offset..offset + len`.
+    pub fn slice(&self, offset: usize, len: usize) -> Events {
+        Events {
+            master_id: self.master_id.slice(offset, len),
+            event: self.event.slice(offset, len),
+            other_id: self.other_id.slice(offset, len),
+            records: self.records.slice(offset, len),
+        }
+    }
+
+    /// Row `i` as an [`Event`] (an event name not in [`EVENT_NAMES`] reads as `""`).
+    pub fn row(&self, i: usize) -> Event {
+        let event = self.event.value(i);
+        Event {
+            master_id: self.master_id.value(i).to_string(),
+            event: EVENT_NAMES
+                .iter()
+                .find(|n| **n == event)
+                .copied()
+                .unwrap_or(""),
+            other_id: self.key(i).2.map(str::to_string),
+            records: self.records.value(i).to_string(),
+        }
+    }
+
+    /// Every row as an [`Event`].
+    pub fn rows(&self) -> Vec<Event> {
+        (0..self.len()).map(|i| self.row(i)).collect()
+    }
+
+    fn key(&self, i: usize) -> (&str, &str, Option<&str>, &str) {
+        (
+            self.master_id.value(i),
+            self.event.value(i),
+            self.other_id.is_valid(i).then(|| self.other_id.value(i)),
+            self.records.value(i),
+        )
+    }
+
+    /// The events of every part, sorted.
+    fn sorted(parts: &[Events]) -> Result<Events> {
+        let mut order: Vec<(usize, usize)> = parts
+            .iter()
+            .enumerate()
+            .flat_map(|(p, e)| (0..e.len()).map(move |i| (p, i)))
+            .collect();
+        let key = |&(p, i): &(usize, usize)| parts[p].key(i);
+        // A first run's events are made in order already: then no sort is needed.
+        if !order.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
+            order.par_sort_by(|a, b| key(a).cmp(&key(b)));
+        }
+        let column = |f: &(dyn Fn(&Events) -> &StringArray + Sync)| -> Result<StringArray> {
+            let arrays: Vec<&dyn Array> = parts.iter().map(|e| f(e) as &dyn Array).collect();
+            let joined = match arrays.len() {
+                0 => return Ok(StringArray::new_null(0)),
+                _ => arrow_select::interleave::interleave(&arrays, &order),
+            };
+            joined
+                .ok()
+                .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
+                .ok_or_else(|| Error::Data {
+                    stage: "master",
+                    message: "lineage events do not fit one column".into(),
+                })
+        };
+        Ok(Events {
+            master_id: column(&|e| &e.master_id)?,
+            event: column(&|e| &e.event)?,
+            other_id: column(&|e| &e.other_id)?,
+            records: column(&|e| &e.records)?,
+        })
+    }
 }
 
 /// One kind's rows of the previous master index, sorted by (source, record id).
@@ -279,62 +401,88 @@ pub fn master_index(
     let members = |c: usize| groups.members(c);
     let n_clusters = groups.len();
     let sizes: Vec<u32> = (0..n_clusters).map(|c| members(c).len() as u32).collect();
+    // Per-cluster lists are kept flat (a list per cluster would cost 24 bytes per cluster
+    // even when empty, as on a first run): `start[c]..start[c + 1]` of `data`.
+    const BLOCK: usize = 1 << 14;
+    let blocks = n_clusters.div_ceil(BLOCK);
+    let clusters_of = |b: usize| b * BLOCK..((b + 1) * BLOCK).min(n_clusters);
     // Records of each previous id per cluster: (id, count), by id.
-    let counts: Vec<Vec<(u32, u64)>> = (0..n_clusters)
-        .into_par_iter()
-        .map(|c| {
-            let mut v: Vec<u32> = members(c)
-                .iter()
-                .filter_map(|&i| prev_of[i as usize])
-                .collect();
-            v.sort_unstable();
-            let mut out: Vec<(u32, u64)> = Vec::new();
-            for p in v {
-                match out.last_mut() {
-                    Some((q, k)) if *q == p => *k += 1,
-                    _ => out.push((p, 1)),
+    let (count_start, count_data) = flat(
+        (0..blocks)
+            .into_par_iter()
+            .map(|b| {
+                let mut lens = Vec::with_capacity(BLOCK);
+                let mut out: Vec<(u32, u64)> = Vec::new();
+                let mut v: Vec<u32> = Vec::new();
+                for c in clusters_of(b) {
+                    v.clear();
+                    v.extend(members(c).iter().filter_map(|&i| prev_of[i as usize]));
+                    v.sort_unstable();
+                    let before = out.len();
+                    for &p in &v {
+                        match out[before..].last_mut() {
+                            Some((q, k)) if *q == p => *k += 1,
+                            _ => out.push((p, 1)),
+                        }
+                    }
+                    lens.push((out.len() - before) as u32);
                 }
-            }
-            out
-        })
-        .collect();
+                (lens, out)
+            })
+            .collect(),
+    );
+    let counts = |c: usize| &count_data[count_start[c] as usize..count_start[c + 1] as usize];
     let count_in = |c: usize, p: u32| {
-        counts[c]
-            .binary_search_by_key(&p, |x| x.0)
-            .map_or(0, |k| counts[c][k].1)
+        let cs = counts(c);
+        cs.binary_search_by_key(&p, |x| x.0).map_or(0, |k| cs[k].1)
     };
     // Each previous id goes to the cluster holding most of its records (the first on a tie).
     let mut best: Vec<(u64, u32)> = vec![(0, u32::MAX); prev_ids.len()];
-    for (c, cs) in counts.iter().enumerate() {
-        for &(p, k) in cs {
+    for c in 0..n_clusters {
+        for &(p, k) in counts(c) {
             if k > best[p as usize].0 {
                 best[p as usize] = (k, c as u32);
             }
         }
     }
-    let mut won: Vec<Vec<u32>> = vec![Vec::new(); n_clusters];
-    for (p, &(_, c)) in best.iter().enumerate() {
+    // The previous ids each cluster won, ascending: a counting sort of `best` by cluster.
+    let mut won_start = vec![0u32; n_clusters + 1];
+    for &(_, c) in &best {
         if c != u32::MAX {
-            won[c as usize].push(p as u32);
+            won_start[c as usize + 1] += 1;
         }
     }
+    for c in 0..n_clusters {
+        won_start[c + 1] += won_start[c];
+    }
+    let mut won_data = vec![0u32; won_start[n_clusters] as usize];
+    let mut fill: Vec<u32> = won_start[..n_clusters].to_vec();
+    for (p, &(_, c)) in best.iter().enumerate() {
+        if c != u32::MAX {
+            won_data[fill[c as usize] as usize] = p as u32;
+            fill[c as usize] += 1;
+        }
+    }
+    drop(fill);
+    let won = |c: usize| &won_data[won_start[c] as usize..won_start[c + 1] as usize];
     // New ids are numbered in cluster order: a prefix count over the clusters that won none.
     let mut seq_of = vec![0u64; n_clusters];
     let mut seq = 0u64;
-    for (c, w) in won.iter().enumerate() {
-        if w.is_empty() {
+    for (c, s) in seq_of.iter_mut().enumerate() {
+        if won(c).is_empty() {
             seq += 1;
-            seq_of[c] = seq;
+            *s = seq;
         }
     }
     // Each cluster's id and events depend on that cluster alone: settled in parallel blocks
     // of clusters, in order, each block with its own list of events.
-    let settle = |c: usize, events: &mut Vec<Event>| -> std::borrow::Cow<'_, str> {
+    // A new id is appended to `new` as it is made.
+    let settle = |c: usize, events: &mut Vec<Event>, new: &mut StringBuilder| -> Id {
         let ms = members(c);
-        let mut candidates = won[c].clone();
+        let mut candidates = won(c).to_vec();
         // Most records here first, then the oldest id.
         candidates.sort_by(|&a, &b| count_in(c, b).cmp(&count_in(c, a)).then(a.cmp(&b)));
-        let id = match candidates.first() {
+        let survivor = match candidates.first() {
             Some(&survivor) => {
                 for &other in &candidates[1..] {
                     events.push(Event {
@@ -348,12 +496,13 @@ pub fn master_index(
                         ),
                     });
                 }
-                std::borrow::Cow::Borrowed(prev_ids[survivor as usize])
+                survivor
             }
             None => {
                 let id = new_id(table.kind, run, seq_of[c]);
-                let origins = counts[c].iter().map(|x| x.0);
-                if counts[c].is_empty() {
+                new.append_value(&id);
+                let origins = counts(c).iter().map(|x| x.0);
+                if counts(c).is_empty() {
                     // On a first run the master index itself lists the records.
                     let records = match previous {
                         Some(_) => join(ms.iter().map(|&i| key(i))),
@@ -378,9 +527,10 @@ pub fn master_index(
                         ),
                     });
                 }
-                return std::borrow::Cow::Owned(id);
+                return Id::New(seq_of[c]);
             }
         };
+        let id = prev_ids[survivor as usize];
         // Record-level changes under a kept id (a new id's `created` or `split_from`
         // already lists its records).
         let mut added = Vec::new();
@@ -389,7 +539,7 @@ pub fn master_index(
             match prev_of[i as usize] {
                 None => added.push(key(i)),
                 // Records of an id merged into this one are covered by `merged_into`.
-                Some(o) if prev_ids[o as usize] != id.as_ref() && !won[c].contains(&o) => {
+                Some(o) if prev_ids[o as usize] != id && !won(c).contains(&o) => {
                     moved.entry(o).or_default().push(key(i))
                 }
                 _ => {}
@@ -411,25 +561,33 @@ pub fn master_index(
                 records: join(recs.into_iter()),
             });
         }
-        id
+        Id::Previous(survivor)
     };
-    const BLOCK: usize = 1 << 14;
-    let blocks: Vec<(Vec<std::borrow::Cow<str>>, Vec<Event>)> = (0..n_clusters.div_ceil(BLOCK))
+    // Each block's events turned into columns as soon as the block is settled, and its new
+    // ids written out as text.
+    let settled: Vec<(Vec<Id>, Events, StringArray)> = (0..blocks)
         .into_par_iter()
         .map(|b| {
             let mut events = Vec::new();
-            let ids = (b * BLOCK..((b + 1) * BLOCK).min(n_clusters))
-                .map(|c| settle(c, &mut events))
+            let mut new = StringBuilder::new();
+            let ids: Vec<Id> = clusters_of(b)
+                .map(|c| settle(c, &mut events, &mut new))
                 .collect();
-            (ids, events)
+            (ids, Events::of(&events), new.finish())
         })
         .collect();
-    let mut id_of: Vec<std::borrow::Cow<str>> = Vec::with_capacity(n_clusters);
-    let mut events = Vec::with_capacity(blocks.iter().map(|b| b.1.len()).sum());
-    for (ids, evs) in blocks {
+    let mut id_of: Vec<Id> = Vec::with_capacity(n_clusters);
+    let mut parts = Vec::with_capacity(settled.len() + 1);
+    let mut new_parts = Vec::with_capacity(settled.len());
+    for (ids, evs, new) in settled {
         id_of.extend(ids);
-        events.extend(evs);
+        parts.push(evs);
+        new_parts.push(new);
     }
+    // New id `s` is row `s - 1`.
+    let new_ids = concat_text(&new_parts)?;
+    drop(new_parts);
+    let mut events = Vec::new();
     if previous.is_some() {
         let mut gone: BTreeMap<u32, Vec<String>> = BTreeMap::new();
         for (s, r, m) in removed {
@@ -444,10 +602,17 @@ pub fn master_index(
             });
         }
     }
-    events.par_sort();
+    parts.push(Events::of(&events));
+    drop(events);
+    let events = Events::sorted(&parts)?;
+    drop(parts);
     let cluster_size: Vec<u32> = cluster_of.par_iter().map(|&c| sizes[c as usize]).collect();
+    let text_of = |id: Id| match id {
+        Id::Previous(p) => prev_ids[p as usize],
+        Id::New(s) => new_ids.value(s as usize - 1),
+    };
     let master_id =
-        crate::mem::par_text_of(cluster_of.len(), |i| id_of[cluster_of[i] as usize].as_ref())
+        crate::mem::par_text_of(cluster_of.len(), |i| text_of(id_of[cluster_of[i] as usize]))
             .map_err(|e| Error::Data {
                 stage: "master",
                 message: format!("master ids do not fit one column: {e}"),
@@ -458,6 +623,46 @@ pub fn master_index(
         clusters: n_clusters as u64,
         events,
     })
+}
+
+/// A cluster's master id: a previous one (index into the sorted previous ids) or new id
+/// number `s` of this run.
+#[derive(Debug, Clone, Copy)]
+enum Id {
+    Previous(u32),
+    New(u64),
+}
+
+/// Per-block lists joined: (start of each list, ending with the total; the items).
+fn flat<T>(blocks: Vec<(Vec<u32>, Vec<T>)>) -> (Vec<u32>, Vec<T>) {
+    let n: usize = blocks.iter().map(|b| b.0.len()).sum();
+    let mut start = Vec::with_capacity(n + 1);
+    let mut data = Vec::with_capacity(blocks.iter().map(|b| b.1.len()).sum());
+    start.push(0u32);
+    let mut at = 0u32;
+    for (lens, items) in blocks {
+        for len in lens {
+            at += len;
+            start.push(at);
+        }
+        data.extend(items);
+    }
+    (start, data)
+}
+
+/// Text arrays one after another.
+fn concat_text(parts: &[StringArray]) -> Result<StringArray> {
+    let arrays: Vec<&dyn Array> = parts.iter().map(|a| a as &dyn Array).collect();
+    if arrays.is_empty() {
+        return Ok(StringArray::new_null(0));
+    }
+    arrow_select::concat::concat(&arrays)
+        .ok()
+        .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
+        .ok_or_else(|| Error::Data {
+            stage: "master",
+            message: "new master ids do not fit one column".into(),
+        })
 }
 
 fn join(it: impl Iterator<Item = String>) -> String {
@@ -513,7 +718,7 @@ mod tests {
     }
 
     fn kinds(mi: &MasterIndex) -> Vec<&'static str> {
-        mi.events.iter().map(|e| e.event).collect()
+        mi.events.rows().iter().map(|e| e.event).collect()
     }
 
     #[test]
@@ -557,7 +762,7 @@ mod tests {
         .unwrap();
         assert_eq!(ids(&mi), ["P1", "P1", "P2", "P2"]);
         assert_eq!(kinds(&mi), ["record_added"]);
-        assert_eq!(mi.events[0].records, "s:d");
+        assert_eq!(mi.events.row(0).records, "s:d");
     }
 
     #[test]
@@ -566,11 +771,11 @@ mod tests {
         let mi =
             master_index(&table(&["a", "b", "c"]), &clusters(&[0, 0, 0]), Some(&p), 2).unwrap();
         assert_eq!(ids(&mi), ["P2", "P2", "P2"]);
-        assert_eq!(mi.events[0].event, "merged_into");
+        assert_eq!(mi.events.row(0).event, "merged_into");
         assert_eq!(
             (
-                mi.events[0].master_id.as_str(),
-                mi.events[0].other_id.as_deref()
+                mi.events.row(0).master_id.as_str(),
+                mi.events.row(0).other_id.as_deref()
             ),
             ("P1", Some("P2"))
         );
@@ -587,7 +792,32 @@ mod tests {
             master_index(&table(&["a", "b", "c"]), &clusters(&[0, 1, 1]), Some(&p), 5).unwrap();
         assert_eq!(ids(&mi), ["P000005000000001", "P1", "P1"]);
         assert_eq!(kinds(&mi), ["split_from"]);
-        assert_eq!(mi.events[0].other_id.as_deref(), Some("P1"));
+        assert_eq!(mi.events.row(0).other_id.as_deref(), Some("P1"));
+    }
+
+    #[test]
+    fn events_in_columns_sort_as_the_structs_do() {
+        let e = |m: &str, event: &'static str, other: Option<&str>, records: &str| Event {
+            master_id: m.into(),
+            event,
+            other_id: other.map(String::from),
+            records: records.into(),
+        };
+        let a = vec![
+            e("P2", "record_added", None, "s:b"),
+            e("P1", "split_from", Some("P9"), "s:c"),
+        ];
+        let b = vec![
+            e("P1", "split_from", None, "s:a"),
+            e("P1", "created", None, ""),
+            e("P2", "record_added", None, "s:a"),
+        ];
+        let sorted = Events::sorted(&[Events::of(&a), Events::of(&b)]).unwrap();
+        let mut want: Vec<Event> = a.into_iter().chain(b).collect();
+        want.sort();
+        assert_eq!(sorted.rows(), want);
+        assert_eq!(sorted.slice(1, 2).rows(), want[1..3].to_vec());
+        assert!(Events::default().is_empty());
     }
 
     #[test]
@@ -596,6 +826,6 @@ mod tests {
         let mi = master_index(&table(&["a"]), &clusters(&[0]), Some(&p), 2).unwrap();
         assert_eq!(ids(&mi), ["P1"]);
         assert_eq!(kinds(&mi), ["record_removed"]);
-        assert_eq!(mi.events[0].records, "s:b");
+        assert_eq!(mi.events.row(0).records, "s:b");
     }
 }

@@ -312,9 +312,10 @@ impl RunFiles {
     /// Appends a kind's lineage events, [`ROWS_PER_BLOCK`] at a time, as soon as the master
     /// stage has made them: held as structs until the end of the run, a first night's
     /// `created` events took ~1 GB at 10M records.
-    pub fn write_events(&mut self, kind: &str, events: &[crate::master::Event]) -> Result<()> {
-        for block in events.chunks(ROWS_PER_BLOCK) {
-            let batch = events_batch(&self.run_id, self.unix_time, kind, block)
+    pub fn write_events(&mut self, kind: &str, events: &crate::master::Events) -> Result<()> {
+        for at in (0..events.len()).step_by(ROWS_PER_BLOCK) {
+            let block = events.slice(at, ROWS_PER_BLOCK.min(events.len() - at));
+            let batch = events_batch(&self.run_id, self.unix_time, kind, &block)
                 .map_err(|e| Error::write(&self.events.path, e))?;
             self.events.write(std::slice::from_ref(&batch))?;
         }
@@ -583,6 +584,75 @@ pub fn pair_rows(
     Ok(both.into_iter().unzip())
 }
 
+/// [`pair_rows`], with every pair written to `pairs` as its scored batch is turned into rows
+/// (a few batches at a time, in order) instead of held: at 10M records the rows of 8M pairs
+/// took ~0.7 GB. Returns the review rows, each pair's `match_weight` and `match_probability`
+/// (batches in file order, for the report) and the number of pairs written.
+pub fn write_pair_rows(
+    layout: &PairsLayout,
+    scored: &[RecordBatch],
+    rules: &[u8],
+    thresholds: (f64, f64),
+    decided: &(dyn Fn(u32, u32) -> bool + Sync),
+    pairs: &mut ParallelWriter,
+) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>, u64)> {
+    let wave = 2 * rayon::current_num_threads().max(1);
+    let path = pairs.path.clone();
+    let (mut review, mut scores, mut written) = (Vec::new(), Vec::new(), 0u64);
+    let mut from = 0usize;
+    for part in scored.chunks(wave) {
+        let n: usize = part.iter().map(RecordBatch::num_rows).sum();
+        let rules = rules
+            .get(from..from + n)
+            .ok_or_else(|| Error::write(&path, "internal: fewer rules than pairs"))?;
+        let (all, rev) = pair_rows(layout, part, rules, thresholds, decided, &path)?;
+        pairs.write(&all)?;
+        for b in &all {
+            written += b.num_rows() as u64;
+            let keep = ["match_weight", "match_probability"]
+                .map(|n| b.schema().index_of(n).map_err(|e| Error::write(&path, e)));
+            let [w, p] = keep;
+            scores.push(b.project(&[w?, p?]).map_err(|e| Error::write(&path, e))?);
+        }
+        review.extend(rev);
+        from += n;
+    }
+    Ok((review, scores, written))
+}
+
+/// Rows `rows` (numbers within `scored`, sorted) of what [`write_pair_rows`] wrote, made again
+/// from the scored batches.
+pub fn pair_rows_at(
+    layout: &PairsLayout,
+    scored: &[RecordBatch],
+    rules: &[u8],
+    rows: &[usize],
+    path: &Path,
+) -> Result<Vec<RecordBatch>> {
+    let mut starts = Vec::with_capacity(scored.len());
+    let mut at = 0usize;
+    for b in scored {
+        starts.push(at);
+        at += b.num_rows();
+    }
+    rows.iter()
+        .map(|&r| {
+            let b = starts.partition_point(|&s| s <= r).saturating_sub(1);
+            let (Some(batch), Some(rule)) = (scored.get(b), rules.get(r..=r)) else {
+                return Err(Error::write(path, format!("internal: no pair row {r}")));
+            };
+            pairs_batch(
+                layout,
+                &batch.slice(r - starts[b], 1),
+                rule,
+                |_, _, _| true,
+                false,
+                path,
+            )
+        })
+        .collect()
+}
+
 /// The previous run's open review queue of one kind, for a delta run: its pairs whose two
 /// records are still in the index and unchanged tonight (`focus` false), and that no clerk has
 /// `decided` since. Empty when the previous folder has no queue or one of another layout (the
@@ -672,7 +742,7 @@ pub fn events_batch(
     run_id: &str,
     unix_time: u64,
     kind: &str,
-    events: &[crate::master::Event],
+    events: &crate::master::Events,
 ) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
     let n = events.len();
     RecordBatch::try_new(
@@ -681,21 +751,10 @@ pub fn events_batch(
             Arc::new(StringArray::from(vec![run_id; n])),
             Arc::new(UInt64Array::from(vec![unix_time; n])),
             Arc::new(StringArray::from(vec![kind; n])),
-            Arc::new(StringArray::from_iter_values(
-                events.iter().map(|e| e.master_id.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                events.iter().map(|e| e.event),
-            )),
-            Arc::new(
-                events
-                    .iter()
-                    .map(|e| e.other_id.as_deref())
-                    .collect::<StringArray>(),
-            ),
-            Arc::new(StringArray::from_iter_values(
-                events.iter().map(|e| e.records.as_str()),
-            )),
+            Arc::new(events.master_id.clone()),
+            Arc::new(events.event.clone()),
+            Arc::new(events.other_id.clone()),
+            Arc::new(events.records.clone()),
         ],
     )
 }

@@ -144,9 +144,16 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
         crate::mem::return_freed_blocks();
     }
+    // Spilled: the loaded records go to disk as they are decoded, like the standardised ones.
+    let load_spill = state::Spill::new(out.dir(), "load");
+    let keep_loaded = |col| load_spill.keep(col);
     let (loaded, secs) = p.stage("load", || match &opts.delta {
         Some(dir) => load::load_delta(plan, dir),
-        None => load::load(plan).map(|l| (l, Vec::new())),
+        None => load::load_with(
+            plan,
+            (memory == load::MemoryMode::Spilled).then_some(&keep_loaded),
+        )
+        .map(|l| (l, Vec::new())),
     });
     let (loaded, deletions) = loaded?;
     for s in loaded.stats.iter().filter(|s| s.rows_read == 0) {
@@ -367,17 +374,18 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             level_fields: &level_fields,
             kind_fields: &kind_fields,
         };
+        // Every pair goes to pairs.parquet as its rows are made; the review queue is kept.
         let (rows, secs) = p.stage(&format!("{k}: pair rows"), || {
-            output::pair_rows(
+            output::write_pair_rows(
                 &layout,
                 &scored,
                 &cands.rule,
                 (model.review_probability, model.match_probability),
                 &|l, r| decisions.decided(l, r),
-                &pairs_path,
+                &mut files.pairs,
             )
         });
-        let (mut pairs, mut review) = rows?;
+        let (mut review, scores, pairs_written) = rows?;
         // A delta run compares tonight's pairs only: the earlier nights' open queue stays.
         if let (Some(prev), Some(focus)) = (&opts.previous, focus.as_deref()) {
             let carried = output::carried_review(
@@ -398,22 +406,23 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 &table,
                 &mi.master_id,
                 &clusters.groups,
-                &pairs,
+                &scores,
+                &|rows| output::pair_rows_at(&layout, &scored, &cands.rule, rows, &pairs_path),
                 out.dir(),
             )
         });
         noted?;
-        stage("report facts", k, secs, output::rows(&pairs));
+        stage("report facts", k, secs, pairs_written);
         let review_pairs = output::rows(&review);
         let candidate_pairs = cands.len() as u64;
         let blocking = std::mem::take(&mut cands.stats);
         drop((scored, cands));
-        let (written, secs) = p.stage(&format!("{k}: write pairs"), || -> Result<()> {
-            files.pairs.write(&std::mem::take(&mut pairs))?;
+        drop(scores);
+        let (written, secs) = p.stage(&format!("{k}: write review"), || {
             files.review.write(&std::mem::take(&mut review))
         });
         written?;
-        stage("write", k, secs, candidate_pairs);
+        stage("write", k, secs, review_pairs);
         let golden_file = format!("golden_{k}s.parquet");
         // Golden rows go to their file a block at a time, as they are made.
         let (golden, secs) = p.stage(&format!("{k}: golden records"), || -> Result<u64> {

@@ -337,6 +337,10 @@ pub fn standardised_batch(
     RecordBatch::try_from_iter(cols)
 }
 
+/// Where a stage puts each text column once it is made: as it is (`&|col| Ok(col)`), or
+/// through [`Spill::keep`] for a run under `memory_limit` in spilled mode.
+pub type Keep<'a> = &'a (dyn Fn(StringArray) -> Result<StringArray> + Sync);
+
 /// Moves text columns out of the heap as they are made, for a run under `memory_limit`
 /// ([`crate::load::MemoryMode::Spilled`]): each is written to a file of its own in the output
 /// folder (an uncompressed Arrow IPC file, through the page cache: the state file is written

@@ -143,11 +143,11 @@ pub fn standardise(
     standardise_with(raw, plan, keep_raw, &|col| Ok(col))
 }
 
-/// Where each column goes once made: [`standardise`] keeps it as it is; a memory-limited run
-/// passes a sink that writes it to disk and hands back the same values mapped from there
-/// ([`crate::state::Spill`]), so that the heap holds one field's columns at a time instead
-/// of the whole table.
-pub type Keep<'a> = &'a (dyn Fn(StringArray) -> crate::error::Result<StringArray> + Sync);
+/// Where each column goes once made (see [`crate::state::Keep`]): [`standardise`] keeps it as
+/// it is; a memory-limited run passes a sink that writes it to disk and hands back the same
+/// values mapped from there, so that the heap holds one field's columns at a time instead of
+/// the whole table.
+pub use crate::state::Keep;
 
 /// [`standardise`], every column passed through `keep` as soon as it is made.
 pub fn standardise_with(
