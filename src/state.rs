@@ -163,6 +163,26 @@ pub fn read_ipc_as(
     columns: Option<&[&str]>,
     as_bytes: &[&str],
 ) -> Result<Vec<RecordBatch>> {
+    map_ipc(path, columns, as_bytes, Written::Earlier)
+}
+
+/// Who wrote an Arrow IPC file that is mapped back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// An earlier run (a state file): its text is checked to be UTF-8 as it is decoded.
+    Earlier,
+    /// This process, a moment ago, from arrays that were valid ([`Spill::keep`], the state
+    /// file of a run under `memory_limit` mapped back by [`map_standardised`]): not
+    /// checked again, so that mapping it reads none of its pages.
+    ThisProcess,
+}
+
+fn map_ipc(
+    path: &Path,
+    columns: Option<&[&str]>,
+    as_bytes: &[&str],
+    written: Written,
+) -> Result<Vec<RecordBatch>> {
     use arrow_ipc::reader::{FileDecoder, read_footer_length};
     let bad = |message: String| Error::Read {
         path: path.to_path_buf(),
@@ -237,6 +257,11 @@ pub fn read_ipc_as(
     // A decoder of one column, with the file's dictionaries (a few source names) loaded.
     let decoder = |c: usize| -> Result<FileDecoder> {
         let mut d = FileDecoder::new(schema.clone(), version).with_projection(vec![c]);
+        if written == Written::ThisProcess {
+            // SAFETY: the file was written by this process from valid arrays, into the run's
+            // own fresh output folder, and is read back at once (`Written::ThisProcess`).
+            d = unsafe { d.with_skip_validation(true) };
+        }
         for (block, data) in &dictionaries {
             d.read_dictionary(block, data)
                 .map_err(|e| bad(e.to_string()))?;
@@ -387,7 +412,7 @@ impl Spill {
             std::io::Write::flush(&mut file).map_err(|e| Error::io(&path, e))?;
         }
         drop(batch);
-        let mapped = read_ipc(&path, None)?;
+        let mapped = map_ipc(&path, None, &[], Written::ThisProcess)?;
         std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         text_column(&mapped, "v").ok_or_else(|| Error::Read {
             path,
@@ -401,7 +426,7 @@ impl Spill {
 /// them again from disk. Only the raw columns `table` still holds are kept.
 pub fn map_standardised(run_dir: &Path, table: &mut StdTable) -> Result<()> {
     let path = standardised_path(run_dir, table.kind);
-    let mapped = read_standardised(run_dir, table.kind, None)?
+    let mapped = read_standardised_as(run_dir, table.kind, None, Written::ThisProcess)?
         .filter(|m| m.len() == table.len() && m.columns.len() == table.columns.len())
         .ok_or_else(|| Error::Read {
             path: path.clone(),
@@ -434,6 +459,7 @@ fn open_standardised(
     kind: EntityKind,
     want: Option<&[&str]>,
     as_bytes: &[&str],
+    written: Written,
 ) -> Result<Option<Opened>> {
     let want: Option<Vec<&str>> = want.map(|w| {
         let mut w = w.to_vec();
@@ -445,7 +471,7 @@ fn open_standardised(
         legacy_standardised_path(run_dir, kind),
     );
     let (path, batches) = if path.exists() {
-        let b = read_ipc_as(&path, want.as_deref(), as_bytes)?;
+        let b = map_ipc(&path, want.as_deref(), as_bytes, written)?;
         (path, b)
     } else if legacy.exists() {
         let b = read_parquet(&legacy, want.as_deref())?;
@@ -476,13 +502,22 @@ pub fn read_standardised(
     kind: EntityKind,
     columns: Option<&[&str]>,
 ) -> Result<Option<StdTable>> {
+    read_standardised_as(run_dir, kind, columns, Written::Earlier)
+}
+
+fn read_standardised_as(
+    run_dir: &Path,
+    kind: EntityKind,
+    columns: Option<&[&str]>,
+    written: Written,
+) -> Result<Option<StdTable>> {
     let Some(Opened {
         batches,
         record_id,
         sources,
         source,
         ..
-    }) = open_standardised(run_dir, kind, columns, &[])?
+    }) = open_standardised(run_dir, kind, columns, &[], written)?
     else {
         return Ok(None);
     };
@@ -538,7 +573,7 @@ pub fn read_standardised_bytes(
         record_id,
         sources,
         source,
-    }) = open_standardised(run_dir, kind, Some(columns), columns)?
+    }) = open_standardised(run_dir, kind, Some(columns), columns, Written::Earlier)?
     else {
         return Ok(None);
     };
