@@ -400,11 +400,11 @@ pub fn count_records(plan: &Plan) -> Result<u64> {
 /// 0.35 GB at 1M, 3.45 GB at 10M), with a margin.
 pub const MAPPED_BYTES_PER_RECORD: u64 = 400;
 
-/// Peak memory per record when, on top of that, every standardised column is moved to disk as
-/// soon as it is made ([`MemoryMode::Spilled`]): the peak is then loading (the decoded
-/// records), or master ids and golden records. Measured likewise (0.25 GB at 1M, 2.42 GB at
-/// 10M), with a margin.
-pub const SPILLED_BYTES_PER_RECORD: u64 = 300;
+/// Peak memory per record when, on top of that, every loaded and standardised column is moved
+/// to disk as soon as it is made ([`MemoryMode::Spilled`]): the peak is then blocking (keys and
+/// sorted (key, record) lists per rule), or golden records. Measured likewise (0.20-0.27 GB
+/// at 1M, 1.58-1.60 GB at 10M), with a margin.
+pub const SPILLED_BYTES_PER_RECORD: u64 = 220;
 
 /// How a run holds its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
