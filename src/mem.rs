@@ -43,6 +43,16 @@ pub fn return_freed_blocks() {
     set_mmap_threshold(LIMITED_HEAP_BLOCKS_UP_TO);
 }
 
+/// Hands the free memory at the top and in the middle of glibc's heaps back to the system
+/// (`malloc_trim`): what many small blocks freed by a stage would otherwise keep resident.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only releases free memory of the allocator's heaps.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn set_mmap_threshold(bytes: usize) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `mallopt` only changes a setting of the allocator; it may be called at any
