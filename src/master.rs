@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use arrow_array::builder::StringBuilder;
+use arrow_array::builder::{ArrayBuilder, StringBuilder};
 use arrow_array::{Array, StringArray};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -31,7 +31,9 @@ pub struct MasterIndex {
     pub master_id: arrow_array::StringArray,
     pub cluster_size: Vec<u32>,
     pub clusters: u64,
-    pub events: Events,
+    /// Lineage events in runs that follow one another in [`Event`] order (a first run's
+    /// events come in cluster order and are not copied into one run).
+    pub events: Vec<Events>,
 }
 
 /// A change to the master index, for auditors.
@@ -132,31 +134,20 @@ impl Events {
         )
     }
 
-    /// The events of every part, sorted.
-    fn sorted(parts: &[Events]) -> Result<Events> {
-        let mut order: Vec<(usize, usize)> = parts
-            .iter()
-            .enumerate()
-            .flat_map(|(p, e)| (0..e.len()).map(move |i| (p, i)))
-            .collect();
-        let key = |&(p, i): &(usize, usize)| parts[p].key(i);
-        // A first run's events are made in order already: then no sort is needed.
-        if !order.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
-            order.par_sort_by(|a, b| key(a).cmp(&key(b)));
+    /// Rows of several runs one after another, as one run.
+    pub fn concat(runs: &[Events]) -> Result<Events> {
+        if let [one] = runs {
+            return Ok(one.clone());
         }
-        let column = |f: &(dyn Fn(&Events) -> &StringArray + Sync)| -> Result<StringArray> {
-            let arrays: Vec<&dyn Array> = parts.iter().map(|e| f(e) as &dyn Array).collect();
-            let joined = match arrays.len() {
-                0 => return Ok(StringArray::new_null(0)),
-                _ => arrow_select::interleave::interleave(&arrays, &order),
-            };
-            joined
+        let column = |f: &dyn Fn(&Events) -> &StringArray| -> Result<StringArray> {
+            let arrays: Vec<&dyn Array> = runs.iter().map(|e| f(e) as &dyn Array).collect();
+            if arrays.is_empty() {
+                return Ok(StringArray::new_null(0));
+            }
+            arrow_select::concat::concat(&arrays)
                 .ok()
                 .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
-                .ok_or_else(|| Error::Data {
-                    stage: "master",
-                    message: "lineage events do not fit one column".into(),
-                })
+                .ok_or_else(too_large)
         };
         Ok(Events {
             master_id: column(&|e| &e.master_id)?,
@@ -164,6 +155,48 @@ impl Events {
             other_id: column(&|e| &e.other_id)?,
             records: column(&|e| &e.records)?,
         })
+    }
+
+    /// The events of every part in order: the parts themselves when they follow one another
+    /// in order already (a first run's), else one sorted run.
+    fn sorted(parts: Vec<Events>) -> Result<Vec<Events>> {
+        let parts: Vec<Events> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+        let in_order = parts
+            .iter()
+            .all(|p| (1..p.len()).all(|i| p.key(i - 1) <= p.key(i)))
+            && parts
+                .windows(2)
+                .all(|w| w[0].key(w[0].len() - 1) <= w[1].key(0));
+        if in_order {
+            return Ok(parts);
+        }
+        let mut order: Vec<(usize, usize)> = parts
+            .iter()
+            .enumerate()
+            .flat_map(|(p, e)| (0..e.len()).map(move |i| (p, i)))
+            .collect();
+        let key = |&(p, i): &(usize, usize)| parts[p].key(i);
+        order.par_sort_by(|a, b| key(a).cmp(&key(b)));
+        let column = |f: &(dyn Fn(&Events) -> &StringArray + Sync)| -> Result<StringArray> {
+            let arrays: Vec<&dyn Array> = parts.iter().map(|e| f(e) as &dyn Array).collect();
+            arrow_select::interleave::interleave(&arrays, &order)
+                .ok()
+                .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
+                .ok_or_else(too_large)
+        };
+        Ok(vec![Events {
+            master_id: column(&|e| &e.master_id)?,
+            event: column(&|e| &e.event)?,
+            other_id: column(&|e| &e.other_id)?,
+            records: column(&|e| &e.records)?,
+        }])
+    }
+}
+
+fn too_large() -> Error {
+    Error::Data {
+        stage: "master",
+        message: "lineage events do not fit one column".into(),
     }
 }
 
@@ -403,7 +436,8 @@ pub fn master_index(
     let sizes: Vec<u32> = (0..n_clusters).map(|c| members(c).len() as u32).collect();
     // Per-cluster lists are kept flat (a list per cluster would cost 24 bytes per cluster
     // even when empty, as on a first run): `start[c]..start[c + 1]` of `data`.
-    const BLOCK: usize = 1 << 14;
+    const BLOCK_BITS: u32 = 14;
+    const BLOCK: usize = 1 << BLOCK_BITS;
     let blocks = n_clusters.div_ceil(BLOCK);
     let clusters_of = |b: usize| b * BLOCK..((b + 1) * BLOCK).min(n_clusters);
     // Records of each previous id per cluster: (id, count), by id.
@@ -466,8 +500,8 @@ pub fn master_index(
     drop(fill);
     let won = |c: usize| &won_data[won_start[c] as usize..won_start[c + 1] as usize];
     // New ids are numbered in cluster order: a prefix count over the clusters that won none.
-    let mut seq_of = vec![0u64; n_clusters];
-    let mut seq = 0u64;
+    let mut seq_of = vec![0u32; n_clusters];
+    let mut seq = 0u32;
     for (c, s) in seq_of.iter_mut().enumerate() {
         if won(c).is_empty() {
             seq += 1;
@@ -499,7 +533,9 @@ pub fn master_index(
                 survivor
             }
             None => {
-                let id = new_id(table.kind, run, seq_of[c]);
+                let id = new_id(table.kind, run, u64::from(seq_of[c]));
+                // The block's `k`-th new id.
+                let k = new.len() as u32;
                 new.append_value(&id);
                 let origins = counts(c).iter().map(|x| x.0);
                 if counts(c).is_empty() {
@@ -527,7 +563,7 @@ pub fn master_index(
                         ),
                     });
                 }
-                return Id::New(seq_of[c]);
+                return Id::New(k);
             }
         };
         let id = prev_ids[survivor as usize];
@@ -571,22 +607,33 @@ pub fn master_index(
             let mut events = Vec::new();
             let mut new = StringBuilder::new();
             let ids: Vec<Id> = clusters_of(b)
-                .map(|c| settle(c, &mut events, &mut new))
+                .map(|c| match settle(c, &mut events, &mut new) {
+                    Id::New(k) => Id::New(((b as u32) << BLOCK_BITS) | k),
+                    kept => kept,
+                })
                 .collect();
             (ids, Events::of(&events), new.finish())
         })
         .collect();
+    // What only settling needed goes before the master ids are written out.
+    drop((
+        prev_of,
+        count_start,
+        count_data,
+        won_start,
+        won_data,
+        seq_of,
+        best,
+    ));
     let mut id_of: Vec<Id> = Vec::with_capacity(n_clusters);
     let mut parts = Vec::with_capacity(settled.len() + 1);
-    let mut new_parts = Vec::with_capacity(settled.len());
+    // Each block's new ids, by block: `Id::New(b << BLOCK_BITS | k)` is `new_ids[b].value(k)`.
+    let mut new_ids = Vec::with_capacity(settled.len());
     for (ids, evs, new) in settled {
         id_of.extend(ids);
         parts.push(evs);
-        new_parts.push(new);
+        new_ids.push(new);
     }
-    // New id `s` is row `s - 1`.
-    let new_ids = concat_text(&new_parts)?;
-    drop(new_parts);
     let mut events = Vec::new();
     if previous.is_some() {
         let mut gone: BTreeMap<u32, Vec<String>> = BTreeMap::new();
@@ -604,12 +651,11 @@ pub fn master_index(
     }
     parts.push(Events::of(&events));
     drop(events);
-    let events = Events::sorted(&parts)?;
-    drop(parts);
+    let events = Events::sorted(parts)?;
     let cluster_size: Vec<u32> = cluster_of.par_iter().map(|&c| sizes[c as usize]).collect();
     let text_of = |id: Id| match id {
         Id::Previous(p) => prev_ids[p as usize],
-        Id::New(s) => new_ids.value(s as usize - 1),
+        Id::New(s) => new_ids[(s >> BLOCK_BITS) as usize].value((s & (BLOCK as u32 - 1)) as usize),
     };
     let master_id =
         crate::mem::par_text_of(cluster_of.len(), |i| text_of(id_of[cluster_of[i] as usize]))
@@ -625,12 +671,12 @@ pub fn master_index(
     })
 }
 
-/// A cluster's master id: a previous one (index into the sorted previous ids) or new id
-/// number `s` of this run.
+/// A cluster's master id: a previous one (index into the sorted previous ids) or a new one
+/// of this run (while settling, its place in its block's new ids; then block and place).
 #[derive(Debug, Clone, Copy)]
 enum Id {
     Previous(u32),
-    New(u64),
+    New(u32),
 }
 
 /// Per-block lists joined: (start of each list, ending with the total; the items).
@@ -648,21 +694,6 @@ fn flat<T>(blocks: Vec<(Vec<u32>, Vec<T>)>) -> (Vec<u32>, Vec<T>) {
         data.extend(items);
     }
     (start, data)
-}
-
-/// Text arrays one after another.
-fn concat_text(parts: &[StringArray]) -> Result<StringArray> {
-    let arrays: Vec<&dyn Array> = parts.iter().map(|a| a as &dyn Array).collect();
-    if arrays.is_empty() {
-        return Ok(StringArray::new_null(0));
-    }
-    arrow_select::concat::concat(&arrays)
-        .ok()
-        .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
-        .ok_or_else(|| Error::Data {
-            stage: "master",
-            message: "new master ids do not fit one column".into(),
-        })
 }
 
 fn join(it: impl Iterator<Item = String>) -> String {
@@ -718,7 +749,11 @@ mod tests {
     }
 
     fn kinds(mi: &MasterIndex) -> Vec<&'static str> {
-        mi.events.rows().iter().map(|e| e.event).collect()
+        events(mi).iter().map(|e| e.event).collect()
+    }
+
+    fn events(mi: &MasterIndex) -> Vec<Event> {
+        mi.events.iter().flat_map(Events::rows).collect()
     }
 
     #[test]
@@ -762,7 +797,7 @@ mod tests {
         .unwrap();
         assert_eq!(ids(&mi), ["P1", "P1", "P2", "P2"]);
         assert_eq!(kinds(&mi), ["record_added"]);
-        assert_eq!(mi.events.row(0).records, "s:d");
+        assert_eq!(events(&mi)[0].records, "s:d");
     }
 
     #[test]
@@ -771,11 +806,11 @@ mod tests {
         let mi =
             master_index(&table(&["a", "b", "c"]), &clusters(&[0, 0, 0]), Some(&p), 2).unwrap();
         assert_eq!(ids(&mi), ["P2", "P2", "P2"]);
-        assert_eq!(mi.events.row(0).event, "merged_into");
+        assert_eq!(events(&mi)[0].event, "merged_into");
         assert_eq!(
             (
-                mi.events.row(0).master_id.as_str(),
-                mi.events.row(0).other_id.as_deref()
+                events(&mi)[0].master_id.as_str(),
+                events(&mi)[0].other_id.as_deref()
             ),
             ("P1", Some("P2"))
         );
@@ -792,7 +827,7 @@ mod tests {
             master_index(&table(&["a", "b", "c"]), &clusters(&[0, 1, 1]), Some(&p), 5).unwrap();
         assert_eq!(ids(&mi), ["P000005000000001", "P1", "P1"]);
         assert_eq!(kinds(&mi), ["split_from"]);
-        assert_eq!(mi.events.row(0).other_id.as_deref(), Some("P1"));
+        assert_eq!(events(&mi)[0].other_id.as_deref(), Some("P1"));
     }
 
     #[test]
@@ -812,11 +847,23 @@ mod tests {
             e("P1", "created", None, ""),
             e("P2", "record_added", None, "s:a"),
         ];
-        let sorted = Events::sorted(&[Events::of(&a), Events::of(&b)]).unwrap();
-        let mut want: Vec<Event> = a.into_iter().chain(b).collect();
+        let mut want: Vec<Event> = a.iter().chain(&b).cloned().collect();
         want.sort();
-        assert_eq!(sorted.rows(), want);
-        assert_eq!(sorted.slice(1, 2).rows(), want[1..3].to_vec());
+        let sorted = Events::sorted(vec![Events::of(&a), Events::of(&b)]).unwrap();
+        assert_eq!(sorted.len(), 1);
+        assert_eq!(sorted[0].rows(), want);
+        assert_eq!(sorted[0].slice(1, 2).rows(), want[1..3].to_vec());
+        // Runs already in order are kept as they are (empty ones dropped); joined they are
+        // the sorted rows.
+        let runs = vec![
+            Events::of(&want[..2]),
+            Events::default(),
+            Events::of(&want[2..]),
+        ];
+        let kept = Events::sorted(runs).unwrap();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(Events::concat(&kept).unwrap().rows(), want);
+        assert!(Events::concat(&[]).unwrap().is_empty());
         assert!(Events::default().is_empty());
     }
 
@@ -826,6 +873,6 @@ mod tests {
         let mi = master_index(&table(&["a"]), &clusters(&[0]), Some(&p), 2).unwrap();
         assert_eq!(ids(&mi), ["P1"]);
         assert_eq!(kinds(&mi), ["record_removed"]);
-        assert_eq!(mi.events.row(0).records, "s:b");
+        assert_eq!(events(&mi)[0].records, "s:b");
     }
 }

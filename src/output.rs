@@ -312,12 +312,32 @@ impl RunFiles {
     /// Appends a kind's lineage events, [`ROWS_PER_BLOCK`] at a time, as soon as the master
     /// stage has made them: held as structs until the end of the run, a first night's
     /// `created` events took ~1 GB at 10M records.
-    pub fn write_events(&mut self, kind: &str, events: &crate::master::Events) -> Result<()> {
-        for at in (0..events.len()).step_by(ROWS_PER_BLOCK) {
-            let block = events.slice(at, ROWS_PER_BLOCK.min(events.len() - at));
-            let batch = events_batch(&self.run_id, self.unix_time, kind, &block)
-                .map_err(|e| Error::write(&self.events.path, e))?;
-            self.events.write(std::slice::from_ref(&batch))?;
+    /// `runs` follow one another; the file's row groups do not depend on where one ends.
+    pub fn write_events(&mut self, kind: &str, runs: &[crate::master::Events]) -> Result<()> {
+        let mut block: Vec<crate::master::Events> = Vec::new();
+        let mut rows = 0usize;
+        let mut flush = |block: &mut Vec<crate::master::Events>| -> Result<()> {
+            let path = self.events.path.clone();
+            let joined = crate::master::Events::concat(block)?;
+            block.clear();
+            let batch = events_batch(&self.run_id, self.unix_time, kind, &joined)
+                .map_err(|e| Error::write(&path, e))?;
+            self.events.write(std::slice::from_ref(&batch))
+        };
+        for run in runs {
+            let mut at = 0;
+            while at < run.len() {
+                let take = (ROWS_PER_BLOCK - rows).min(run.len() - at);
+                block.push(run.slice(at, take));
+                (at, rows) = (at + take, rows + take);
+                if rows == ROWS_PER_BLOCK {
+                    flush(&mut block)?;
+                    rows = 0;
+                }
+            }
+        }
+        if rows > 0 {
+            flush(&mut block)?;
         }
         Ok(())
     }
