@@ -134,7 +134,13 @@ pub fn apply(
     changes: StdTable,
     deletions: &[Deletion],
 ) -> Result<Applied> {
-    apply_with(previous, previous_links, changes, deletions, &|col| Ok(col))
+    apply_with(
+        previous,
+        previous_links,
+        changes,
+        deletions,
+        &crate::state::join,
+    )
 }
 
 /// [`apply`], every merged column passed through `keep` as it is made.
@@ -272,10 +278,10 @@ pub fn apply_with(
     stats.deletions_not_found = unapplied.deletions_not_found.len() as u64;
 
     let gather = |a: &StringArray, b: &StringArray| -> Result<StringArray> {
-        keep(crate::load::interleave_strings(
+        keep(&[crate::load::interleave_strings(
             &[a as &dyn Array, b],
             &take,
-        )?)
+        )?])
     };
     let merge_map = |p: &BTreeMap<String, StringArray>,
                      c: &BTreeMap<String, StringArray>|

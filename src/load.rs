@@ -552,7 +552,7 @@ fn assemble(
     spill: Option<Keep>,
 ) -> Result<RawTable> {
     let keep = |col: StringArray| match spill {
-        Some(k) => k(col),
+        Some(k) => k(&[col]),
         None => Ok(col),
     };
     let mut order: Vec<usize> = idx.to_vec();
@@ -847,7 +847,7 @@ fn spill_batch(path: &Path, batch: RecordBatch, spill: Keep) -> Result<RecordBat
         .columns()
         .iter()
         .map(|c| match c.as_any().downcast_ref::<StringArray>() {
-            Some(text) => Ok(Arc::new(spill(text.clone())?) as ArrayRef),
+            Some(text) => Ok(Arc::new(spill(std::slice::from_ref(text))?) as ArrayRef),
             None => Ok(c.clone()),
         })
         .collect::<Result<Vec<_>>>()?;
@@ -1005,7 +1005,7 @@ fn from_batches(
         let column = b.finish();
         Ok(Chunked::new(vec![match spill {
             // The record ids are joined and held anyway.
-            Some(keep) if k > 0 => keep(column)?,
+            Some(keep) if k > 0 => keep(&[column])?,
             _ => column,
         }]))
     };
@@ -1260,7 +1260,7 @@ fn read_csv(src: &Source, spill: Option<Keep>, rows_per_piece: u64) -> Result<So
         for (b, p) in bs.iter_mut().zip(parts.iter_mut()) {
             let column = b.finish();
             p.push(match spill {
-                Some(keep) => keep(column)?,
+                Some(keep) => keep(&[column])?,
                 None => column,
             });
         }
@@ -1436,9 +1436,9 @@ mod tests {
         assert_eq!(taken, StringArray::from(want));
         // Spilled per batch: the same values, every text column of every batch spilled.
         let calls = std::sync::atomic::AtomicUsize::new(0);
-        let spill = |col: StringArray| {
+        let spill = |parts: &[StringArray]| {
             calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Ok(col)
+            crate::state::join(parts)
         };
         let spilled = read_source(&src, Some(&spill)).unwrap();
         assert_eq!(spilled.record_id, data.record_id);
@@ -1468,9 +1468,9 @@ mod tests {
             columns: vec![("name".into(), "name".into())],
         };
         let calls = std::sync::atomic::AtomicUsize::new(0);
-        let spill = |col: StringArray| {
+        let spill = |parts: &[StringArray]| {
             calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Ok(col)
+            crate::state::join(parts)
         };
         let whole = read_csv(&src, None, 2).unwrap();
         let pieces = read_csv(&src, Some(&spill), 2).unwrap();

@@ -146,7 +146,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     }
     // Spilled: the loaded records go to disk as they are decoded, like the standardised ones.
     let load_spill = state::Spill::new(out.dir(), "load");
-    let keep_loaded = |col| load_spill.keep(col);
+    let keep_loaded = |parts: &[arrow_array::StringArray]| load_spill.keep(parts);
     let (loaded, secs) = p.stage("load", || match &opts.delta {
         Some(dir) => load::load_delta(plan, dir),
         None => load::load_with(
@@ -196,9 +196,9 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         // Spilled: every column is moved to disk as soon as it is made (the heap would
         // otherwise hold the loaded and the standardised records together).
         let spill = state::Spill::new(out.dir(), k);
-        let keep = |col| match memory {
-            load::MemoryMode::Spilled => spill.keep(col),
-            _ => Ok(col),
+        let keep = |parts: &[arrow_array::StringArray]| match memory {
+            load::MemoryMode::Spilled => spill.keep(parts),
+            _ => state::join(parts),
         };
         let (table, secs) = p.stage(&format!("{k}: standardise"), || {
             standardise::standardise_with(raw, kp, &golden::raw_fields(kp), &keep)

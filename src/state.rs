@@ -171,9 +171,9 @@ pub fn read_ipc_as(
 enum Written {
     /// An earlier run (a state file): its text is checked to be UTF-8 as it is decoded.
     Earlier,
-    /// This process, a moment ago, from arrays that were valid ([`Spill::keep`], the state
-    /// file of a run under `memory_limit` mapped back by [`map_standardised`]): not
-    /// checked again, so that mapping it reads none of its pages.
+    /// This process, a moment ago, from arrays that were valid (the state file of a run
+    /// under `memory_limit`, mapped back by [`map_standardised`]): not checked again, so that
+    /// mapping it reads none of its pages.
     ThisProcess,
 }
 
@@ -362,16 +362,38 @@ pub fn standardised_batch(
     RecordBatch::try_from_iter(cols)
 }
 
-/// Where a stage puts each text column once it is made: as it is (`&|col| Ok(col)`), or
-/// through [`Spill::keep`] for a run under `memory_limit` in spilled mode.
-pub type Keep<'a> = &'a (dyn Fn(StringArray) -> Result<StringArray> + Sync);
+/// Where a stage puts each text column once it is made, given as pieces that follow one
+/// another: joined in memory ([`join`]), or written to disk piece by piece and mapped back
+/// ([`Spill::keep`]) for a run under `memory_limit` in spilled mode, so that the joined column
+/// never exists in the heap.
+pub type Keep<'a> = &'a (dyn Fn(&[StringArray]) -> Result<StringArray> + Sync);
+
+/// The pieces of a column joined in memory (a single piece is taken as it is).
+pub fn join(parts: &[StringArray]) -> Result<StringArray> {
+    match parts {
+        [] => Ok(StringArray::new_null(0)),
+        [one] => Ok(one.clone()),
+        _ => {
+            let arrays: Vec<&dyn Array> = parts.iter().map(|a| a as &dyn Array).collect();
+            arrow_select::concat::concat(&arrays)
+                .ok()
+                .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
+                .ok_or_else(|| Error::Data {
+                    stage: "standardise",
+                    message: "a column's text exceeds 2 GiB (Arrow's 32-bit offsets): split \
+                              the job"
+                        .into(),
+                })
+        }
+    }
+}
 
 /// Moves text columns out of the heap as they are made, for a run under `memory_limit`
 /// ([`crate::load::MemoryMode::Spilled`]): each is written to a file of its own in the output
-/// folder (an uncompressed Arrow IPC file, through the page cache: the state file is written
-/// from it next, and its dirty pages are the kernel's to write back or drop) and handed back
-/// mapped from it. The file's name is removed at once; the map keeps its pages until the
-/// column is dropped. Costs one more write of the standardised records than the state file.
+/// folder, piece by piece, in Arrow's own layout (offsets, bytes, validity bits: through the
+/// page cache; the state file is written from it next, and its dirty pages are the kernel's
+/// to write back or drop), and handed back mapped from it. The file's name is removed at once;
+/// the map keeps its pages until the column is dropped.
 pub struct Spill {
     dir: PathBuf,
     tag: String,
@@ -388,36 +410,108 @@ impl Spill {
         }
     }
 
-    /// `col` written out and mapped back.
-    pub fn keep(&self, col: StringArray) -> Result<StringArray> {
-        if col.is_empty() {
-            return Ok(col);
+    /// The column of `parts` one after another, written out and mapped back.
+    pub fn keep(&self, parts: &[StringArray]) -> Result<StringArray> {
+        use std::io::Write;
+        let rows: usize = parts.iter().map(Array::len).sum();
+        if rows == 0 {
+            return join(parts);
         }
+        let span = |p: &StringArray| {
+            let o = p.value_offsets();
+            (o[0], o[o.len() - 1])
+        };
+        let bytes: usize = parts
+            .iter()
+            .map(|p| {
+                let (a, b) = span(p);
+                (b - a) as usize
+            })
+            .sum();
+        let Ok(total) = i32::try_from(bytes) else {
+            return join(parts);
+        };
+        let nulls: usize = parts.iter().map(Array::null_count).sum();
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = self.dir.join(format!(".spill-{}-{n}.arrow", self.tag));
-        let batch = RecordBatch::try_from_iter([("v", Arc::new(col) as ArrayRef)])
-            .map_err(|e| Error::write(&path, e))?;
+        let path = self.dir.join(format!(".spill-{}-{n}.bin", self.tag));
+        let io = |e: std::io::Error| Error::io(&path, e);
+        // Layout: `rows + 1` offsets (i32, little-endian, from 0), the bytes, then the validity
+        // bits when there are nulls. The map starts on a page: the offsets are aligned.
+        let offsets_len = (rows + 1) * 4;
         {
-            // Through the page cache: the state file is written from these pages next.
-            use arrow_ipc::writer::FileWriter;
-            let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-            let mut w = FileWriter::try_new(
-                std::io::BufWriter::with_capacity(1 << 20, file),
-                &batch.schema(),
-            )
-            .map_err(|e| Error::write(&path, e))?;
-            w.write(&batch).map_err(|e| Error::write(&path, e))?;
-            w.finish().map_err(|e| Error::write(&path, e))?;
-            let mut file = w.into_inner().map_err(|e| Error::write(&path, e))?;
-            std::io::Write::flush(&mut file).map_err(|e| Error::io(&path, e))?;
+            let file = std::fs::File::create(&path).map_err(io)?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            let mut at = 0i32;
+            let mut buf: Vec<u8> = Vec::new();
+            buf.extend_from_slice(&at.to_le_bytes());
+            for p in parts {
+                let (first, last) = span(p);
+                for &o in &p.value_offsets()[1..] {
+                    buf.extend_from_slice(&(o - first + at).to_le_bytes());
+                }
+                at += last - first;
+                w.write_all(&buf).map_err(io)?;
+                buf.clear();
+            }
+            for p in parts {
+                let (first, last) = span(p);
+                w.write_all(&p.value_data()[first as usize..last as usize])
+                    .map_err(io)?;
+            }
+            if nulls > 0 {
+                let mut bits = arrow_buffer::BooleanBufferBuilder::new(rows);
+                for p in parts {
+                    match p.nulls() {
+                        Some(v) => bits.append_buffer(v.inner()),
+                        None => bits.append_n(p.len(), true),
+                    }
+                }
+                w.write_all(bits.finish().values()).map_err(io)?;
+            }
+            w.flush().map_err(io)?;
         }
-        drop(batch);
-        let mapped = map_ipc(&path, None, &[], Written::ThisProcess)?;
-        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-        text_column(&mapped, "v").ok_or_else(|| Error::Read {
-            path,
-            message: "the column just written is not there".into(),
-        })
+        let file = std::fs::File::open(&path).map_err(io)?;
+        // SAFETY: the file was just written by this process into the run's own fresh output
+        // folder and is not written again; its name goes next, and the map lives as long as
+        // the buffers that point into it.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        std::fs::remove_file(&path).map_err(io)?;
+        let len = map.len();
+        let bits_len = if nulls > 0 { rows.div_ceil(8) } else { 0 };
+        if len != offsets_len + bytes + bits_len {
+            return Err(Error::Read {
+                path,
+                message: format!(
+                    "spilled {len} bytes, expected {}",
+                    offsets_len + bytes + bits_len
+                ),
+            });
+        }
+        let Some(ptr) = std::ptr::NonNull::new(map.as_ptr().cast_mut()) else {
+            return join(parts);
+        };
+        // SAFETY: the pointer is valid for `len` bytes for as long as `map`, which the buffer
+        // owns.
+        let buffer =
+            unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, len, Arc::new(map)) };
+        let offsets = arrow_buffer::ScalarBuffer::<i32>::new(buffer.clone(), 0, rows + 1);
+        // SAFETY: the offsets start at 0, never decrease and end at `total`, the length of
+        // the bytes: each piece's own offsets, shifted by what came before.
+        let offsets = unsafe { arrow_buffer::OffsetBuffer::new_unchecked(offsets) };
+        debug_assert_eq!(offsets[rows], total);
+        let values = buffer.slice_with_length(offsets_len, bytes);
+        let validity = (nulls > 0).then(|| {
+            let bits = buffer.slice_with_length(offsets_len + bytes, bits_len);
+            // SAFETY: `nulls` is the pieces' own null count, and the bits are theirs.
+            unsafe {
+                arrow_buffer::NullBuffer::new_unchecked(
+                    arrow_buffer::BooleanBuffer::new(bits, 0, rows),
+                    nulls,
+                )
+            }
+        });
+        // SAFETY: every value is a whole value of a valid piece (UTF-8, on its boundaries).
+        Ok(unsafe { StringArray::new_unchecked(offsets, values, validity) })
     }
 }
 
@@ -873,6 +967,45 @@ mod tests {
             }
             std::fs::remove_dir_all(&dir).unwrap();
         }
+    }
+
+    #[test]
+    fn a_spilled_column_is_its_pieces_joined() {
+        let dir = std::env::temp_dir().join(format!("yiku-spill-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spill = Spill::new(&dir, "t");
+        let whole = StringArray::from(vec![
+            Some("张三"),
+            None,
+            Some(""),
+            Some("110105194912310021"),
+            None,
+            Some("北京市朝阳区"),
+            Some("x"),
+            Some("李四"),
+            None,
+            Some("末"),
+        ]);
+        // Pieces as a chunked stage makes them, some sliced out of a larger array (offsets
+        // not starting at 0, validity bits not on a byte boundary), one empty.
+        let pieces = [
+            whole.slice(0, 3),
+            whole.slice(3, 0),
+            whole.slice(3, 4),
+            whole.slice(7, 3),
+        ];
+        let kept = spill.keep(&pieces).unwrap();
+        assert_eq!(kept, whole);
+        assert_eq!(kept, join(&pieces).unwrap());
+        assert_eq!(kept.null_count(), 3);
+        // Without nulls, and a single piece.
+        let plain = StringArray::from(vec!["a", "bb", "丙"]);
+        assert_eq!(spill.keep(std::slice::from_ref(&plain)).unwrap(), plain);
+        // Nothing to write.
+        assert!(spill.keep(&[]).unwrap().is_empty());
+        // No spill file is left behind.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -17,7 +17,6 @@ pub mod text;
 use std::collections::BTreeMap;
 
 use arrow_array::builder::StringBuilder;
-use arrow_array::cast::AsArray;
 use arrow_array::{Array, BooleanArray, StringArray};
 use rayon::prelude::*;
 
@@ -140,7 +139,7 @@ pub fn standardise(
     plan: &KindPlan,
     keep_raw: &[String],
 ) -> crate::error::Result<StdTable> {
-    standardise_with(raw, plan, keep_raw, &|col| Ok(col))
+    standardise_with(raw, plan, keep_raw, &crate::state::join)
 }
 
 /// Where each column goes once made (see [`crate::state::Keep`]): [`standardise`] keeps it as
@@ -179,21 +178,21 @@ pub fn standardise_with(
         let (outs, counted) = map_rows(n, names.len(), |i, out, c| {
             let v = (!arr.is_null(i)).then(|| arr.value(i));
             standardise_value(ty, v, out, c);
-        })?;
+        });
         counters = counters.merge(counted);
         // A field's columns side by side: spilling one is a write and a read of its own.
         let kept: Vec<StringArray> = outs
             .into_par_iter()
-            .map(keep)
+            .map(|parts| keep(&parts))
             .collect::<crate::error::Result<_>>()?;
         columns.extend(names.into_iter().zip(kept));
         if keep_raw.contains(&field) {
-            kept_raw.insert(field, keep(arr)?);
+            kept_raw.insert(field, keep(&[arr])?);
         }
     }
     for name in derive_kind_columns(kind, &mut columns, &mut counters) {
         if let Some(col) = columns.remove(&name) {
-            columns.insert(name, keep(col)?);
+            columns.insert(name, keep(&[col])?);
         }
     }
     let stats = COUNTERS
@@ -290,9 +289,10 @@ impl Outs {
 }
 
 /// Runs `f` on every row in parallel chunks; `f` fills `k` output slots per row and counts
-/// what it fixed or rejected. Fails only when a column would hold more than the 2 GiB of
-/// text an Arrow string array can.
-fn map_rows<F>(n: usize, k: usize, f: F) -> crate::error::Result<(Vec<StringArray>, Counters)>
+/// what it fixed or rejected. Returns each output column as its chunks' pieces, in row order:
+/// joining them is the caller's [`Keep`] (a spilled run writes them to disk one after another,
+/// so that the joined column is never a second copy in the heap).
+fn map_rows<F>(n: usize, k: usize, f: F) -> (Vec<Vec<StringArray>>, Counters)
 where
     F: Fn(usize, &mut Outs, &mut Counters) + Sync,
 {
@@ -316,28 +316,16 @@ where
             (bs.iter_mut().map(StringBuilder::finish).collect(), counters)
         })
         .collect();
-    let counters = chunks
-        .iter()
-        .fold(Counters::default(), |a, (_, c)| a.merge(*c));
-    let columns = (0..k)
-        .into_par_iter()
-        .map(|j| {
-            let parts: Vec<&dyn Array> = chunks.iter().map(|c| &c.0[j] as &dyn Array).collect();
-            if parts.is_empty() {
-                return Ok(StringArray::from(Vec::<Option<&str>>::new()));
-            }
-            let failed = |message: String| crate::error::Error::Data {
-                stage: "standardise",
-                message,
-            };
-            let joined = arrow_select::concat::concat(&parts).map_err(|e| failed(e.to_string()))?;
-            joined
-                .as_string_opt::<i32>()
-                .cloned()
-                .ok_or_else(|| failed("internal: joined column is not text".into()))
-        })
-        .collect::<crate::error::Result<Vec<_>>>()?;
-    Ok((columns, counters))
+    let mut counters = Counters::default();
+    let mut columns: Vec<Vec<StringArray>> =
+        (0..k).map(|_| Vec::with_capacity(chunks.len())).collect();
+    for (pieces, counted) in chunks {
+        counters = counters.merge(counted);
+        for (column, piece) in columns.iter_mut().zip(pieces) {
+            column.push(piece);
+        }
+    }
+    (columns, counters)
 }
 
 /// Fills `out[0]` with the standardised value and `out[1..]` with the derived columns in the
