@@ -590,7 +590,7 @@ fn assemble(
                 Some(a) => parts.push(a.take(&kept[i])?),
             }
         }
-        concat_strings(&parts)
+        crate::state::join(&parts)
     };
     let ids: Vec<Chunked> = order
         .iter()
@@ -644,22 +644,7 @@ pub(crate) fn interleave_strings(
     as_text(out.as_ref())
 }
 
-/// Text arrays one after another.
-fn concat_strings(parts: &[StringArray]) -> Result<StringArray> {
-    match parts {
-        [] => Ok(StringArray::new_null(0)),
-        [one] => Ok(one.clone()),
-        _ => {
-            let refs: Vec<&dyn Array> = parts.iter().map(|p| p as &dyn Array).collect();
-            let out = arrow_select::concat::concat(&refs).map_err(|e| Error::Data {
-                stage: "load",
-                message: e.to_string(),
-            })?;
-            as_text(out.as_ref())
-        }
-    }
-}
-
+/// A gathered column as text.
 fn as_text(a: &dyn Array) -> Result<StringArray> {
     a.as_any()
         .downcast_ref::<StringArray>()
@@ -1010,7 +995,7 @@ fn from_batches(
         }]))
     };
     // The record ids are joined now: screening sorts by them.
-    let record_id = concat_strings(&text_column(0, &src.record_id)?.parts)?;
+    let record_id = crate::state::join(&text_column(0, &src.record_id)?.parts)?;
     let mut fields = Vec::with_capacity(src.columns.len());
     for (k, (col, _)) in src.columns.iter().enumerate() {
         fields.push(text_column(k + 1, col)?);

@@ -136,18 +136,8 @@ impl Events {
 
     /// Rows of several runs one after another, as one run.
     pub fn concat(runs: &[Events]) -> Result<Events> {
-        if let [one] = runs {
-            return Ok(one.clone());
-        }
         let column = |f: &dyn Fn(&Events) -> &StringArray| -> Result<StringArray> {
-            let arrays: Vec<&dyn Array> = runs.iter().map(|e| f(e) as &dyn Array).collect();
-            if arrays.is_empty() {
-                return Ok(StringArray::new_null(0));
-            }
-            arrow_select::concat::concat(&arrays)
-                .ok()
-                .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
-                .ok_or_else(too_large)
+            crate::state::join(&runs.iter().map(|e| f(e).clone()).collect::<Vec<_>>())
         };
         Ok(Events {
             master_id: column(&|e| &e.master_id)?,

@@ -379,9 +379,9 @@ pub fn join(parts: &[StringArray]) -> Result<StringArray> {
                 .ok()
                 .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
                 .ok_or_else(|| Error::Data {
-                    stage: "standardise",
+                    stage: "columns",
                     message: "a column's text exceeds 2 GiB (Arrow's 32-bit offsets): split \
-                              the job"
+                              the job (by region or by kind)"
                         .into(),
                 })
         }
