@@ -328,6 +328,14 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
         let scored = scored?;
         stage("score", k, secs, cands.len() as u64);
+        // The scored batches carry both records of every pair: of the candidates, only the
+        // rule that found each pair and the per-rule counts are still needed.
+        let candidate_pairs = cands.len() as u64;
+        let (rules, blocking) = (
+            std::mem::take(&mut cands.rule),
+            std::mem::take(&mut cands.stats),
+        );
+        drop(cands);
         drop((comparators, compared));
 
         let mnl: Vec<&arrow_array::StringArray> = kp
@@ -384,7 +392,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             output::write_pair_rows(
                 &layout,
                 &scored,
-                &cands.rule,
+                &rules,
                 (model.review_probability, model.match_probability),
                 &|l, r| decisions.decided(l, r),
                 &mut files.pairs,
@@ -403,7 +411,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             )?;
             review.splice(0..0, carried);
         }
-        stage("pair rows", k, secs, cands.len() as u64);
+        stage("pair rows", k, secs, candidate_pairs);
         // What the report needs from these records and pairs, while they are in memory.
         let (noted, secs) = p.stage(&format!("{k}: report facts"), || {
             facts.add_kind(
@@ -412,16 +420,14 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 &mi.master_id,
                 &clusters.groups,
                 &scores,
-                &|rows| output::pair_rows_at(&layout, &scored, &cands.rule, rows, &pairs_path),
+                &|rows| output::pair_rows_at(&layout, &scored, &rules, rows, &pairs_path),
                 out.dir(),
             )
         });
         noted?;
         stage("report facts", k, secs, pairs_written);
         let review_pairs = output::rows(&review);
-        let candidate_pairs = cands.len() as u64;
-        let blocking = std::mem::take(&mut cands.stats);
-        drop((scored, cands));
+        drop((scored, rules));
         drop(scores);
         let (written, secs) = p.stage(&format!("{k}: write review"), || {
             files.review.write(&std::mem::take(&mut review))
