@@ -155,12 +155,12 @@ pub fn block(
 ) -> Candidates {
     let n = table.len();
     let focused = |i: u32| focus.is_none_or(|f| f.get(i as usize).copied().unwrap_or(false));
-    // Phase 1: keys and blocks per rule; records in skipped blocks lose their key, so that
-    // later rules do not think this rule produced their pairs.
+    // Phase 1: keys and blocks per rule; records in skipped blocks are in none of the rule's
+    // blocks, so that later rules do not think this rule produced their pairs.
     // Rules are independent here: run side by side, so that one's sequential steps (the
     // counting pass of the sort, the scan for blocks) overlap another's parallel ones.
     let phase1 = |rule: &Vec<String>| {
-        let mut k = rule_keys(table, rule);
+        let k = rule_keys(table, rule);
         // Keys of the focused records: only their blocks are gathered.
         let touched: Option<std::collections::HashSet<u64, foldhash::fast::FixedState>> = focus
             .map(|_| {
@@ -196,9 +196,6 @@ pub fn block(
                     records: size as u64,
                     pairs: (size as u64) * (size as u64 - 1) / 2,
                 });
-                for &(_, i) in &order[start..end] {
-                    k[i as usize] = 0;
-                }
             } else if size > 1 {
                 runs.push((start, end));
             }
@@ -212,9 +209,20 @@ pub fn block(
             skipped,
         };
         let order: Vec<u32> = order.into_iter().map(|(_, i)| i).collect();
-        (k, runs, order, stats)
+        // What phase 2 needs of the keys is which records share one: the block each record
+        // is in (1 + its place among the blocks), 0 for none (no key, a skipped block, a key
+        // no other record has). Half the size of the key hashes, which are dropped here.
+        drop(k);
+        let mut block_of = vec![0u32; n];
+        for (b, &(s, e)) in runs.iter().enumerate() {
+            for &i in &order[s..e] {
+                block_of[i as usize] = b as u32 + 1;
+            }
+        }
+        (block_of, runs, order, stats)
     };
-    let mut keys: Vec<Vec<u64>> = Vec::with_capacity(rules.len());
+    // Per rule, the block of every record (see phase 1).
+    let mut keys: Vec<Vec<u32>> = Vec::with_capacity(rules.len());
     let mut blocks_of: Vec<Vec<(usize, usize)>> = Vec::with_capacity(rules.len());
     let mut order_of: Vec<Vec<u32>> = Vec::with_capacity(rules.len());
     let mut stats = Vec::with_capacity(rules.len());
@@ -227,21 +235,18 @@ pub fn block(
             stats.push(st);
         }
     }
-    // Phase 2: pairs per rule, minus those an earlier rule found. A pair's check reads every
-    // rule's key of both records: laid out record by record, those are one cache line per
-    // record instead of one per rule.
-    // A pair's check reads both records' source and every rule's key: laid out record by
-    // record, [source, keys...], those are a cache line or two per record instead of one per
-    // rule.
+    // Phase 2: pairs per rule, minus those an earlier rule found. A pair's check reads both
+    // records' source and every rule's block: laid out record by record, [source, blocks...],
+    // those are one cache line per record instead of one per rule.
     let width = keys.len() + 1;
-    let mut rows = vec![0u64; n * width];
+    let mut rows = vec![0u32; n * width];
     const ROWS: usize = 1 << 12;
     rows.par_chunks_mut(width * ROWS)
         .enumerate()
         .for_each(|(c, chunk)| {
             for (j, row) in chunk.chunks_mut(width).enumerate() {
                 let i = c * ROWS + j;
-                row[0] = u64::from(table.source[i]);
+                row[0] = u32::from(table.source[i]);
                 for (slot, k) in row[1..].iter_mut().zip(&keys) {
                     *slot = k[i];
                 }
@@ -285,7 +290,7 @@ pub fn block(
                                 continue;
                             }
                             let (ka, kb) = (&ra[1..], &rb[1..]);
-                            // Bit q: the two records share rule q's key.
+                            // Bit q: the two records are in one of rule q's blocks.
                             let agree =
                                 ka.iter().zip(kb).enumerate().fold(0u32, |m, (q, (x, y))| {
                                     if *x != 0 && x == y { m | 1 << q } else { m }
@@ -305,6 +310,9 @@ pub fn block(
             all.extend(f);
         }
     }
+    // Only the pairs are needed from here: the blocks go before the pairs are sorted and laid
+    // out as columns (at 10M records they are ~0.4 GB).
+    drop((rows, order_of, blocks_of));
     all.par_sort_unstable();
     let mut c = Candidates {
         left: Vec::with_capacity(all.len()),

@@ -551,9 +551,11 @@ fn assemble(
     kept: &[Vec<u32>],
     spill: Option<Keep>,
 ) -> Result<RawTable> {
-    let keep = |col: StringArray| match spill {
-        Some(k) => k(&[col]),
-        None => Ok(col),
+    // A column's pieces, one after another: spilled as they are (never joined in memory),
+    // or joined.
+    let keep = |parts: Vec<StringArray>| match spill {
+        Some(k) => k(&parts),
+        None => crate::state::join(&parts),
     };
     let mut order: Vec<usize> = idx.to_vec();
     order.sort_by(|&a, &b| plan.sources[a].name.cmp(&plan.sources[b].name));
@@ -581,7 +583,7 @@ fn assemble(
         })
         .collect();
     // `column[k]`: the column of the k-th source in order, `None` where it lacks it.
-    let gather = |column: Vec<Option<&Chunked>>| -> Result<StringArray> {
+    let gather = |column: Vec<Option<&Chunked>>| -> Result<Vec<StringArray>> {
         let mut parts: Vec<StringArray> = Vec::new();
         for ((&i, &whole), col) in order.iter().zip(&in_order).zip(column) {
             match col {
@@ -590,13 +592,18 @@ fn assemble(
                 Some(a) => parts.push(a.take(&kept[i])?),
             }
         }
-        crate::state::join(&parts)
+        Ok(parts)
     };
     let ids: Vec<Chunked> = order
         .iter()
         .map(|&i| Chunked::new(vec![data[i].record_id.clone()]))
         .collect();
-    let record_id = keep(trim_strings(&gather(ids.iter().map(Some).collect())?))?;
+    let record_id = keep(
+        gather(ids.iter().map(Some).collect())?
+            .iter()
+            .map(trim_strings)
+            .collect(),
+    )?;
     // Each field's decoded pieces are moved out of the sources and dropped as soon as the
     // field is joined: the loaded records are held once (and a field or two twice), not twice.
     let pieces: Vec<Vec<Option<Chunked>>> = fields

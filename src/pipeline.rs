@@ -144,6 +144,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
         crate::mem::return_freed_blocks();
     }
+    let _trimming = memory.mapped().then(crate::mem::TrimEvery::start);
     // Spilled: the loaded records go to disk as they are decoded, like the standardised ones.
     let load_spill = state::Spill::new(out.dir(), "load");
     let keep_loaded = |parts: &[arrow_array::StringArray]| load_spill.keep(parts);
@@ -323,6 +324,9 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             decisions.must_link.clone()
         };
         score::refine_with_labels(&mut model, &comparators, &learn_from);
+        // Levels made and the model trained: the fingerprints (8 bytes per record and
+        // comparison, ~0.5 GB at 10M records) are not needed to score.
+        let comparators = comparators.into_list();
         let (scored, secs) = p.stage(&format!("{k}: score"), || {
             score::score(&model, &comparators, &compared)
         });

@@ -305,6 +305,12 @@ impl<'a> Comparators<'a> {
         }
     }
 
+    /// The comparisons without the fingerprints (8 bytes per record per comparison): what
+    /// scoring needs once the levels are made and the model trained.
+    pub fn into_list(self) -> Vec<Comparator<'a>> {
+        self.list
+    }
+
     /// Asks for record `i`'s fingerprints to be brought into the cache.
     pub fn prefetch(&self, i: usize) {
         if let Some(p) = self.prints.get(i * self.list.len()) {

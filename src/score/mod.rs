@@ -79,7 +79,7 @@ pub fn term_frequencies(
 /// Scores every compared batch in parallel.
 pub fn score(
     model: &Model,
-    comparators: &Comparators,
+    comparators: &[Comparator],
     compared: &crate::compare::Compared,
 ) -> Result<Vec<RecordBatch>, crate::error::Error> {
     use rayon::prelude::*;
@@ -120,7 +120,7 @@ pub struct Weights {
 }
 
 impl Weights {
-    pub fn of(model: &Model, comparators: &Comparators) -> Weights {
+    pub fn of(model: &Model, comparators: &[Comparator]) -> Weights {
         let k = model.comparisons.len();
         let rules = model.blocking.len();
         let mut table = vec![0.0; rules * k * LEVEL_SLOTS];
