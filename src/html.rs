@@ -194,7 +194,7 @@ type Fast = foldhash::fast::FixedState;
 
 /// What the report needs from a run's large files (master index, pairs, standardised
 /// records), gathered by the run from memory as each kind finishes
-/// ([`RunFacts::add_kind`]): its report then reads none of them back. `yiku report` reads
+/// ([`RunFacts::add_pairs`], [`RunFacts::add_index`]): its report then reads none of them back. `yiku report` reads
 /// the files instead; both give the same page.
 #[derive(Default)]
 pub struct RunFacts {
@@ -204,26 +204,35 @@ pub struct RunFacts {
 }
 
 impl RunFacts {
-    /// One kind's facts: its records (as written to the state file), master ids (by record),
-    /// clusters, and scored pairs: `scores`, each pair's `match_weight` and `match_probability`
-    /// in the order of `pairs.parquet`, and `fetch`, which gives rows of `pairs.parquet` (by
-    /// number within the kind, sorted) in full.
-    #[allow(clippy::too_many_arguments)]
-    pub fn add_kind(
+    /// One kind's index: its records' master ids (by record) and clusters.
+    pub fn add_index(
         &mut self,
-        model: &Model,
         table: &crate::standardise::StdTable,
         master_id: &StringArray,
         groups: &crate::cluster::Groups,
+    ) {
+        if !table.is_empty() {
+            self.index.insert(
+                table.kind.as_str().to_string(),
+                index_of_run(table, master_id, groups),
+            );
+        }
+    }
+
+    /// One kind's pairs and records: its records (as written to the state file) and scored
+    /// pairs: `scores`, each pair's `match_weight` and `match_probability` in the order of
+    /// `pairs.parquet`, and `fetch`, which gives rows of `pairs.parquet` (by number within
+    /// the kind, sorted) in full. Needs no master ids: the scored pairs can go before the
+    /// master index is made.
+    pub fn add_pairs(
+        &mut self,
+        model: &Model,
+        table: &crate::standardise::StdTable,
         scores: &[RecordBatch],
         fetch: &dyn Fn(&[usize]) -> Result<Vec<RecordBatch>>,
         out_dir: &Path,
     ) -> Result<()> {
         let k = model.kind.as_str();
-        if !table.is_empty() {
-            self.index
-                .insert(k.to_string(), index_of_run(table, master_id, groups));
-        }
         let pairs_path = out_dir.join("pairs.parquet");
         let mut pk = pairs_from(
             scores,

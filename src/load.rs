@@ -401,10 +401,10 @@ pub fn count_records(plan: &Plan) -> Result<u64> {
 pub const MAPPED_BYTES_PER_RECORD: u64 = 400;
 
 /// Peak memory per record when, on top of that, every loaded and standardised column is moved
-/// to disk as soon as it is made ([`MemoryMode::Spilled`]): the peak is then blocking (keys and
-/// sorted (key, record) lists per rule), or golden records. Measured likewise (0.20-0.27 GB
-/// at 1M, 1.58-1.60 GB at 10M), with a margin.
-pub const SPILLED_BYTES_PER_RECORD: u64 = 220;
+/// to disk as soon as it is made ([`MemoryMode::Spilled`]): the peak is then the master ids
+/// (cluster groups and settling beside them) or the pair rows. Measured likewise (0.15 GB at
+/// 1M, 0.81-0.99 GB at 10M: 73-92 bytes per record above the base), with a margin.
+pub const SPILLED_BYTES_PER_RECORD: u64 = 140;
 
 /// How a run holds its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

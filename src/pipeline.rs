@@ -376,13 +376,6 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         stage("write", k, secs, matches);
         drop(links);
 
-        let (mi, secs) = p.stage(&format!("{k}: master index"), || {
-            master::master_index(&table, &clusters, previous.as_ref(), run)
-        });
-        let mut mi = mi?;
-        stage("master", k, secs, mi.clusters);
-        files.write_events(k, &std::mem::take(&mut mi.events))?;
-
         let rule_names: Vec<String> = kp.blocking.iter().map(|r| block::rule_name(r)).collect();
         let kind_fields: Vec<String> = kp.comparisons.iter().map(|c| c.field.clone()).collect();
         let layout = PairsLayout {
@@ -418,11 +411,9 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         stage("pair rows", k, secs, candidate_pairs);
         // What the report needs from these records and pairs, while they are in memory.
         let (noted, secs) = p.stage(&format!("{k}: report facts"), || {
-            facts.add_kind(
+            facts.add_pairs(
                 &model,
                 &table,
-                &mi.master_id,
-                &clusters.groups,
                 &scores,
                 &|rows| output::pair_rows_at(&layout, &scored, &rules, rows, &pairs_path),
                 out.dir(),
@@ -438,6 +429,18 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
         written?;
         stage("write", k, secs, review_pairs);
+        // The scored pairs are gone: the master ids are made without them beside.
+        let (mi, secs) = p.stage(&format!("{k}: master index"), || {
+            master::master_index(&table, &clusters, previous.as_ref(), run)
+        });
+        let mut mi = mi?;
+        stage("master", k, secs, mi.clusters);
+        files.write_events(k, &std::mem::take(&mut mi.events))?;
+
+        let ((), secs) = p.stage(&format!("{k}: report index"), || {
+            facts.add_index(&table, &mi.master_id, &clusters.groups)
+        });
+        stage("report index", k, secs, mi.clusters);
         let golden_file = format!("golden_{k}s.parquet");
         // Golden rows go to their file a block at a time, as they are made.
         let (golden, secs) = p.stage(&format!("{k}: golden records"), || -> Result<u64> {
