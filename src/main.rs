@@ -42,6 +42,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    yiku::mem::with_huge_pages();
     yiku::mem::reuse_freed_blocks();
     let cli = Cli::parse();
     let result = match &cli.command {

@@ -43,6 +43,44 @@ pub fn return_freed_blocks() {
     set_mmap_threshold(LIMITED_HEAP_BLOCKS_UP_TO);
 }
 
+/// The glibc setting that backs its heaps and large blocks with transparent huge pages
+/// (`madvise`, 2 MB pages): one page fault and one TLB entry per 2 MB instead of per 4 KB.
+const HUGE_PAGE_TUNABLE: &str = "glibc.malloc.hugetlb=1";
+
+/// Starts the program again, once, with glibc's heaps on transparent huge pages
+/// ([`HUGE_PAGE_TUNABLE`]), which glibc reads only at start. Measured on 10M records in memory
+/// (release build, 2 threads, 4 runs each, interleaved): 29.0 -> 25.2 s median (standardise,
+/// load and golden records fault in fewer pages), peak memory the same (4.7-4.8 GB); the
+/// spilled run's anonymous peak the same (0.80-0.84 GB); on 2M records no difference. Does
+/// nothing when the setting is already there, when `YIKU_HUGE_PAGES=0`, or off glibc; if the
+/// program cannot be started again it simply goes on as it is. Call it first in `main`,
+/// before any thread starts.
+pub fn with_huge_pages() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt;
+        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        if std::env::var_os("YIKU_HUGE_PAGES").is_some_and(|v| v == "0")
+            || tunables.contains("glibc.malloc.hugetlb")
+        {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let tunables = if tunables.is_empty() {
+            HUGE_PAGE_TUNABLE.to_string()
+        } else {
+            format!("{tunables}:{HUGE_PAGE_TUNABLE}")
+        };
+        // `exec` returns only when the program could not be started again: go on as is.
+        let _ = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("GLIBC_TUNABLES", tunables)
+            .exec();
+    }
+}
+
 /// Hands the free memory at the top and in the middle of glibc's heaps back to the system
 /// (`malloc_trim`): what many small blocks freed by a stage would otherwise keep resident.
 pub fn trim_heap() {
