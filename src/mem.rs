@@ -45,7 +45,7 @@ pub fn return_freed_blocks() {
 
 /// The glibc setting that backs its heaps and large blocks with transparent huge pages
 /// (`madvise`, 2 MB pages): one page fault and one TLB entry per 2 MB instead of per 4 KB.
-const HUGE_PAGE_TUNABLE: &str = "glibc.malloc.hugetlb=1";
+pub const HUGE_PAGE_TUNABLE: &str = "glibc.malloc.hugetlb=1";
 
 /// Starts the program again, once, with glibc's heaps on transparent huge pages
 /// ([`HUGE_PAGE_TUNABLE`]), which glibc reads only at start. Measured on 10M records in memory
