@@ -222,14 +222,14 @@ pub fn block(
         (block_of, runs, order, stats)
     };
     // Per rule, the block of every record (see phase 1).
-    let mut keys: Vec<Vec<u32>> = Vec::with_capacity(rules.len());
+    let mut block_ids: Vec<Vec<u32>> = Vec::with_capacity(rules.len());
     let mut blocks_of: Vec<Vec<(usize, usize)>> = Vec::with_capacity(rules.len());
     let mut order_of: Vec<Vec<u32>> = Vec::with_capacity(rules.len());
     let mut stats = Vec::with_capacity(rules.len());
     // As many rules at once as threads: each holds its sort's working memory meanwhile.
     for some in rules.chunks(rayon::current_num_threads().max(1)) {
         for (k, runs, order, st) in some.par_iter().map(phase1).collect::<Vec<_>>() {
-            keys.push(k);
+            block_ids.push(k);
             blocks_of.push(runs);
             order_of.push(order);
             stats.push(st);
@@ -238,7 +238,7 @@ pub fn block(
     // Phase 2: pairs per rule, minus those an earlier rule found. A pair's check reads both
     // records' source and every rule's block: laid out record by record, [source, blocks...],
     // those are one cache line per record instead of one per rule.
-    let width = keys.len() + 1;
+    let width = block_ids.len() + 1;
     let mut rows = vec![0u32; n * width];
     const ROWS: usize = 1 << 12;
     rows.par_chunks_mut(width * ROWS)
@@ -247,12 +247,12 @@ pub fn block(
             for (j, row) in chunk.chunks_mut(width).enumerate() {
                 let i = c * ROWS + j;
                 row[0] = u32::from(table.source[i]);
-                for (slot, k) in row[1..].iter_mut().zip(&keys) {
+                for (slot, k) in row[1..].iter_mut().zip(&block_ids) {
                     *slot = k[i];
                 }
             }
         });
-    drop(keys);
+    drop(block_ids);
     let row_of = |i: u32| {
         let at = i as usize * width;
         &rows[at..at + width]
