@@ -55,6 +55,21 @@ pub struct Candidates {
     /// Bit `r` set when the pair shares rule `r`'s key (in a block that was not skipped).
     pub agree: Vec<u32>,
     pub stats: Vec<RuleStats>,
+    /// Per rule, the records with a key, sorted by (key hash, record), as (the top 32 bits
+    /// of each key hash, the records): what the persistent index ([`crate::store`]) finds a
+    /// record's block with. Kept only when asked ([`Options::keep_keyed`]).
+    pub keyed: Vec<(Vec<u32>, Vec<u32>)>,
+}
+
+/// What [`block_with`] does beyond [`block`].
+#[derive(Clone, Copy, Default)]
+pub struct Options<'a> {
+    /// Blocks known to be larger than the table holds of them: `sizes(rule, key hash)` is the
+    /// block's size over the whole index (a delta run's table holds only the members of the
+    /// blocks it expands, not of those it knows to be too large).
+    pub sizes: Option<&'a (dyn Fn(usize, u64) -> Option<u64> + Sync)>,
+    /// Keep [`Candidates::keyed`].
+    pub keep_keyed: bool,
 }
 
 impl Candidates {
@@ -78,21 +93,28 @@ pub fn rule_keys(table: &StdTable, rule: &[String]) -> Vec<u64> {
     if cols.len() != rule.len() {
         return vec![0; table.len()];
     }
-    let hasher = foldhash::fast::FixedState::with_seed(0x5949_4b55);
     (0..table.len())
         .into_par_iter()
         .map(|i| {
-            if cols.iter().any(|c| c.is_null(i)) {
-                return 0;
-            }
-            let mut h = hasher.build_hasher();
-            for c in &cols {
-                h.write(c.value(i).as_bytes());
-                h.write_u8(0x1f);
-            }
-            h.finish().max(1)
+            key_hash(
+                cols.iter()
+                    .map(|c| c.is_valid(i).then(|| c.value(i).as_bytes())),
+            )
         })
         .collect()
+}
+
+/// The key hash of one record for a rule, given the values of the rule's columns in order:
+/// 0 when one is null (no key), never 0 otherwise. [`rule_keys`] for one record, from bytes
+/// wherever they are kept.
+pub fn key_hash<'a>(values: impl Iterator<Item = Option<&'a [u8]>>) -> u64 {
+    let mut h = foldhash::fast::FixedState::with_seed(0x5949_4b55).build_hasher();
+    for v in values {
+        let Some(v) = v else { return 0 };
+        h.write(v);
+        h.write_u8(0x1f);
+    }
+    h.finish().max(1)
 }
 
 /// The (key, record) pairs of the records `keep` accepts, sorted as `sort_unstable` would,
@@ -153,13 +175,25 @@ pub fn block(
     mode: Mode,
     focus: Option<&[bool]>,
 ) -> Candidates {
+    block_with(table, rules, max_block, mode, focus, Options::default())
+}
+
+/// [`block`], with block sizes known from outside the table and the sorted keys kept.
+pub fn block_with(
+    table: &StdTable,
+    rules: &[Vec<String>],
+    max_block: usize,
+    mode: Mode,
+    focus: Option<&[bool]>,
+    opts: Options,
+) -> Candidates {
     let n = table.len();
     let focused = |i: u32| focus.is_none_or(|f| f.get(i as usize).copied().unwrap_or(false));
     // Phase 1: keys and blocks per rule; records in skipped blocks are in none of the rule's
     // blocks, so that later rules do not think this rule produced their pairs.
     // Rules are independent here: run side by side, so that one's sequential steps (the
     // counting pass of the sort, the scan for blocks) overlap another's parallel ones.
-    let phase1 = |rule: &Vec<String>| {
+    let phase1 = |(r, rule): (usize, &Vec<String>)| {
         let k = rule_keys(table, rule);
         // Keys of the focused records: only their blocks are gathered.
         let touched: Option<std::collections::HashSet<u64, foldhash::fast::FixedState>> = focus
@@ -182,7 +216,10 @@ pub fn block(
             while end < order.len() && order[end].0 == order[start].0 {
                 end += 1;
             }
-            let size = end - start;
+            let size = opts
+                .sizes
+                .and_then(|f| f(r, order[start].0))
+                .map_or(end - start, |s| (s as usize).max(end - start));
             largest = largest.max(size as u64);
             if size > max_block {
                 let first = order[start].1 as usize;
@@ -208,6 +245,14 @@ pub fn block(
             largest_block: largest,
             skipped,
         };
+        let keyed = if opts.keep_keyed {
+            (
+                order.iter().map(|&(k, _)| (k >> 32) as u32).collect(),
+                order.iter().map(|&(_, i)| i).collect(),
+            )
+        } else {
+            Default::default()
+        };
         let order: Vec<u32> = order.into_iter().map(|(_, i)| i).collect();
         // What phase 2 needs of the keys is which records share one: the block each record
         // is in (1 + its place among the blocks), 0 for none (no key, a skipped block, a key
@@ -219,20 +264,26 @@ pub fn block(
                 block_of[i as usize] = b as u32 + 1;
             }
         }
-        (block_of, runs, order, stats)
+        (block_of, runs, order, stats, keyed)
     };
     // Per rule, the block of every record (see phase 1).
     let mut block_ids: Vec<Vec<u32>> = Vec::with_capacity(rules.len());
     let mut blocks_of: Vec<Vec<(usize, usize)>> = Vec::with_capacity(rules.len());
     let mut order_of: Vec<Vec<u32>> = Vec::with_capacity(rules.len());
     let mut stats = Vec::with_capacity(rules.len());
+    let mut keyed = Vec::new();
     // As many rules at once as threads: each holds its sort's working memory meanwhile.
-    for some in rules.chunks(rayon::current_num_threads().max(1)) {
-        for (k, runs, order, st) in some.par_iter().map(phase1).collect::<Vec<_>>() {
+    let threads = rayon::current_num_threads().max(1);
+    let numbered: Vec<(usize, &Vec<String>)> = rules.iter().enumerate().collect();
+    for some in numbered.chunks(threads) {
+        for (k, runs, order, st, kept) in some.par_iter().copied().map(phase1).collect::<Vec<_>>() {
             block_ids.push(k);
             blocks_of.push(runs);
             order_of.push(order);
             stats.push(st);
+            if opts.keep_keyed {
+                keyed.push(kept);
+            }
         }
     }
     // Phase 2: pairs per rule, minus those an earlier rule found. A pair's check reads both
@@ -320,6 +371,7 @@ pub fn block(
         rule: Vec::with_capacity(all.len()),
         agree: Vec::with_capacity(all.len()),
         stats,
+        keyed,
     };
     for (a, b, r, m) in all {
         c.left.push(a);

@@ -28,6 +28,17 @@ pub struct Clusters {
     pub edges: u64,
     /// The records of each cluster, for the stages that walk clusters.
     pub groups: Groups,
+    /// The smallest record of each record's connected component over all the edges, before
+    /// must-not-link cut any: `None` when it is `label` (nothing was cut). A cluster lies
+    /// within one component; components are what a delta run re-clusters whole.
+    pub component: Option<Vec<u32>>,
+}
+
+impl Clusters {
+    /// The smallest record of each record's component (see [`Clusters::component`]).
+    pub fn components(&self) -> &[u32] {
+        self.component.as_deref().unwrap_or(&self.label)
+    }
 }
 
 /// Records grouped by cluster: clusters in order of their smallest record (their label),
@@ -332,6 +343,7 @@ pub fn cluster(
     conflicted.sort_unstable();
     conflicted.dedup();
     let mut cut_edges = 0u64;
+    let component = (!conflicted.is_empty()).then(|| label.clone());
     if !conflicted.is_empty() {
         // The conflicted cluster of each label (a record's index), `u32::MAX` for none.
         let mut slot = vec![u32::MAX; n];
@@ -378,6 +390,7 @@ pub fn cluster(
         conflicts: conflicted.len() as u64,
         cut_edges,
         edges: edges.len() as u64,
+        component,
     }
 }
 

@@ -33,6 +33,11 @@ impl EntityKind {
         }
     }
 
+    /// The kind a name (as [`EntityKind::as_str`] gives it) stands for.
+    pub fn parse(name: &str) -> Option<EntityKind> {
+        EntityKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// Prefix of master ids of this kind.
     pub fn id_prefix(self) -> &'static str {
         match self {

@@ -1,17 +1,24 @@
-//! Stage 2b, delta runs only: tonight's changes applied to the previous index. Consumes: the
-//! previous run's standardised records and links of one kind ([`crate::state`]), tonight's
-//! standardised new and changed records, and the deleted records. Produces: the kind's
-//! records after the changes — in the order a full load of the same data would give, so
-//! that a delta run and a full run number records alike — the `focus` (records new or changed
-//! tonight, the only ones blocked and compared), and the previous links that still hold.
-//! Cost: O(records) copying of columns, no string comparison beyond the merge.
+//! Stage 2b, delta runs only: tonight's changes against the persistent index
+//! ([`crate::store`]). Consumes: the previous run's store of one kind, tonight's standardised
+//! new and changed records, the deleted records. Produces: a small table of every record
+//! tonight touches — tonight's records, and every record in the same component as one they
+//! replace or delete, as a block mate of one of them, or as a record a clerk's decision names
+//! tonight — in the order a full load of the same data would give (so that every rule that
+//! breaks ties by record order decides as a full run would), with the `focus` (tonight's
+//! records, the only ones blocked and compared), the links that still hold among them, their
+//! previous master ids, the sizes of the blocks too large to expand, and the term frequencies
+//! over the whole index after tonight. Cost: binary searches in the mapped store and copies of
+//! the touched records: O(delta), not O(index).
 //!
 //! A changed record replaces the stored one with the same source and record id; a deleted
 //! record is dropped (deletion wins over a change sent the same night). A previous link that
 //! touches a changed or deleted record is dropped: the changed record is compared afresh.
+//! The table is a union of whole components of the index after tonight: a component of a
+//! full run that holds a record of tonight, or a link of tonight, is in it whole, because
+//! every link of tonight joins a record of tonight to a record the table holds with its whole
+//! previous component.
 
-use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rayon::prelude::*;
 
@@ -21,14 +28,23 @@ use serde::Serialize;
 use crate::cluster::Edge;
 use crate::error::{Error, Result};
 use crate::load::Deletion;
+use crate::score::tf::{Counts, value_hash};
 use crate::standardise::StdTable;
 use crate::state::Links;
+use crate::store::{KindStore, Loc};
+
+type Fast = foldhash::fast::FixedState;
 
 /// What a delta did to one kind.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct DeltaStats {
     /// Records in the previous index.
     pub previous_records: u64,
+    /// Records of the index tonight's records touched (see the module's notes), tonight's
+    /// included: the table the run re-clusters.
+    pub touched_records: u64,
+    /// Components of the index they belonged to, replaced by tonight's layer.
+    pub touched_components: u64,
     /// New records (no stored record with their source and record id).
     pub added: u64,
     /// Changed records (replacing a stored one).
@@ -54,16 +70,67 @@ pub struct Unapplied {
     pub deleted_same_night: Vec<(String, String)>,
 }
 
-/// The records of one kind after a delta.
+/// The records of one kind that a delta night touches, ready for the stages.
 #[derive(Debug, Clone)]
-pub struct Applied {
+pub struct Prepared {
+    /// Tonight's records and every record they touch, in (source, record id) order.
     pub table: StdTable,
     /// `true` for the records new or changed tonight.
     pub focus: Vec<bool>,
-    /// Previous links between unchanged records, renumbered.
+    /// Previous links among the table's records that still hold.
     pub links: Links,
+    /// The master ids the table's records (and tonight's deleted ones) carried.
+    pub previous: crate::master::Previous,
+    /// Per record of the table: the master id it carried and the size of that cluster
+    /// (`None`, 0 for a new record).
+    pub old_id: Vec<Option<String>>,
+    pub old_size: Vec<u32>,
+    /// Records deleted tonight: (source, record id, the master id they carried), in order.
+    pub removed: Vec<(String, String, String)>,
+    /// Per blocking rule, the blocks of tonight's records too large to expand: key hash ->
+    /// records in the block over the whole index.
+    pub sizes: Vec<HashMap<u64, u64, Fast>>,
+    /// Term frequencies over the whole index after tonight, by field.
+    pub counts: BTreeMap<String, Counts>,
+    /// Per term-frequency field of the store, tonight's net change: (value hash, change).
+    pub tf_delta: Vec<Vec<(u64, i64)>>,
+    /// The components of the index the table replaces: (segment, component), sorted.
+    pub tombstones: Vec<(u32, u32)>,
+    /// Stored rows replaced or deleted tonight.
+    dropped: HashSet<Loc, Fast>,
     pub stats: DeltaStats,
     pub unapplied: Unapplied,
+}
+
+/// Where a record of the index stands after tonight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// In tonight's table, at this row.
+    InTable(u32),
+    /// In the index, untouched tonight.
+    Untouched,
+    /// Not in the index (never was, or deleted tonight).
+    Gone,
+}
+
+impl Prepared {
+    /// Where the record `source`:`record_id` stands after tonight; `table` is
+    /// [`Prepared::table`] (the stages take it over).
+    pub fn status(
+        &self,
+        table: &StdTable,
+        store: &KindStore,
+        source: &str,
+        record_id: &str,
+    ) -> Status {
+        if let Some(i) = table.find(source, record_id) {
+            return Status::InTable(i);
+        }
+        match store.find(source, record_id) {
+            Some(l) if !self.dropped.contains(&l) => Status::Untouched,
+            _ => Status::Gone,
+        }
+    }
 }
 
 /// The quarantine's rows for what a delta could not apply.
@@ -97,388 +164,420 @@ pub fn quarantine_rows(u: &Unapplied) -> Vec<crate::load::QuarantineRow> {
     not_found.chain(same_night).collect()
 }
 
-fn key<'a>(t: &'a StdTable, map: &[u16], i: usize) -> (u16, &'a str) {
-    (map[t.source[i] as usize], t.record_id.value(i))
+/// A record of the table being built: a stored row, or row `j` of tonight's records.
+#[derive(Debug, Clone, Copy)]
+enum Row {
+    Stored(Loc),
+    Tonight(usize),
 }
 
-/// Applies tonight's `changes` and `deletions` to the records and links that the run in
-/// `previous_dir` kept ([`crate::state`]).
-/// Every merged column is passed through `keep` as it is made (see
-/// [`crate::standardise::Keep`]).
-pub fn apply_to_previous(
-    previous_dir: &std::path::Path,
+/// Prepares one kind's delta night: tonight's `changes` and `deletions` against the `store`
+/// of the previous run `run`; `named` are the records tonight's clerks' decisions name (they
+/// join the table, so that their decisions apply). Every column of the table is passed
+/// through `keep` as it is made (see [`crate::standardise::Keep`]).
+pub fn prepare(
+    store: &KindStore,
+    run: u64,
     changes: StdTable,
     deletions: &[Deletion],
+    named: &[(String, String)],
+    plan: &crate::config::KindPlan,
     keep: crate::standardise::Keep,
-) -> Result<Applied> {
-    let kind = changes.kind;
-    let missing = |what: &str| Error::Data {
+) -> Result<Prepared> {
+    let kind = store.kind;
+    let stored_columns = store.columns();
+    let changed_job = |message: String| Error::Data {
         stage: "delta",
         message: format!(
-            "{} has no {what} for {} records: a delta applies to the output folder of an earlier yiku run of the same job",
-            previous_dir.display(),
+            "the previous run's {} index {message}: the job changed since; run a full night first",
             kind.as_str()
         ),
     };
-    let previous = crate::state::read_standardised(previous_dir, kind, None)?
-        .ok_or_else(|| missing("standardised_<kind>.arrow"))?;
-    let links = crate::state::read_links(previous_dir, kind)?
-        .ok_or_else(|| missing("links_<kind>.arrow"))?;
-    apply_with(previous, links, changes, deletions, keep)
-}
+    if !changes.is_empty() {
+        let tonight: Vec<String> = changes
+            .columns
+            .keys()
+            .cloned()
+            .chain(
+                changes
+                    .raw
+                    .keys()
+                    .map(|f| format!("{}{f}", crate::state::RAW_PREFIX)),
+            )
+            .collect();
+        for name in &tonight {
+            if !stored_columns.contains(name) {
+                return Err(changed_job(format!("lacks column `{name}`")));
+            }
+        }
+        for name in &stored_columns {
+            if !tonight.contains(name) {
+                return Err(changed_job(format!("has an extra column `{name}`")));
+            }
+        }
+    }
+    if store.entry.rules != plan.blocking {
+        return Err(changed_job(format!(
+            "was blocked by other rules ({:?})",
+            store.entry.rules
+        )));
+    }
+    let mut tf_fields: Vec<&str> = Vec::new();
+    for c in plan.comparisons.iter().filter(|c| c.term_frequency) {
+        if !store.entry.term_frequency.contains(&c.field) {
+            return Err(changed_job(format!(
+                "counted no term frequencies of `{}`",
+                c.field
+            )));
+        }
+        if !tf_fields.contains(&c.field.as_str()) {
+            tf_fields.push(&c.field);
+        }
+    }
+    let src = |j: usize| changes.sources[changes.source[j] as usize].as_str();
+    let rid = |j: usize| changes.record_id.value(j);
 
-/// Applies tonight's `changes` and `deletions` (of this kind) to the `previous` records.
-pub fn apply(
-    previous: StdTable,
-    previous_links: Links,
-    changes: StdTable,
-    deletions: &[Deletion],
-) -> Result<Applied> {
-    apply_with(
-        previous,
-        previous_links,
-        changes,
-        deletions,
-        &crate::state::join,
-    )
-}
-
-/// [`apply`], every merged column passed through `keep` as it is made.
-pub fn apply_with(
-    previous: StdTable,
-    previous_links: Links,
-    changes: StdTable,
-    deletions: &[Deletion],
-    keep: crate::standardise::Keep,
-) -> Result<Applied> {
-    let mismatch = |what: &str, name: &str| Error::Data {
-        stage: "delta",
-        message: format!(
-            "the previous run's {} records {what} column `{name}`: the job changed since; run a full night first",
-            previous.kind.as_str()
-        ),
+    // Deletions, then tonight's records against the index.
+    let mut unapplied = Unapplied::default();
+    let mut stats = DeltaStats {
+        previous_records: store.entry.live(),
+        ..Default::default()
     };
-    for name in changes.columns.keys() {
-        if !previous.columns.contains_key(name) {
-            return Err(mismatch("lack", name));
+    let mut deleted_keys: HashSet<(&str, &str), Fast> = HashSet::default();
+    let mut deleted: Vec<Loc> = Vec::new();
+    for d in deletions.iter().filter(|d| d.kind == kind) {
+        let key = (d.source.as_str(), d.record_id.as_str());
+        let first = deleted_keys.insert(key);
+        let stored = store.find(key.0, key.1);
+        let tonight = changes.find(key.0, key.1);
+        if !first || (stored.is_none() && tonight.is_none()) {
+            unapplied.deletions_not_found.push(d.clone());
+            continue;
+        }
+        if let Some(l) = stored {
+            deleted.push(l);
         }
     }
-    for name in previous.columns.keys() {
-        if !changes.columns.contains_key(name) {
-            return Err(mismatch("have an extra", name));
+    stats.deleted = deleted.len() as u64;
+    stats.deletions_not_found = unapplied.deletions_not_found.len() as u64;
+    let mut replaced: Vec<Option<Loc>> = vec![None; changes.len()];
+    let mut tonight_rows: Vec<usize> = Vec::with_capacity(changes.len());
+    for (j, replaced_j) in replaced.iter_mut().enumerate() {
+        if deleted_keys.contains(&(src(j), rid(j))) {
+            unapplied
+                .deleted_same_night
+                .push((src(j).to_string(), rid(j).to_string()));
+            continue;
+        }
+        *replaced_j = store.find(src(j), rid(j));
+        match replaced_j {
+            Some(_) => stats.changed += 1,
+            None => stats.added += 1,
+        }
+        tonight_rows.push(j);
+    }
+    let dropped: HashSet<Loc, Fast> = deleted
+        .iter()
+        .copied()
+        .chain(replaced.iter().flatten().copied())
+        .collect();
+
+    // Block mates of tonight's records, rule by rule; blocks too large are only counted.
+    let mut touched: HashSet<Loc, Fast> = dropped.clone();
+    let mut sizes = Vec::with_capacity(plan.blocking.len());
+    for (r, rule) in plan.blocking.iter().enumerate() {
+        let keys = crate::block::rule_keys(&changes, rule);
+        let mut tonight: HashMap<u64, u64, Fast> = HashMap::default();
+        for &j in &tonight_rows {
+            if keys[j] != 0 {
+                *tonight.entry(keys[j]).or_default() += 1;
+            }
+        }
+        let mut hashes: Vec<(u64, u64)> = tonight.into_iter().collect();
+        hashes.sort_unstable();
+        let found: Vec<(u64, u64, Vec<Loc>)> = hashes
+            .par_iter()
+            .map(|&(h, count)| {
+                let mut mates = store.block(r, h);
+                mates.retain(|l| !dropped.contains(l));
+                (h, count, mates)
+            })
+            .collect();
+        let mut big: HashMap<u64, u64, Fast> = HashMap::default();
+        for (h, count, mates) in found {
+            let size = mates.len() as u64 + count;
+            if size > plan.max_block_size as u64 {
+                big.insert(h, size);
+            } else {
+                touched.extend(mates);
+            }
+        }
+        sizes.push(big);
+    }
+    for (s, r) in named {
+        if let Some(l) = store.find(s, r) {
+            touched.insert(l);
         }
     }
-    let mut sources: Vec<String> = previous.sources.clone();
+    let mut components: Vec<(u32, u32)> = touched.iter().map(|&l| store.component(l)).collect();
+    components.par_sort_unstable();
+    components.dedup();
+    let members: Vec<Loc> = components
+        .par_iter()
+        .flat_map_iter(|&c| store.members(c))
+        .filter(|l| !dropped.contains(l))
+        .collect();
+
+    // The table: stored members and tonight's records, in (source, record id) order.
+    let mut rows: Vec<Row> = members
+        .iter()
+        .map(|&l| Row::Stored(l))
+        .chain(tonight_rows.iter().map(|&j| Row::Tonight(j)))
+        .collect();
+    let key_of = |r: &Row| -> (&str, &[u8]) {
+        match *r {
+            Row::Stored(l) => (store.source(l), store.record_id(l)),
+            Row::Tonight(j) => (src(j), rid(j).as_bytes()),
+        }
+    };
+    rows.par_sort_by(|a, b| key_of(a).cmp(&key_of(b)));
+    let n = rows.len();
+    let mut sources: Vec<String> = rows.iter().map(|r| key_of(r).0.to_string()).collect();
     sources.extend(changes.sources.iter().cloned());
     sources.sort();
     sources.dedup();
-    let remap = |t: &StdTable| -> Vec<u16> {
-        t.sources
-            .iter()
-            .map(|s| sources.binary_search(s).unwrap_or(0) as u16)
-            .collect()
-    };
-    let (prev_src, new_src) = (remap(&previous), remap(&changes));
-    // Deleted keys in ascending order, walked by one cursor as the merge visits keys in order.
-    let of_kind: Vec<&Deletion> = deletions
+    let source: Vec<u16> = rows
         .iter()
-        .filter(|d| d.kind == previous.kind)
-        .collect();
-    // (source, record id, index into `of_kind`), by key.
-    let mut deleted: Vec<(u16, &str, usize)> = of_kind
-        .iter()
-        .enumerate()
-        .filter_map(|(k, d)| {
-            let s = sources.binary_search(&d.source).ok()? as u16;
-            Some((s, d.record_id.as_str(), k))
+        .map(|r| {
+            sources
+                .binary_search_by(|x| x.as_str().cmp(key_of(r).0))
+                .unwrap_or(0) as u16
         })
         .collect();
-    deleted.sort_unstable();
-    deleted.dedup_by(|b, a| (a.0, a.1) == (b.0, b.1));
-    let mut hit = vec![false; of_kind.len()];
-    let mut cursor = 0usize;
-    let mut is_deleted = |k: (u16, &str)| -> bool {
-        while cursor < deleted.len() && (deleted[cursor].0, deleted[cursor].1) < k {
-            cursor += 1;
-        }
-        match deleted.get(cursor) {
-            Some(&(s, r, at)) if (s, r) == k => {
-                hit[at] = true;
-                true
-            }
-            _ => false,
-        }
+    let not_text = |column: &str, l: Loc| Error::Read {
+        path: std::path::PathBuf::from(crate::store::DIR),
+        message: format!(
+            "{} index: column `{column}` of segment {} row {} is not UTF-8",
+            kind.as_str(),
+            l.seg,
+            l.row
+        ),
     };
-    let mut unapplied = Unapplied::default();
-    let name_of = |t: &StdTable, map: &[u16], i: usize| {
-        let (s, r) = key(t, map, i);
-        (sources[s as usize].clone(), r.to_string())
-    };
-
-    // Merge two sorted runs of records; `take` is (0 = previous / 1 = changes, row).
-    let (np, nc) = (previous.len(), changes.len());
-    let mut take: Vec<(usize, usize)> = Vec::with_capacity(np + nc);
-    let mut old_to_new: Vec<u32> = vec![u32::MAX; np];
-    let mut stats = DeltaStats {
-        previous_records: np as u64,
-        ..Default::default()
-    };
-    let (mut i, mut j) = (0, 0);
-    let mut found_deleted = 0u64;
-    while i < np || j < nc {
-        let order = match (i < np, j < nc) {
-            (true, true) => key(&previous, &prev_src, i).cmp(&key(&changes, &new_src, j)),
-            (true, false) => Ordering::Less,
-            _ => Ordering::Greater,
+    let column = |name: &str| -> Result<StringArray> {
+        let tonight = match name {
+            "record_id" => Some(&changes.record_id),
+            n => match n.strip_prefix(crate::state::RAW_PREFIX) {
+                Some(f) => changes.raw.get(f),
+                None => changes.columns.get(n),
+            },
         };
-        match order {
-            Ordering::Less => {
-                if is_deleted(key(&previous, &prev_src, i)) {
-                    found_deleted += 1;
-                } else {
-                    old_to_new[i] = take.len() as u32;
-                    take.push((0, i));
+        let mut b = arrow_array::builder::StringBuilder::with_capacity(n, n * 8);
+        for r in &rows {
+            match *r {
+                Row::Stored(l) => {
+                    let v = match name {
+                        "record_id" => Some(store.record_id(l)),
+                        c => store.value(l, c),
+                    };
+                    match v {
+                        None => b.append_null(),
+                        Some(v) => {
+                            b.append_value(std::str::from_utf8(v).map_err(|_| not_text(name, l))?)
+                        }
+                    }
                 }
-                i += 1;
+                Row::Tonight(j) => match tonight.filter(|a| a.is_valid(j)) {
+                    Some(a) => b.append_value(a.value(j)),
+                    None => b.append_null(),
+                },
             }
-            Ordering::Equal => {
-                // A changed record: the stored one is replaced (or both go, if deleted).
-                if is_deleted(key(&previous, &prev_src, i)) {
-                    found_deleted += 1;
-                    unapplied
-                        .deleted_same_night
-                        .push(name_of(&changes, &new_src, j));
-                } else {
-                    stats.changed += 1;
-                    take.push((1, j));
-                }
-                i += 1;
-                j += 1;
-            }
-            Ordering::Greater => {
-                if is_deleted(key(&changes, &new_src, j)) {
-                    unapplied
-                        .deleted_same_night
-                        .push(name_of(&changes, &new_src, j));
-                } else {
-                    stats.added += 1;
-                    take.push((1, j));
-                }
-                j += 1;
+        }
+        keep(&[b.finish()])
+    };
+    let names: Vec<String> = std::iter::once("record_id".to_string())
+        .chain(stored_columns.iter().cloned())
+        .collect();
+    let built: Vec<(String, StringArray)> = names
+        .into_par_iter()
+        .map(|c| Ok((c.clone(), column(&c)?)))
+        .collect::<Result<_>>()?;
+    let mut table = StdTable {
+        kind,
+        sources,
+        source,
+        record_id: StringArray::new_null(0),
+        columns: BTreeMap::new(),
+        raw: BTreeMap::new(),
+        stats: changes.stats.clone(),
+    };
+    for (c, a) in built {
+        if c == "record_id" {
+            table.record_id = a;
+        } else if let Some(f) = c.strip_prefix(crate::state::RAW_PREFIX) {
+            table.raw.insert(f.to_string(), a);
+        } else {
+            table.columns.insert(c, a);
+        }
+    }
+    let focus: Vec<bool> = rows.iter().map(|r| matches!(r, Row::Tonight(_))).collect();
+
+    // Links among the stored members that still hold.
+    let at: HashMap<Loc, u32, Fast> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match *r {
+            Row::Stored(l) => Some((l, i as u32)),
+            Row::Tonight(_) => None,
+        })
+        .collect();
+    let mut links = Links::default();
+    let mut dropped_links = 0u64;
+    for l in members.iter().chain(dropped.iter()) {
+        let Some(&i) = at.get(l) else {
+            // A dropped record: its links go with it.
+            dropped_links += store.links_of(*l).len() as u64;
+            continue;
+        };
+        for (r, weight, by) in store.links_of(*l) {
+            let Some(&j) = at.get(&r) else {
+                dropped_links += u64::from(dropped.contains(&r));
+                continue;
+            };
+            let (left, right) = (i.min(j), i.max(j));
+            if by == b"non_match" {
+                links.cannot_link.push((left, right));
+            } else {
+                links.edges.push(Edge {
+                    left,
+                    right,
+                    weight,
+                });
             }
         }
     }
-    unapplied.deletions_not_found = of_kind
-        .iter()
-        .zip(&hit)
-        .filter(|(_, h)| !**h)
-        .map(|(d, _)| (*d).clone())
-        .collect();
-    stats.deleted = found_deleted;
-    stats.deletions_not_found = unapplied.deletions_not_found.len() as u64;
-
-    let gather = |a: &StringArray, b: &StringArray| -> Result<StringArray> {
-        keep(&[crate::load::interleave_strings(
-            &[a as &dyn Array, b],
-            &take,
-        )?])
-    };
-    let merge_map = |p: &BTreeMap<String, StringArray>,
-                     c: &BTreeMap<String, StringArray>|
-     -> Result<BTreeMap<String, StringArray>> {
-        let mut names: Vec<&String> = p.keys().chain(c.keys()).collect();
-        names.sort();
-        names.dedup();
-        names
-            .into_par_iter()
-            .map(|n| {
-                let (a, b) = (
-                    p.get(n)
-                        .cloned()
-                        .unwrap_or_else(|| StringArray::new_null(np)),
-                    c.get(n)
-                        .cloned()
-                        .unwrap_or_else(|| StringArray::new_null(nc)),
-                );
-                Ok((n.clone(), gather(&a, &b)?))
-            })
-            .collect()
-    };
-    let table = StdTable {
-        kind: previous.kind,
-        source: take
-            .iter()
-            .map(|&(t, r)| match t {
-                0 => prev_src[previous.source[r] as usize],
-                _ => new_src[changes.source[r] as usize],
-            })
-            .collect(),
-        record_id: gather(&previous.record_id, &changes.record_id)?,
-        columns: merge_map(&previous.columns, &changes.columns)?,
-        raw: merge_map(&previous.raw, &changes.raw)?,
-        stats: changes.stats.clone(),
-        sources,
-    };
-    let focus: Vec<bool> = take.iter().map(|&(t, _)| t == 1).collect();
-
-    // Previous links between records that are still there, unchanged.
-    let n_prev = previous_links.edges.len() + previous_links.cannot_link.len();
-    let renumber = |a: u32, b: u32| -> Option<(u32, u32)> {
-        let (x, y) = (*old_to_new.get(a as usize)?, *old_to_new.get(b as usize)?);
-        (x != u32::MAX && y != u32::MAX).then_some((x.min(y), x.max(y)))
-    };
-    let links = Links {
-        edges: previous_links
-            .edges
-            .iter()
-            .filter_map(|e| {
-                renumber(e.left, e.right).map(|(left, right)| Edge {
-                    left,
-                    right,
-                    weight: e.weight,
-                })
-            })
-            .collect(),
-        cannot_link: previous_links
-            .cannot_link
-            .iter()
-            .filter_map(|&(a, b)| renumber(a, b))
-            .collect(),
-    };
     stats.links_kept = (links.edges.len() + links.cannot_link.len()) as u64;
-    stats.links_dropped = n_prev as u64 - stats.links_kept;
-    Ok(Applied {
+    stats.links_dropped = dropped_links;
+
+    // What the records carried: master ids of the stored members and of the dropped records.
+    let id_of = |l: Loc| -> Result<String> {
+        let v = store.master_id(l).unwrap_or_default();
+        std::str::from_utf8(v)
+            .map(str::to_string)
+            .map_err(|_| not_text("master_id", l))
+    };
+    let mut old_id: Vec<Option<String>> = Vec::with_capacity(n);
+    for r in &rows {
+        old_id.push(match *r {
+            Row::Stored(l) => Some(id_of(l)?),
+            Row::Tonight(j) => replaced[j].map(id_of).transpose()?,
+        });
+    }
+    let mut removed = Vec::with_capacity(deleted.len());
+    for &l in &deleted {
+        let (s, r) = (
+            store.source(l).to_string(),
+            String::from_utf8_lossy(store.record_id(l)),
+        );
+        removed.push((s, r.into_owned(), id_of(l)?));
+    }
+    removed.sort();
+    let mut size_of: HashMap<&str, u32, Fast> = HashMap::default();
+    for id in old_id.iter().flatten().map(String::as_str) {
+        *size_of.entry(id).or_default() += 1;
+    }
+    for (_, _, id) in &removed {
+        *size_of.entry(id.as_str()).or_default() += 1;
+    }
+    // A replaced record counted once: as tonight's row, not again as dropped.
+    let old_size: Vec<u32> = old_id
+        .iter()
+        .map(|id| {
+            id.as_deref()
+                .map_or(0, |id| size_of.get(id).copied().unwrap_or(0))
+        })
+        .collect();
+    let (mut ps, mut pr, mut pm) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, id) in old_id.iter().enumerate() {
+        if let Some(id) = id {
+            ps.push(table.sources[table.source[i] as usize].clone());
+            pr.push(table.record_id.value(i).to_string());
+            pm.push(id.clone());
+        }
+    }
+    for (s, r, id) in &removed {
+        ps.push(s.clone());
+        pr.push(r.clone());
+        pm.push(id.clone());
+    }
+    let previous = crate::master::Previous::of_rows(
+        run,
+        kind,
+        &StringArray::from(ps),
+        &StringArray::from(pr),
+        &StringArray::from(pm),
+    );
+
+    // Term frequencies: the index's counts, changed by tonight's records and drops.
+    let mut counts = BTreeMap::new();
+    let mut tf_delta = Vec::with_capacity(store.entry.term_frequency.len());
+    for (fi, field) in store.entry.term_frequency.iter().enumerate() {
+        let mut change: HashMap<u64, i64, Fast> = HashMap::default();
+        let col = changes.columns.get(field);
+        for &j in &tonight_rows {
+            if let Some(c) = col.filter(|c| c.is_valid(j)) {
+                *change.entry(value_hash(c.value(j))).or_default() += 1;
+            }
+        }
+        for &l in &dropped {
+            if let Some(v) = store
+                .value(l, field)
+                .and_then(|v| std::str::from_utf8(v).ok())
+            {
+                *change.entry(value_hash(v)).or_default() -= 1;
+            }
+        }
+        if tf_fields.contains(&field.as_str()) {
+            let mut of: HashMap<u64, u64, Fast> = HashMap::default();
+            if let Some(col) = table.columns.get(field) {
+                for i in 0..n {
+                    if col.is_valid(i) {
+                        let h = value_hash(col.value(i));
+                        of.entry(h).or_insert_with(|| {
+                            let c = store.tf_count(fi, h) + change.get(&h).copied().unwrap_or(0);
+                            c.max(0) as u64
+                        });
+                    }
+                }
+            }
+            let total = store.tf_total(fi) + change.values().sum::<i64>();
+            counts.insert(
+                field.clone(),
+                Counts {
+                    total: total.max(0) as u64,
+                    of,
+                },
+            );
+        }
+        let mut list: Vec<(u64, i64)> = change.into_iter().filter(|x| x.1 != 0).collect();
+        list.sort_unstable();
+        tf_delta.push(list);
+    }
+    stats.touched_records = n as u64;
+    stats.touched_components = components.len() as u64;
+    Ok(Prepared {
         table,
         focus,
         links,
+        previous,
+        old_id,
+        old_size,
+        removed,
+        sizes,
+        counts,
+        tf_delta,
+        tombstones: components,
+        dropped,
         stats,
         unapplied,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::EntityKind;
-
-    fn table(rows: &[(&str, &str, &str)]) -> StdTable {
-        let mut sources: Vec<String> = rows.iter().map(|r| r.0.to_string()).collect();
-        sources.sort();
-        sources.dedup();
-        StdTable {
-            kind: EntityKind::Person,
-            source: rows
-                .iter()
-                .map(|r| sources.iter().position(|s| s == r.0).unwrap_or(0) as u16)
-                .collect(),
-            sources,
-            record_id: rows.iter().map(|r| Some(r.1)).collect(),
-            columns: [("name".to_string(), rows.iter().map(|r| Some(r.2)).collect())]
-                .into_iter()
-                .collect(),
-            raw: Default::default(),
-            stats: Default::default(),
-        }
-    }
-
-    fn edge(left: u32, right: u32) -> Edge {
-        Edge {
-            left,
-            right,
-            weight: 1.0,
-        }
-    }
-
-    #[test]
-    fn changes_replace_add_and_delete_in_full_load_order() {
-        let prev = table(&[("a", "1", "张三"), ("a", "2", "李四"), ("b", "1", "王五")]);
-        let links = Links {
-            edges: vec![edge(0, 2), edge(1, 2)],
-            cannot_link: vec![],
-        };
-        let changes = table(&[("a", "2", "李思"), ("a", "3", "赵六"), ("c", "9", "钱七")]);
-        let deletions = vec![Deletion {
-            kind: EntityKind::Person,
-            source: "b".into(),
-            record_id: "1".into(),
-            row: 1,
-        }];
-        let d = apply(prev, links, changes, &deletions).unwrap();
-        let ids: Vec<(String, &str)> = (0..d.table.len())
-            .map(|i| {
-                (
-                    d.table.sources[d.table.source[i] as usize].clone(),
-                    d.table.record_id.value(i),
-                )
-            })
-            .collect();
-        assert_eq!(
-            ids,
-            vec![
-                ("a".into(), "1"),
-                ("a".into(), "2"),
-                ("a".into(), "3"),
-                ("c".into(), "9")
-            ]
-        );
-        assert_eq!(d.table.columns["name"].value(1), "李思");
-        assert_eq!(d.focus, vec![false, true, true, true]);
-        // Both links touched b:1, which was deleted.
-        assert!(d.links.edges.is_empty());
-        assert_eq!(d.stats.links_dropped, 2);
-        assert_eq!((d.stats.added, d.stats.changed, d.stats.deleted), (2, 1, 1));
-    }
-
-    #[test]
-    fn deletions_that_apply_to_nothing_and_records_deleted_the_same_night_are_named() {
-        let prev = table(&[("a", "1", "x")]);
-        let changes = table(&[("a", "2", "y")]);
-        let del = |source: &str, id: &str, row: u64| Deletion {
-            kind: EntityKind::Person,
-            source: source.into(),
-            record_id: id.into(),
-            row,
-        };
-        let deletions = vec![del("a", "2", 1), del("a", "9", 2), del("z", "1", 3)];
-        let d = apply(prev, Links::default(), changes, &deletions).unwrap();
-        assert_eq!(d.table.len(), 1);
-        assert_eq!(
-            d.unapplied.deleted_same_night,
-            vec![("a".to_string(), "2".to_string())]
-        );
-        assert_eq!(
-            d.unapplied.deletions_not_found,
-            vec![del("a", "9", 2), del("z", "1", 3)]
-        );
-        assert_eq!(d.stats.deletions_not_found, 2);
-        let rows = quarantine_rows(&d.unapplied);
-        assert_eq!(rows.len(), 3);
-        assert!(rows[0].reason.contains("`9`"), "{}", rows[0].reason);
-        assert_eq!(rows[0].row, 2);
-    }
-
-    #[test]
-    fn links_between_unchanged_records_are_renumbered() {
-        let prev = table(&[("a", "1", "x"), ("a", "3", "y"), ("a", "5", "z")]);
-        let links = Links {
-            edges: vec![edge(1, 2)],
-            cannot_link: vec![(0, 2)],
-        };
-        let changes = table(&[("a", "0", "w")]);
-        let d = apply(prev, links, changes, &[]).unwrap();
-        assert_eq!(d.links.edges, vec![edge(2, 3)]);
-        assert_eq!(d.links.cannot_link, vec![(1, 3)]);
-        assert_eq!(d.stats.deletions_not_found, 0);
-    }
-
-    #[test]
-    fn a_job_with_other_columns_is_refused() {
-        let prev = table(&[("a", "1", "x")]);
-        let mut changes = table(&[("a", "2", "y")]);
-        changes
-            .columns
-            .insert("phone".into(), vec![Some("1")].into());
-        let err = apply(prev, Links::default(), changes, &[]).unwrap_err();
-        assert!(err.to_string().contains("phone"), "{err}");
-    }
 }

@@ -24,7 +24,8 @@
 //! | 8b html | [`html`] | the run's output files, or the same facts from memory at the end of a run | `report.html`: the auditor's self-contained report, pairs near the threshold explained ([`score::explain`]) |
 //!
 //! Around them: [`config`] (the job file and presets), [`output`] (atomic output folder),
-//! [`state`] (what a run keeps for the next: standardised records and links),
+//! [`state`] (what a run keeps for the next: standardised records and links), [`store`] (the
+//! persistent index a delta run starts from: a base and nightly layers),
 //! [`pipeline`] (calls the stages), [`synth`] (departmental data with ground truth), [`mem`]
 //! (memory hints the stages share).
 //! Each kind (`person`, `enterprise`, `generic`) is matched on its own.
@@ -44,6 +45,8 @@ pub mod report;
 pub mod html;
 pub mod output;
 pub mod state;
+pub mod store;
+pub mod export;
 pub mod pipeline;
 pub mod engine;
 pub mod mask;

@@ -1,4 +1,4 @@
-//! The `yiku` command line: `run`, `demo`, `generate`, `eval`, `explain`, `report`.
+//! The `yiku` command line: `run`, `demo`, `generate`, `eval`, `export`, `explain`, `report`.
 
 mod cmd;
 
@@ -24,6 +24,8 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Run the bundled demo job on datasets/ and write out/demo.
     Demo(cmd::demo::DemoArgs),
+    /// Write the whole index of a run (a delta night writes only its changes).
+    Export(cmd::export::ExportArgs),
     /// Evaluate a run's master index against a truth file.
     Eval(cmd::eval::EvalArgs),
     /// Generate departmental person and enterprise data with ground truth.
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::run::run(a, cli.quiet),
         Command::Demo(a) => cmd::demo::run(a, cli.quiet),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Export(a) => cmd::export::run(a),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Explain(a) => cmd::explain::run(a),
         Command::Report(a) => cmd::report::run(a),

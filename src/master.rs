@@ -207,9 +207,25 @@ pub struct Previous {
 }
 
 impl Previous {
-    /// Reads `master_index.parquet` and `run.json` of a previous run's output folder.
+    /// Reads the master index and `run.json` of a previous run's output folder: its
+    /// `master_index.parquet`, or where a delta night wrote only its changes, the index its
+    /// store holds ([`crate::store::index_rows`]).
     pub fn load(dir: &Path) -> Result<Previous> {
+        let run = Previous::run_of(dir)?;
         let mi = dir.join("master_index.parquet");
+        if !mi.is_file()
+            && let Some(kinds) = crate::store::index_rows(dir)?
+        {
+            let mut kinds_map = BTreeMap::new();
+            for (kind, [s, r, m]) in kinds {
+                let k: StringArray = std::iter::repeat_n(Some(kind.as_str()), s.len()).collect();
+                kinds_map.extend(Previous::by_kind(&k, &s, &r, &m));
+            }
+            return Ok(Previous {
+                run,
+                kinds: kinds_map,
+            });
+        }
         let batches =
             crate::state::read_parquet(&mi, Some(&["kind", "source", "record_id", "master_id"]))?;
         let col = |n: &str| crate::state::text_column(&batches, n);
@@ -226,20 +242,40 @@ impl Previous {
                     .into(),
             });
         };
+        Ok(Previous {
+            run,
+            kinds: Previous::by_kind(&k, &s, &r, &m),
+        })
+    }
+
+    /// The run number in a run folder's `run.json`.
+    pub fn run_of(dir: &Path) -> Result<u64> {
         let run_json = dir.join("run.json");
         let text = std::fs::read_to_string(&run_json).map_err(|e| Error::io(&run_json, e))?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Read {
             path: run_json.clone(),
             message: e.to_string(),
         })?;
-        let run = v["run"].as_u64().ok_or_else(|| Error::Read {
+        v["run"].as_u64().ok_or_else(|| Error::Read {
             path: run_json,
             message: "no `run` number: not written by this version of yiku".into(),
-        })?;
-        Ok(Previous {
-            run,
-            kinds: Previous::by_kind(&k, &s, &r, &m),
         })
+    }
+
+    /// The previous index of one kind given as rows (sorted here by source, record id): what
+    /// a delta run knows of the records it re-clusters.
+    pub fn of_rows(
+        run: u64,
+        kind: EntityKind,
+        source: &StringArray,
+        record_id: &StringArray,
+        master_id: &StringArray,
+    ) -> Previous {
+        let k: StringArray = std::iter::repeat_n(Some(kind.as_str()), source.len()).collect();
+        Previous {
+            run,
+            kinds: Previous::by_kind(&k, source, record_id, master_id),
+        }
     }
 
     /// Groups rows by kind, each kind sorted by (source, record id); rows with a null go.
@@ -716,6 +752,7 @@ mod tests {
             conflicts: 0,
             cut_edges: 0,
             edges: 0,
+            component: None,
         }
     }
 

@@ -292,13 +292,22 @@ pub struct RunFiles {
 }
 
 impl RunFiles {
-    /// Creates the three files in `out`; `level_fields` are the level columns of all kinds.
-    pub fn create(out: &OutputDir, level_fields: &[String], run_id: &str) -> Result<RunFiles> {
+    /// Creates the files in `out`; `level_fields` are the level columns of all kinds. A delta
+    /// night (`changes`) writes `master_index_changes.parquet` instead of the whole index.
+    pub fn create(
+        out: &OutputDir,
+        level_fields: &[String],
+        run_id: &str,
+        changes: bool,
+    ) -> Result<RunFiles> {
         let file = |name: &str, schema: Arc<Schema>| {
             ParallelWriter::create(&out.file(name), &schema, out.compression)
         };
         Ok(RunFiles {
-            master: file("master_index.parquet", master_schema())?,
+            master: match changes {
+                false => file(MASTER_INDEX, master_schema())?,
+                true => file(MASTER_CHANGES, with_change(&master_schema()))?,
+            },
             pairs: file("pairs.parquet", pairs_schema(level_fields, false))?,
             review: file("review.parquet", pairs_schema(level_fields, true))?,
             events: file("events.parquet", events_schema())?,
@@ -359,6 +368,54 @@ impl RunFiles {
             written += rows.num_rows() as u64;
         }
         Ok(written)
+    }
+
+    /// Appends a delta night's changes of one kind to `master_index_changes.parquet`: every
+    /// record of the `table` whose row changed — `added` (new tonight), `updated` (sent again
+    /// tonight), `relinked` (not sent, but its master id or its cluster's size changed) — and,
+    /// in order among them, the records deleted tonight (`removed`, with the master id they
+    /// carried and cluster size 0). Returns the rows written.
+    pub fn write_master_changes(&mut self, c: &Changes) -> Result<u64> {
+        let path = self.master.path.clone();
+        let t = c.table;
+        let kind = t.kind.as_str();
+        // (source, record id, master id, size, change), in (source, record id) order.
+        let mut rows: Vec<(&str, &str, &str, u32, &str)> = Vec::new();
+        for i in 0..t.len() {
+            let change = match (c.focus[i], &c.old_id[i]) {
+                (true, None) => "added",
+                (true, Some(_)) => "updated",
+                (false, _) if c.row_changed(i) => "relinked",
+                _ => continue,
+            };
+            rows.push((
+                &t.sources[t.source[i] as usize],
+                t.record_id.value(i),
+                c.master_id.value(i),
+                c.cluster_size[i],
+                change,
+            ));
+        }
+        rows.extend(
+            c.removed
+                .iter()
+                .map(|(s, r, id)| (s.as_str(), r.as_str(), id.as_str(), 0, "removed")),
+        );
+        rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let batch = RecordBatch::try_new(
+            with_change(&master_schema()),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|_| kind))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.3))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.4))),
+            ],
+        )
+        .map_err(|e| Error::write(&path, e))?;
+        self.master.write(std::slice::from_ref(&batch))?;
+        Ok(rows.len() as u64)
     }
 
     /// Closes the three files.
@@ -425,6 +482,112 @@ pub fn master_batch(
             Arc::new(UInt32Array::from(cluster_size[rows].to_vec())),
         ],
     )
+}
+
+/// The whole master index of a full run.
+pub const MASTER_INDEX: &str = "master_index.parquet";
+/// A delta night's changes to it.
+pub const MASTER_CHANGES: &str = "master_index_changes.parquet";
+
+/// A schema with a last column `change` (what a delta night's change files add).
+pub fn with_change(schema: &Schema) -> Arc<Schema> {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("change", DataType::Utf8, false));
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// A delta night's records of one kind, as the change files need them.
+pub struct Changes<'a> {
+    pub table: &'a StdTable,
+    pub focus: &'a [bool],
+    pub master_id: &'a StringArray,
+    pub cluster_size: &'a [u32],
+    /// The master id each record carried and that cluster's size (see
+    /// [`crate::delta::Prepared`]).
+    pub old_id: &'a [Option<String>],
+    pub old_size: &'a [u32],
+    pub removed: &'a [(String, String, String)],
+}
+
+impl Changes<'_> {
+    /// Whether record `i`'s row of the master index is not what it was.
+    pub fn row_changed(&self, i: usize) -> bool {
+        self.focus[i]
+            || self.old_id[i].as_deref() != Some(self.master_id.value(i))
+            || self.old_size[i] != self.cluster_size[i]
+    }
+
+    /// Per cluster of `groups`: whether its golden record may have changed (a record of it
+    /// changed).
+    pub fn changed_clusters(&self, groups: &crate::cluster::Groups) -> Vec<bool> {
+        (0..groups.len())
+            .map(|c| {
+                groups
+                    .members(c)
+                    .iter()
+                    .any(|&i| self.row_changed(i as usize))
+            })
+            .collect()
+    }
+
+    /// Master ids the records carried that no cluster carries any more (merged away, or
+    /// every record deleted), sorted.
+    pub fn retired(&self) -> Vec<&str> {
+        let now: std::collections::HashSet<&str> = self.master_id.iter().flatten().collect();
+        let mut gone: Vec<&str> = self
+            .old_id
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .chain(self.removed.iter().map(|r| r.2.as_str()))
+            .filter(|id| !now.contains(id))
+            .collect();
+        gone.sort_unstable();
+        gone.dedup();
+        gone
+    }
+}
+
+/// Golden rows of a delta night: the rows of `batch` (clusters `first..` of the night's
+/// table) whose cluster `changed`, marked `upserted`.
+pub fn golden_changes(
+    batch: &RecordBatch,
+    first: usize,
+    changed: &[bool],
+) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+    let keep: arrow_array::BooleanArray = (0..batch.num_rows())
+        .map(|k| Some(changed.get(first + k).copied().unwrap_or(true)))
+        .collect();
+    let kept = arrow_select::filter::filter_record_batch(batch, &keep)?;
+    let mut cols = kept.columns().to_vec();
+    cols.push(Arc::new(StringArray::from_iter_values(
+        std::iter::repeat_n("upserted", kept.num_rows()),
+    )));
+    RecordBatch::try_new(with_change(&batch.schema()), cols)
+}
+
+/// Golden rows of master ids retired tonight: the id, 0 records, `retired`.
+pub fn golden_retired(
+    schema: &Schema,
+    ids: &[&str],
+) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+    let schema = with_change(schema);
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| -> ArrayRef {
+            match f.name().as_str() {
+                "master_id" => Arc::new(StringArray::from_iter_values(ids.iter().copied())),
+                "records" => Arc::new(UInt32Array::from(vec![0; ids.len()])),
+                "change" => Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                    "retired",
+                    ids.len(),
+                ))),
+                _ => arrow_array::new_null_array(f.data_type(), ids.len()),
+            }
+        })
+        .collect();
+    RecordBatch::try_new(schema, cols)
 }
 
 pub fn master_schema() -> Arc<Schema> {
@@ -674,14 +837,15 @@ pub fn pair_rows_at(
 }
 
 /// The previous run's open review queue of one kind, for a delta run: its pairs whose two
-/// records are still in the index and unchanged tonight (`focus` false), and that no clerk has
-/// `decided` since. Empty when the previous folder has no queue or one of another layout (the
-/// job's compared fields changed).
+/// records are still in the index and unchanged tonight, and that no clerk has decided since.
+/// `status` tells where a record stands after tonight: `None` gone or changed tonight,
+/// `Some(None)` untouched, `Some(Some(row))` unchanged in tonight's table at `row`;
+/// `decided(a, b)` whether a clerk decided on two rows of tonight's table. Empty when the
+/// previous folder has no queue or one of another layout (the job's compared fields changed).
 pub fn carried_review(
     path: &Path,
     kind: &str,
-    table: &StdTable,
-    focus: &[bool],
+    status: &dyn Fn(&str, &str) -> Option<Option<u32>>,
     decided: &dyn Fn(u32, u32) -> bool,
     schema: &Arc<Schema>,
 ) -> Result<Vec<RecordBatch>> {
@@ -707,12 +871,11 @@ pub fn carried_review(
             .map(|i| {
                 let still_open = k.value(i) == kind
                     && match (
-                        table.find(sl.value(i), rl.value(i)),
-                        table.find(sr.value(i), rr.value(i)),
+                        status(sl.value(i), rl.value(i)),
+                        status(sr.value(i), rr.value(i)),
                     ) {
-                        (Some(a), Some(b)) => {
-                            !focus[a as usize] && !focus[b as usize] && !decided(a, b)
-                        }
+                        (Some(Some(a)), Some(Some(b))) => !decided(a, b),
+                        (Some(_), Some(_)) => true,
                         _ => false,
                     };
                 Some(still_open)

@@ -10,7 +10,7 @@ use crate::progress::Progress;
 use crate::report::{KindSummary, RunSummary, StageStats};
 use crate::score::model::ModelFile;
 use crate::state::{self, Links};
-use crate::{block, cluster, compare, delta, golden, load, master, score, standardise};
+use crate::{block, cluster, compare, delta, golden, load, master, score, standardise, store};
 
 /// How a run is carried out (beyond the job file).
 #[derive(Debug, Clone, Default)]
@@ -29,6 +29,9 @@ pub struct RunOptions {
     /// A folder of new, changed and deleted records to apply to the `previous` run's index
     /// (only they are compared; the previous model is reused unless `model` is given).
     pub delta: Option<PathBuf>,
+    /// A delta night writes its changes; with this it also writes the whole index
+    /// (`master_index.parquet`, golden records), at the cost of the index's size.
+    pub snapshot: bool,
 }
 
 /// Runs a job end to end and returns its summary; outputs land in the output folder.
@@ -61,16 +64,39 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             .map(|p| p.join("model.json"))
     });
     let saved = model_path.as_deref().map(ModelFile::load).transpose()?;
+    // A delta night starts from the previous run's persistent index; a full run with
+    // --previous from its master index.
+    let delta_from = opts.delta.as_ref().and(opts.previous.as_deref());
+    let manifest = match delta_from {
+        Some(dir) => Some(store::Manifest::read(dir)?.ok_or_else(|| Error::Data {
+            stage: "setup",
+            message: format!(
+                "{} has no persistent index (store/): it was written by an earlier version of \
+                 yiku; run a full night with --previous {0} first, then deltas from that",
+                dir.display()
+            ),
+        })?),
+        None => None,
+    };
     let (previous, previous_secs) = p.stage("read previous master index", || {
-        opts.previous
-            .as_deref()
-            .map(master::Previous::load)
-            .transpose()
+        match (&opts.previous, delta_from) {
+            (Some(dir), None) => master::Previous::load(dir).map(Some),
+            _ => Ok(None),
+        }
     });
     let previous = previous?;
+    let previous_kinds: Vec<(String, u64)> = match (&previous, &manifest) {
+        (Some(prev), _) => prev
+            .kinds()
+            .into_iter()
+            .map(|(k, n)| (k.to_string(), n))
+            .collect(),
+        (None, Some(m)) => m.kinds.iter().map(|(k, e)| (k.clone(), e.live())).collect(),
+        _ => Vec::new(),
+    };
     // Records of a kind this job no longer matches would leave the index unrecorded.
-    if let (Some(prev), Some(dir)) = (&previous, &opts.previous) {
-        for (kind, rows) in prev.kinds() {
+    if let Some(dir) = &opts.previous {
+        for (kind, rows) in previous_kinds.iter().map(|(k, n)| (k.as_str(), *n)) {
             let has_sources = plan.sources.iter().any(|s| s.kind.as_str() == kind);
             if rows > 0 && !has_sources {
                 return Err(Error::Data {
@@ -85,7 +111,10 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             }
         }
     }
-    let run = master::Previous::next_run(previous.as_ref());
+    let run = match delta_from {
+        Some(dir) => master::Previous::run_of(dir)? + 1,
+        None => master::Previous::next_run(previous.as_ref()),
+    };
     let run_id = format!("R{run:06}");
     // Clerks' decisions: the previous run's, then tonight's (a new decision on a pair
     // replaces the old one); they stay in effect from run to run.
@@ -120,15 +149,17 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         })
     };
 
-    if let Some(prev) = &previous {
-        stage("previous", "all", previous_secs, prev.records());
+    if opts.previous.is_some() {
+        let rows = previous_kinds.iter().map(|k| k.1).sum();
+        stage("previous", "all", previous_secs, rows);
     }
     let memory = match plan.memory_limit {
         Some(limit) => {
-            // A delta run holds the previous index (tonight's few records aside).
-            let records = match (&opts.delta, &previous) {
-                (Some(_), Some(prev)) => prev.records(),
-                _ => load::count_records(plan)?,
+            // A delta run maps the previous index; what it holds grows with the delta, and
+            // is sized here (with a margin) by the index it touches.
+            let records = match &manifest {
+                Some(m) => m.kinds.values().map(store::KindEntry::live).sum(),
+                None => load::count_records(plan)?,
             };
             load::memory_mode(plan, limit, records)?
         }
@@ -184,7 +215,20 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     }
     // Each kind's rows are written as soon as they are ready and then freed: memory holds
     // one kind's working set, not every output of the run.
-    let mut files = output::RunFiles::create(&out, &level_fields, &run_id)?;
+    let mut files = output::RunFiles::create(&out, &level_fields, &run_id, delta_from.is_some())?;
+    // The persistent index this run leaves: one entry per kind.
+    let mut stored = store::Manifest::new(&run_id);
+    let tonight_named: Vec<(String, String)> = labels
+        .get(first_new..)
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|l| {
+            [
+                (l.source_l.clone(), l.record_id_l.clone()),
+                (l.source_r.clone(), l.record_id_r.clone()),
+            ]
+        })
+        .collect();
     let mut facts = crate::html::RunFacts::default();
     let pairs_path = out.file("pairs.parquet");
     for raw in loaded.tables {
@@ -212,37 +256,84 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             crate::mem::trim_heap();
         }
 
-        let (table, focus, carried, delta_stats) = match (&opts.delta, &opts.previous) {
-            (Some(_), Some(prev)) => {
+        let kstore = match delta_from {
+            Some(prev) => Some(match store::KindStore::open(prev, kp.kind)? {
+                Some(s) => s,
+                None => store::KindStore::empty(kp.kind, kp.blocking.clone(), store::tf_fields(kp)),
+            }),
+            None => None,
+        };
+        let (table, focus, carried, mut prepared) = match &kstore {
+            Some(ks) => {
                 let (applied, secs) = p.stage(&format!("{k}: apply delta"), || {
-                    delta::apply_to_previous(prev, table, &deletions, &keep)
+                    delta::prepare(ks, run - 1, table, &deletions, &tonight_named, kp, &keep)
                 });
-                let a = applied?;
+                let mut a = applied?;
                 stage("delta", k, secs, a.table.len() as u64);
                 unapplied.extend(delta::quarantine_rows(&a.unapplied));
-                (a.table, Some(a.focus), a.links, Some(a.stats))
+                let table = std::mem::replace(
+                    &mut a.table,
+                    standardise::StdTable {
+                        kind: kp.kind,
+                        sources: Vec::new(),
+                        source: Vec::new(),
+                        record_id: arrow_array::StringArray::new_null(0),
+                        columns: Default::default(),
+                        raw: Default::default(),
+                        stats: Default::default(),
+                    },
+                );
+                let (focus, links) = (std::mem::take(&mut a.focus), std::mem::take(&mut a.links));
+                (table, Some(focus), links, Some(a))
             }
-            _ => (table, None, Links::default(), None),
+            None => (table, None, Links::default(), None),
         };
-        records_in += table.len() as u64;
+        records_in += match &prepared {
+            Some(a) => a.stats.previous_records + a.stats.added - a.stats.deleted,
+            None => table.len() as u64,
+        };
         let mut table = table;
-        let mut state_file = Some(state::write_standardised(out.dir(), &table)?);
-        if memory.mapped() {
+        // A full run's records are its state file (and its store's base); a delta night's
+        // go into its store's layer with their master ids.
+        let mut state_file = match prepared {
+            None => Some(state::write_standardised(out.dir(), &table)?),
+            Some(_) => None,
+        };
+        if memory.mapped() && prepared.is_none() {
             if let Some(writing) = state_file.take() {
                 stage("write state", k, writing.wait()?, table.len() as u64);
             }
             state::map_standardised(out.dir(), &mut table)?;
         }
+        let sizes = |r: usize, h: u64| {
+            prepared
+                .as_ref()
+                .and_then(|a| a.sizes.get(r)?.get(&h).copied())
+        };
         let (mut cands, secs) = p.stage(&format!("{k}: block"), || {
-            block::block(
+            block::block_with(
                 &table,
                 &kp.blocking,
                 kp.max_block_size,
                 plan.mode,
                 focus.as_deref(),
+                block::Options {
+                    sizes: prepared.is_some().then_some(&sizes),
+                    keep_keyed: prepared.is_none(),
+                },
             )
         });
         stage("block", k, secs, cands.len() as u64);
+        // A full run's key lists go to its store's base while the stages go on.
+        let keys_file = (prepared.is_none()).then(|| {
+            let (dir, keyed, run_id) = (
+                out.dir().to_path_buf(),
+                std::mem::take(&mut cands.keyed),
+                run_id.clone(),
+            );
+            let kind = kp.kind;
+            std::thread::spawn(move || store::write_keys(&dir, kind, &run_id, &keyed))
+        });
         for r in &cands.stats {
             p.note(&format!(
                 "{k}: {:>12} pairs from rule {} ({} skipped blocks)",
@@ -327,8 +418,10 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         // Levels made and the model trained: the fingerprints (8 bytes per record and
         // comparison, ~0.5 GB at 10M records) are not needed to score.
         let comparators = comparators.into_list();
+        let no_counts = Default::default();
+        let counts = prepared.as_ref().map_or(&no_counts, |a| &a.counts);
         let (scored, secs) = p.stage(&format!("{k}: score"), || {
-            score::score(&model, &comparators, &compared)
+            score::score_with(&model, &comparators, &compared, counts)
         });
         let scored = scored?;
         stage("score", k, secs, cands.len() as u64);
@@ -369,12 +462,13 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             ));
             stage("write state", k, secs, table.len() as u64);
         }
-        let (written, secs) = p.stage(&format!("{k}: write links"), || {
-            state::write_links(out.dir(), kp.kind, &links)
-        });
-        written?;
-        stage("write", k, secs, matches);
-        drop(links);
+        if prepared.is_none() {
+            let (written, secs) = p.stage(&format!("{k}: write links"), || {
+                state::write_links(out.dir(), kp.kind, &links)
+            });
+            written?;
+            stage("write", k, secs, matches);
+        }
 
         let rule_names: Vec<String> = kp.blocking.iter().map(|r| block::rule_name(r)).collect();
         let kind_fields: Vec<String> = kp.comparisons.iter().map(|c| c.field.clone()).collect();
@@ -397,12 +491,18 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
         let (mut review, scores, pairs_written) = rows?;
         // A delta run compares tonight's pairs only: the earlier nights' open queue stays.
-        if let (Some(prev), Some(focus)) = (&opts.previous, focus.as_deref()) {
+        if let (Some(prev), Some(a), Some(ks), Some(focus)) =
+            (delta_from, &prepared, &kstore, focus.as_deref())
+        {
+            let status = |s: &str, r: &str| match a.status(&table, ks, s, r) {
+                delta::Status::InTable(i) => (!focus[i as usize]).then_some(Some(i)),
+                delta::Status::Untouched => Some(None),
+                delta::Status::Gone => None,
+            };
             let carried = output::carried_review(
                 &prev.join("review.parquet"),
                 k,
-                &table,
-                focus,
+                &status,
                 &|l, r| decisions.decided(l, r),
                 &output::pairs_schema(&level_fields, true),
             )?;
@@ -431,7 +531,11 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         stage("write", k, secs, review_pairs);
         // The scored pairs are gone: the master ids are made without them beside.
         let (mi, secs) = p.stage(&format!("{k}: master index"), || {
-            master::master_index(&table, &clusters, previous.as_ref(), run)
+            let previous = match &prepared {
+                Some(a) => Some(&a.previous),
+                None => previous.as_ref(),
+            };
+            master::master_index(&table, &clusters, previous, run)
         });
         let mut mi = mi?;
         stage("master", k, secs, mi.clusters);
@@ -441,7 +545,20 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             facts.add_index(&table, &mi.master_id, &clusters.groups)
         });
         stage("report index", k, secs, mi.clusters);
-        let golden_file = format!("golden_{k}s.parquet");
+        let changes = prepared.as_ref().map(|a| output::Changes {
+            table: &table,
+            focus: focus.as_deref().unwrap_or_default(),
+            master_id: &mi.master_id,
+            cluster_size: &mi.cluster_size,
+            old_id: &a.old_id,
+            old_size: &a.old_size,
+            removed: &a.removed,
+        });
+        // A delta night writes the golden records of the clusters it changed.
+        let golden_file = match changes {
+            None => format!("golden_{k}s.parquet"),
+            Some(_) => format!("golden_{k}s_changes.parquet"),
+        };
         // Golden rows go to their file a block at a time, as they are made.
         let (golden, secs) = p.stage(&format!("{k}: golden records"), || -> Result<u64> {
             let job_sources: Vec<String> = plan
@@ -450,33 +567,141 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 .filter(|s| s.kind == kp.kind)
                 .map(|s| s.name.clone())
                 .collect();
+            let schema = golden::schema(&table, kp, &job_sources);
+            let changed = changes
+                .as_ref()
+                .map(|c| c.changed_clusters(&clusters.groups));
             let mut file = output::ParallelWriter::create(
                 &out.file(&golden_file),
-                &golden::schema(&table, kp, &job_sources),
+                &match changes {
+                    None => schema.clone(),
+                    Some(_) => output::with_change(&schema),
+                },
                 out.compression,
             )?;
+            let mut first = 0usize;
+            let path = out.file(&golden_file);
             let rows = golden::golden_records(
                 &table,
                 kp,
                 &job_sources,
                 &mi.master_id,
                 &clusters.groups,
-                &mut |batch| file.write(std::slice::from_ref(batch)),
+                &mut |batch| match &changed {
+                    None => file.write(std::slice::from_ref(batch)),
+                    Some(changed) => {
+                        let kept = output::golden_changes(batch, first, changed)
+                            .map_err(|e| Error::write(&path, e))?;
+                        first += batch.num_rows();
+                        file.write(std::slice::from_ref(&kept))
+                    }
+                },
             )?;
+            if let Some(c) = &changes {
+                let retired = output::golden_retired(&schema, &c.retired())
+                    .map_err(|e| Error::write(&path, e))?;
+                file.write(std::slice::from_ref(&retired))?;
+            }
             file.close()?;
             Ok(rows)
         });
         golden?;
         stage("golden", k, secs, mi.clusters);
         let (written, secs) = p.stage(&format!("{k}: write master index"), || -> Result<u64> {
-            files.write_master(&table, &mi.master_id, &mi.cluster_size)
+            match &changes {
+                None => files.write_master(&table, &mi.master_id, &mi.cluster_size),
+                Some(c) => files.write_master_changes(c),
+            }
         });
         let written = written?;
         stage("write", k, secs, written);
-        in_master += written;
+        // The persistent index: a full run's base, a delta night's layer over the previous
+        // segments.
+        let tf_fields = store::tf_fields(kp);
+        let (entry, secs) = p.stage(
+            &format!("{k}: write store"),
+            || -> Result<store::KindEntry> {
+                if let Some(w) = keys_file {
+                    w.join().map_err(|_| Error::Data {
+                        stage: "write",
+                        message: "the thread writing the key lists stopped".into(),
+                    })??;
+                }
+                match (&prepared, &kstore, delta_from) {
+                    (Some(a), Some(ks), Some(prev)) => {
+                        let layer = store::write_segment(
+                            out.dir(),
+                            kp.kind,
+                            &run_id,
+                            &kp.blocking,
+                            store::Parts {
+                                table: &table,
+                                master_id: &mi.master_id,
+                                components: clusters.components(),
+                                links: &links,
+                                tf: a.tf_delta.clone(),
+                                tombstones: &a.tombstones,
+                            },
+                            None,
+                        )?;
+                        store::carry(prev, out.dir(), kp.kind, &ks.entry)?;
+                        Ok(store::after_layer(ks, &a.tombstones, layer))
+                    }
+                    _ => {
+                        let base = store::write_segment(
+                            out.dir(),
+                            kp.kind,
+                            &run_id,
+                            &kp.blocking,
+                            store::Parts {
+                                table: &table,
+                                master_id: &mi.master_id,
+                                components: clusters.components(),
+                                links: &links,
+                                tf: store::tf_lists(&table, &tf_fields),
+                                tombstones: &[],
+                            },
+                            Some((
+                                &state::standardised_path(out.dir(), kp.kind),
+                                &state::links_path(out.dir(), kp.kind),
+                            )),
+                        )?;
+                        Ok(store::KindEntry {
+                            rules: kp.blocking.clone(),
+                            term_frequency: tf_fields.clone(),
+                            segments: vec![base],
+                        })
+                    }
+                }
+            },
+        );
+        let entry = entry?;
+        stage("write", k, secs, entry.live());
+        in_master += match &prepared {
+            Some(_) => entry.live(),
+            None => written,
+        };
+        stored.kinds.insert(k.to_string(), entry);
+        drop(links);
+        // Decisions on records outside tonight's table still hold while both records do.
+        if let (Some(a), Some(ks)) = (&prepared, &kstore) {
+            for (i, l) in labels.iter().enumerate() {
+                let exists = |s: &str, r: &str| a.status(&table, ks, s, r) != delta::Status::Gone;
+                if !labels_resolved[i]
+                    && exists(&l.source_l, &l.record_id_l)
+                    && exists(&l.source_r, &l.record_id_r)
+                {
+                    labels_resolved[i] = true;
+                }
+            }
+        }
+        let delta_stats = prepared.take().map(|a| a.stats);
         kinds.push(KindSummary {
             kind: k.into(),
-            records: table.len() as u64,
+            records: match &delta_stats {
+                Some(d) => d.previous_records + d.added - d.deleted,
+                None => table.len() as u64,
+            },
             candidate_pairs,
             blocking,
             standardise: table.stats.clone(),
@@ -491,6 +716,40 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             lambda: model.lambda,
         });
         models.push(model);
+    }
+
+    // The persistent index, compacted into a new base where a delta night's layers have
+    // grown past their share.
+    stored.write(out.dir())?;
+    let due: Vec<String> = stored
+        .kinds
+        .iter()
+        .filter(|(_, e)| delta_from.is_some() && e.due_for_compaction())
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in &due {
+        let Some(kind) = crate::config::EntityKind::parse(k) else {
+            continue;
+        };
+        let spill = state::Spill::new(out.dir(), "compact");
+        let keep = |parts: &[arrow_array::StringArray]| match memory {
+            load::MemoryMode::Spilled => spill.keep(parts),
+            _ => state::join(parts),
+        };
+        let (entry, secs) = p.stage(&format!("{k}: compact store"), || {
+            store::compact(out.dir(), kind, &run_id, &keep)
+        });
+        let entry = entry?;
+        stage("compact", k, secs, entry.live());
+        stored.kinds.insert(k.clone(), entry);
+        stored.write(out.dir())?;
+    }
+
+    if delta_from.is_some() && opts.snapshot {
+        let (written, secs) = p.stage("write snapshot", || {
+            crate::export::export(out.dir(), plan, out.dir(), out.compression)
+        });
+        stage("snapshot", "all", secs, written?.records);
     }
 
     // Decisions in effect: the last one on each pair whose records this run has. Tonight's

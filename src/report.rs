@@ -304,7 +304,24 @@ pub fn evaluate_run(truth: &Path, run_dir: &Path) -> Result<Evaluation> {
     let t_ent = t[2].clone().ok_or_else(|| missing("entity_id"))?;
     let t_src = t[0].clone();
     let mi = run_dir.join("master_index.parquet");
-    let m = crate::load::read_text_columns(&mi, &["source", "record_id", "master_id"])?;
+    // A delta night's folder holds its changes: its whole index is in its store.
+    let m = match crate::store::index_rows(run_dir)? {
+        Some(kinds) if !mi.is_file() => {
+            let text = |a: &arrow_array::StringArray| -> Vec<Option<String>> {
+                a.iter().map(|v| v.map(str::to_string)).collect()
+            };
+            let mut cols = vec![Some(Vec::new()), Some(Vec::new()), Some(Vec::new())];
+            for (_, arrays) in kinds {
+                for (c, a) in cols.iter_mut().zip(&arrays) {
+                    if let Some(c) = c {
+                        c.extend(text(a));
+                    }
+                }
+            }
+            cols
+        }
+        _ => crate::load::read_text_columns(&mi, &["source", "record_id", "master_id"])?,
+    };
     let (m_src, m_rec, m_id) = match (&m[0], &m[1], &m[2]) {
         (Some(a), Some(b), Some(c)) => (a, b, c),
         _ => {

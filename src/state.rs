@@ -44,10 +44,17 @@ fn legacy_standardised_path(run_dir: &Path, kind: EntityKind) -> PathBuf {
 
 /// Writes one batch as an uncompressed Arrow IPC file ([`DirectFile`]).
 pub fn write_ipc(path: &Path, batch: &RecordBatch) -> Result<()> {
+    write_ipc_batches(path, &batch.schema(), std::slice::from_ref(batch))
+}
+
+/// Writes batches of one schema as an uncompressed Arrow IPC file ([`DirectFile`]).
+pub fn write_ipc_batches(path: &Path, schema: &Schema, batches: &[RecordBatch]) -> Result<()> {
     use arrow_ipc::writer::FileWriter;
     let file = DirectFile::create(path)?;
-    let mut w = FileWriter::try_new(file, &batch.schema()).map_err(|e| Error::write(path, e))?;
-    w.write(batch).map_err(|e| Error::write(path, e))?;
+    let mut w = FileWriter::try_new(file, schema).map_err(|e| Error::write(path, e))?;
+    for batch in batches {
+        w.write(batch).map_err(|e| Error::write(path, e))?;
+    }
     w.finish().map_err(|e| Error::write(path, e))?;
     let file = w.into_inner().map_err(|e| Error::write(path, e))?;
     file.finish().map_err(|e| Error::io(path, e))
@@ -175,6 +182,16 @@ enum Written {
     /// under `memory_limit`, mapped back by [`map_standardised`]): not checked again, so that
     /// mapping it reads none of its pages.
     ThisProcess,
+    /// A file of the persistent index ([`crate::store`]) of an earlier run: not checked as it
+    /// is mapped (that would read every page of the index), every text column mapped as
+    /// bytes; the store reads it only through accessors that check every offset they follow.
+    Store,
+}
+
+/// Maps an Arrow IPC file of the persistent index ([`Written::Store`]): every batch, every text
+/// column as binary, nothing validated but the layout of the file's blocks.
+pub(crate) fn map_store_file(path: &Path) -> Result<Vec<RecordBatch>> {
+    map_ipc(path, None, &[], Written::Store)
 }
 
 fn map_ipc(
@@ -217,7 +234,9 @@ fn map_ipc(
         .fields()
         .iter()
         .map(|f| match f.data_type() {
-            DataType::Utf8 if as_bytes.contains(&f.name().as_str()) => {
+            DataType::Utf8
+                if written == Written::Store || as_bytes.contains(&f.name().as_str()) =>
+            {
                 f.as_ref().clone().with_data_type(DataType::Binary)
             }
             _ => f.as_ref().clone(),
@@ -257,10 +276,15 @@ fn map_ipc(
     // A decoder of one column, with the file's dictionaries (a few source names) loaded.
     let decoder = |c: usize| -> Result<FileDecoder> {
         let mut d = FileDecoder::new(schema.clone(), version).with_projection(vec![c]);
-        if written == Written::ThisProcess {
+        match written {
             // SAFETY: the file was written by this process from valid arrays, into the run's
             // own fresh output folder, and is read back at once (`Written::ThisProcess`).
-            d = unsafe { d.with_skip_validation(true) };
+            Written::ThisProcess => d = unsafe { d.with_skip_validation(true) },
+            // SAFETY: a store file (`Written::Store`) is only ever read by `crate::store`,
+            // which checks each array's buffers against its length when it opens the file
+            // (`store::checked`) and every offset it follows before slicing.
+            Written::Store => d = unsafe { d.with_skip_validation(true) },
+            Written::Earlier => {}
         }
         for (block, data) in &dictionaries {
             d.read_dictionary(block, data)
@@ -726,33 +750,39 @@ fn links_schema() -> Arc<Schema> {
     ]))
 }
 
-/// `links_<kind>.arrow` rows.
+/// `links_<kind>.arrow` rows, sorted by (left, right) (then clerks' decisions before the
+/// model's, then weight): the persistent index looks a record's links up by binary search.
 pub fn links_batch(links: &Links) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
-    let e = &links.edges;
-    let c = &links.cannot_link;
-    let left = e.iter().map(|e| e.left).chain(c.iter().map(|p| p.0));
-    let right = e.iter().map(|e| e.right).chain(c.iter().map(|p| p.1));
-    let weight = e
-        .iter()
-        .map(|e| e.weight)
-        .chain(c.iter().map(|_| f64::NEG_INFINITY));
-    let by = e
+    // (left, right, weight, decided by: 0 match, 1 model, 2 non_match)
+    let mut rows: Vec<(u32, u32, f64, u8)> = links
+        .edges
         .iter()
         .map(|e| {
-            if e.weight == f64::INFINITY {
-                "match"
-            } else {
-                "model"
-            }
+            let by = if e.weight == f64::INFINITY { 0 } else { 1 };
+            (e.left, e.right, e.weight, by)
         })
-        .chain(c.iter().map(|_| "non_match"));
+        .chain(
+            links
+                .cannot_link
+                .iter()
+                .map(|&(l, r)| (l, r, f64::NEG_INFINITY, 2)),
+        )
+        .collect();
+    rows.par_sort_by(|a, b| {
+        (a.0, a.1, a.3)
+            .cmp(&(b.0, b.1, b.3))
+            .then(a.2.total_cmp(&b.2))
+    });
+    const BY: [&str; 3] = ["match", "model", "non_match"];
     RecordBatch::try_new(
         links_schema(),
         vec![
-            Arc::new(UInt32Array::from_iter_values(left)),
-            Arc::new(UInt32Array::from_iter_values(right)),
-            Arc::new(Float64Array::from_iter_values(weight)),
-            Arc::new(StringArray::from_iter_values(by)),
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| BY[usize::from(r.3)]),
+            )),
         ],
     )
 }

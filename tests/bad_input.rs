@@ -290,7 +290,7 @@ fn a_bad_delta_is_named_and_bad_deletions_are_quarantined() {
     let (code, _, err) = delta_run(&prev, "no-such-dir");
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no-such-dir"), "{err}");
-    // A previous folder without the standardised records says what is missing.
+    // A previous folder without its persistent index says what is missing.
     let bare = d.join("bare");
     std::fs::create_dir_all(&bare).expect("mkdir");
     for f in ["master_index.parquet", "run.json", "model.json"] {
@@ -306,9 +306,18 @@ fn a_bad_delta_is_named_and_bad_deletions_are_quarantined() {
     let delta_dir = delta.display().to_string();
     let (code, _, err) = delta_run(&bare.display().to_string(), &delta_dir);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("standardised_<kind>.arrow"), "{err}");
+    assert!(err.contains("store/"), "{err}");
     // Against the real previous folder: civil:2 goes, the two bad deletions are quarantined.
     let (code, _, err) = delta_run(&prev, &delta_dir);
+    assert_eq!(code, 0, "{err}");
+    let mi = columns(
+        &d.join("n2/master_index_changes.parquet"),
+        &["record_id", "change"],
+    );
+    assert_eq!(mi[0], [Some("2".to_string())]);
+    assert_eq!(mi[1], [Some("removed".to_string())]);
+    // The whole index after the night holds civil:1 only.
+    let (code, _, err) = yiku(&["-q", "export", &j, "--run", &night2]);
     assert_eq!(code, 0, "{err}");
     let mi = columns(&d.join("n2/master_index.parquet"), &["record_id"]);
     assert_eq!(mi[0], [Some("1".to_string())]);

@@ -32,18 +32,37 @@ fn run(
     yiku::run(&plan, &opts).expect("run succeeds")
 }
 
-/// (kind, source, record id) -> master id.
+/// (kind, source, record id) -> master id, from a run folder's persistent index (a delta
+/// night writes only its changes); a full run's must be its master_index.parquet.
 fn index(dir: &Path) -> BTreeMap<(String, String, String), String> {
-    let c = columns(
-        &dir.join("master_index.parquet"),
-        &["kind", "source", "record_id", "master_id"],
-    );
-    (0..c[0].len())
-        .map(|i| {
-            let v = |k: usize| c[k][i].clone().expect("no nulls in the master index");
-            ((v(0), v(1), v(2)), v(3))
+    let kinds = yiku::store::index_rows(dir)
+        .expect("readable store")
+        .expect("a store");
+    let from_store: BTreeMap<_, _> = kinds
+        .iter()
+        .flat_map(|(kind, [s, r, m])| {
+            (0..s.len()).map(move |i| {
+                (
+                    (kind.clone(), s.value(i).to_string(), r.value(i).to_string()),
+                    m.value(i).to_string(),
+                )
+            })
         })
-        .collect()
+        .collect();
+    if dir.join("master_index.parquet").exists() {
+        let c = columns(
+            &dir.join("master_index.parquet"),
+            &["kind", "source", "record_id", "master_id"],
+        );
+        let file: BTreeMap<_, _> = (0..c[0].len())
+            .map(|i| {
+                let v = |k: usize| c[k][i].clone().expect("no nulls in the master index");
+                ((v(0), v(1), v(2)), v(3))
+            })
+            .collect();
+        assert_eq!(file, from_store, "the store holds the master index");
+    }
+    from_store
 }
 
 /// (event, master id, other id) of a run.
@@ -175,10 +194,13 @@ fn three_nights_keep_ids_record_lineage_and_match_a_full_run() {
         let s = yiku::run(&plan, &opts).expect("spilled delta run succeeds");
         assert_eq!(s.memory, MemoryMode::Spilled);
         for f in [
-            "master_index.parquet",
-            "golden_persons.parquet",
-            "standardised_person.arrow",
-            "links_person.arrow",
+            "master_index_changes.parquet",
+            "golden_persons_changes.parquet",
+            "store/manifest.json",
+            "store/person/R000002/records.arrow",
+            "store/person/R000002/links.arrow",
+            "store/person/R000002/index.arrow",
+            "store/person/R000002/tombstones.arrow",
         ] {
             assert!(
                 std::fs::read(n2.join(f)).ok() == std::fs::read(spilled.join(f)).ok(),
@@ -225,15 +247,62 @@ fn three_nights_keep_ids_record_lineage_and_match_a_full_run() {
         queue(&full2),
         "delta and full run queue the same pairs"
     );
-    // The delta reuses the golden rows of unchanged clusters; the full run computes them all.
-    for k in ["persons", "enterprises"] {
-        let golden = |d: &Path| {
-            let b = yiku::state::read_parquet(&d.join(format!("golden_{k}.parquet")), None)
-                .expect("golden records");
-            arrow_select::concat::concat_batches(&b[0].schema(), &b).expect("one batch")
-        };
-        assert_eq!(golden(&n2), golden(&full2), "golden {k}");
+    // The night wrote its changes; the whole index exported from its store is the full
+    // run's, byte for byte.
+    let n2x = dir.join("n2-export");
+    let plan1 = yiku::Plan::from_file(&dir.join("night1/job.toml")).expect("plan");
+    yiku::export::export(&n2, &plan1, &n2x, plan1.compression).expect("export");
+    for f in [
+        "master_index.parquet",
+        "golden_persons.parquet",
+        "golden_enterprises.parquet",
+    ] {
+        assert!(
+            std::fs::read(n2x.join(f)).ok() == std::fs::read(full2.join(f)).ok(),
+            "{f} of the delta night's export differs from the full run's"
+        );
     }
+    // Its changes are the rows that differ from night 1, and every record sent tonight.
+    let changes = columns(
+        &n2.join("master_index_changes.parquet"),
+        &["kind", "source", "record_id", "master_id", "change"],
+    );
+    let (a, b) = (index(&n1), index(&full2));
+    let mut listed = BTreeSet::new();
+    let change_rows: Vec<Vec<String>> = (0..changes[0].len())
+        .map(|i| {
+            changes
+                .iter()
+                .map(|c| c[i].clone().unwrap_or_default())
+                .collect()
+        })
+        .collect();
+    for v in &change_rows {
+        let key = (v[0].clone(), v[1].clone(), v[2].clone());
+        match v[4].as_str() {
+            "removed" => assert!(a.contains_key(&key) && !b.contains_key(&key), "{key:?}"),
+            "added" => assert!(!a.contains_key(&key) && b.get(&key) == Some(&v[3])),
+            "updated" | "relinked" => assert_eq!(b.get(&key), Some(&v[3]), "{key:?}"),
+            other => panic!("change {other}"),
+        }
+        assert!(listed.insert(key), "a record listed twice");
+    }
+    for (r, id) in &b {
+        if a.get(r) != Some(id) {
+            assert!(listed.contains(r), "{r:?} changed but is not listed");
+        }
+    }
+    for r in a.keys().filter(|r| !b.contains_key(*r)) {
+        assert!(listed.contains(r), "{r:?} deleted but not listed");
+    }
+    let sent = d.added + d.changed;
+    let updated = (0..changes[0].len())
+        .filter(|&i| {
+            changes[0][i].as_deref() == Some("person")
+                && matches!(changes[4][i].as_deref(), Some("added" | "updated"))
+        })
+        .count() as u64;
+    assert_eq!(updated, sent, "every record sent tonight is listed");
     let f1 = |run: &Path| {
         yiku::report::evaluate_run(&dir.join("final/truth_persons.parquet"), run)
             .expect("eval")
@@ -255,23 +324,15 @@ fn three_nights_keep_ids_record_lineage_and_match_a_full_run() {
     // Night 3: one record of a multi-record person becomes a stranger (a split), and a
     // person's only record becomes a copy of another person's record (a merge).
     let plan = yiku::Plan::from_file(&dir.join("night1/job.toml")).expect("plan");
-    let table = yiku::state::read_standardised(&n2, yiku::config::EntityKind::Person, None)
+    let merged = yiku::store::KindStore::open(&n2, yiku::config::EntityKind::Person)
         .expect("read")
-        .expect("standardised persons");
-    let ids = columns(
-        &n2.join("master_index.parquet"),
-        &["kind", "master_id", "cluster_size"],
-    );
-    let person_rows: Vec<usize> = (0..ids[0].len())
-        .filter(|&i| ids[0][i].as_deref() == Some("person"))
-        .collect();
-    let size = |r: usize| {
-        ids[2][person_rows[r]]
-            .as_deref()
-            .and_then(|s| s.parse::<u32>().ok())
-            .unwrap_or(0)
-    };
-    let id_of = |r: usize| ids[1][person_rows[r]].clone().unwrap_or_default();
+        .expect("a person store")
+        .merged(&yiku::state::join)
+        .expect("merged");
+    let groups = merged.groups();
+    let table = &merged.table;
+    let size = |r: usize| groups.members(groups.cluster_of[r] as usize).len() as u32;
+    let id_of = |r: usize| merged.master_id.value(r).to_string();
     let valid = table.column("id_number_valid").expect("valid ids");
     // Split: a record (without a valid ID) of a cluster of three or more.
     let leaver = (0..table.len())

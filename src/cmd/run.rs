@@ -32,6 +32,10 @@ pub struct RunArgs {
     /// `--previous` index: only these records are compared, with the previous model.
     #[arg(long, requires = "previous")]
     pub delta: Option<PathBuf>,
+    /// With --delta: write the whole index too (master_index.parquet, golden records), not
+    /// only tonight's changes; costs what the index costs (`yiku export` does it later).
+    #[arg(long, requires = "delta")]
+    pub snapshot: bool,
 }
 
 pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<()> {
@@ -44,6 +48,7 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<()> {
         delta: args.delta.clone(),
         previous: args.previous.clone(),
         labels: args.labels.clone(),
+        snapshot: args.snapshot,
     };
     let summary =
         yiku::run(&plan, &opts).with_context(|| format!("running {}", args.job.display()))?;

@@ -82,8 +82,19 @@ pub fn score(
     comparators: &[Comparator],
     compared: &crate::compare::Compared,
 ) -> Result<Vec<RecordBatch>, crate::error::Error> {
+    score_with(model, comparators, compared, &Default::default())
+}
+
+/// [`score`], with the term frequencies of the fields in `counts` taken from there (a
+/// delta run's, over the whole index) instead of from the table.
+pub fn score_with(
+    model: &Model,
+    comparators: &[Comparator],
+    compared: &crate::compare::Compared,
+    counts: &std::collections::BTreeMap<String, tf::Counts>,
+) -> Result<Vec<RecordBatch>, crate::error::Error> {
     use rayon::prelude::*;
-    let weights = Weights::of(model, comparators);
+    let weights = Weights::of_with(model, comparators, counts);
     let schema = scored_schema(&compared.schema);
     compared
         .batches
@@ -121,6 +132,15 @@ pub struct Weights {
 
 impl Weights {
     pub fn of(model: &Model, comparators: &[Comparator]) -> Weights {
+        Weights::of_with(model, comparators, &Default::default())
+    }
+
+    /// [`Weights::of`], term frequencies of the fields in `counts` taken from there.
+    pub fn of_with(
+        model: &Model,
+        comparators: &[Comparator],
+        counts: &std::collections::BTreeMap<String, tf::Counts>,
+    ) -> Weights {
         let k = model.comparisons.len();
         let rules = model.blocking.len();
         let mut table = vec![0.0; rules * k * LEVEL_SLOTS];
@@ -136,9 +156,13 @@ impl Weights {
             .iter()
             .zip(comparators.iter())
             .map(|(cm, cmp)| {
-                cm.spec
-                    .term_frequency
-                    .then(|| tf::exact_weights(cmp.column(), |u| cm.tf_weight(Some(u))))
+                cm.spec.term_frequency.then(|| {
+                    tf::exact_weights_with(
+                        cmp.column(),
+                        |u| cm.tf_weight(Some(u)),
+                        counts.get(&cm.spec.field),
+                    )
+                })
             })
             .collect();
         Weights {

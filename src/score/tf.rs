@@ -75,25 +75,71 @@ impl TermFrequencies {
     }
 }
 
+/// The hash [`exact_weights`] tells values apart by.
+pub fn value_hash(value: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x7466).hash_one(value)
+}
+
+/// How often each value (by [`value_hash`]) occurs among a column's non-null values, and
+/// how many those are: over a whole index, for a table that holds only part of it (a delta
+/// run's).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts {
+    pub total: u64,
+    pub of: HashMap<u64, u64, foldhash::fast::FixedState>,
+}
+
+impl Counts {
+    /// The counts of a column's own values.
+    pub fn of_column(col: &StringArray) -> Counts {
+        use arrow_array::Array;
+        let mut c = Counts::default();
+        for i in 0..col.len() {
+            if col.is_valid(i) {
+                *c.of.entry(value_hash(col.value(i))).or_default() += 1;
+                c.total += 1;
+            }
+        }
+        c
+    }
+}
+
 /// For every record of `col`, `weight(u)` of its value's relative frequency `u` among the
 /// column's non-null values (the u of [`TermFrequencies`]), or 0 for a null. Values are told
 /// apart by a 64-bit hash, counted once: no string is copied.
 pub fn exact_weights(col: &StringArray, weight: impl Fn(f64) -> f64 + Sync) -> Vec<f64> {
+    exact_weights_with(col, weight, None)
+}
+
+/// [`exact_weights`], with the frequencies taken from `counts` (over a whole index) instead
+/// of the column itself when given.
+pub fn exact_weights_with(
+    col: &StringArray,
+    weight: impl Fn(f64) -> f64 + Sync,
+    counts: Option<&Counts>,
+) -> Vec<f64> {
     use arrow_array::Array;
     use rayon::prelude::*;
-    use std::hash::BuildHasher;
-    let hasher = foldhash::fast::FixedState::with_seed(0x7466);
     let keys: Vec<Option<u64>> = (0..col.len())
         .into_par_iter()
         .with_min_len(4096)
-        .map(|i| col.is_valid(i).then(|| hasher.hash_one(col.value(i))))
+        .map(|i| col.is_valid(i).then(|| value_hash(col.value(i))))
         .collect();
-    let mut counts: HashMap<u64, u64, foldhash::fast::FixedState> = HashMap::default();
-    let mut total = 0u64;
-    for k in keys.iter().flatten() {
-        *counts.entry(*k).or_default() += 1;
-        total += 1;
-    }
+    let own;
+    let (counts, total) = match counts {
+        Some(c) => (&c.of, c.total),
+        None => {
+            let mut of: HashMap<u64, u64, foldhash::fast::FixedState> = HashMap::default();
+            let mut total = 0u64;
+            for k in keys.iter().flatten() {
+                *of.entry(*k).or_default() += 1;
+                total += 1;
+            }
+            own = of;
+            (&own, total)
+        }
+    };
     keys.par_iter()
         .with_min_len(4096)
         .map(|k| match k.and_then(|k| counts.get(&k)) {
