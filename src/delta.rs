@@ -94,10 +94,15 @@ pub struct Prepared {
     pub counts: BTreeMap<String, Counts>,
     /// Per term-frequency field of the store, tonight's net change: (value hash, change).
     pub tf_delta: Vec<Vec<(u64, i64)>>,
-    /// The components of the index the table replaces: (segment, component), sorted.
-    pub tombstones: Vec<(u32, u32)>,
+    /// Per record of the table: its component in the index, (segment, component) (a record
+    /// sent tonight: that of the record it replaces).
+    old_component: Vec<Option<(u32, u32)>>,
+    /// Components of the index that lost a record tonight (replaced or deleted).
+    dropped_components: HashSet<(u32, u32), Fast>,
     /// Stored rows replaced or deleted tonight.
     dropped: HashSet<Loc, Fast>,
+    /// `focus`, kept here once the stages have taken it.
+    tonight: Vec<bool>,
     pub stats: DeltaStats,
     pub unapplied: Unapplied,
 }
@@ -114,6 +119,40 @@ pub enum Status {
 }
 
 impl Prepared {
+    /// What tonight's layer holds, given each record's component after tonight
+    /// (`components`, see [`crate::cluster::Clusters::components`]): the records of every
+    /// component with a record of tonight or of a component of the index that lost one
+    /// (the others are exactly as the index has them: they stay where they are), and the
+    /// components of the index it replaces, sorted.
+    pub fn layer(&self, components: &[u32]) -> (Vec<bool>, Vec<(u32, u32)>) {
+        let changed: HashSet<u32, Fast> = (0..self.focus_len())
+            .filter(|&i| {
+                self.is_focus(i)
+                    || self.old_component[i].is_some_and(|c| self.dropped_components.contains(&c))
+            })
+            .filter_map(|i| components.get(i).copied())
+            .collect();
+        let keep: Vec<bool> = components.iter().map(|c| changed.contains(c)).collect();
+        let mut tombstones: Vec<(u32, u32)> = keep
+            .iter()
+            .zip(&self.old_component)
+            .filter(|(k, _)| **k)
+            .filter_map(|(_, c)| *c)
+            .chain(self.dropped_components.iter().copied())
+            .collect();
+        tombstones.sort_unstable();
+        tombstones.dedup();
+        (keep, tombstones)
+    }
+
+    fn focus_len(&self) -> usize {
+        self.old_component.len()
+    }
+
+    fn is_focus(&self, i: usize) -> bool {
+        self.tonight.get(i).copied().unwrap_or(false)
+    }
+
     /// Where the record `source`:`record_id` stands after tonight; `table` is
     /// [`Prepared::table`] (the stages take it over).
     pub fn status(
@@ -420,6 +459,16 @@ pub fn prepare(
         }
     }
     let focus: Vec<bool> = rows.iter().map(|r| matches!(r, Row::Tonight(_))).collect();
+    let tonight = focus.clone();
+    let old_component: Vec<Option<(u32, u32)>> = rows
+        .iter()
+        .map(|r| match *r {
+            Row::Stored(l) => Some(store.component(l)),
+            Row::Tonight(j) => replaced[j].map(|l| store.component(l)),
+        })
+        .collect();
+    let dropped_components: HashSet<(u32, u32), Fast> =
+        dropped.iter().map(|&l| store.component(l)).collect();
 
     // Links among the stored members that still hold.
     let at: HashMap<Loc, u32, Fast> = rows
@@ -575,8 +624,10 @@ pub fn prepare(
         sizes,
         counts,
         tf_delta,
-        tombstones: components,
+        old_component,
+        dropped_components,
         dropped,
+        tonight,
         stats,
         unapplied,
     })

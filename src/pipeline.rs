@@ -629,23 +629,31 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 }
                 match (&prepared, &kstore, delta_from) {
                     (Some(a), Some(ks), Some(prev)) => {
+                        let (keep, tombstones) = a.layer(clusters.components());
+                        let (t, ids, comps, l) = store::subset(
+                            &table,
+                            &mi.master_id,
+                            clusters.components(),
+                            &links,
+                            &keep,
+                        )?;
                         let layer = store::write_segment(
                             out.dir(),
                             kp.kind,
                             &run_id,
                             &kp.blocking,
                             store::Parts {
-                                table: &table,
-                                master_id: &mi.master_id,
-                                components: clusters.components(),
-                                links: &links,
+                                table: &t,
+                                master_id: &ids,
+                                components: &comps,
+                                links: &l,
                                 tf: a.tf_delta.clone(),
-                                tombstones: &a.tombstones,
+                                tombstones: &tombstones,
                             },
                             None,
                         )?;
                         store::carry(prev, out.dir(), kp.kind, &ks.entry)?;
-                        Ok(store::after_layer(ks, &a.tombstones, layer))
+                        Ok(store::after_layer(ks, &tombstones, layer))
                     }
                     _ => {
                         let base = store::write_segment(
@@ -724,7 +732,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     let due: Vec<String> = stored
         .kinds
         .iter()
-        .filter(|(_, e)| delta_from.is_some() && e.due_for_compaction())
+        .filter(|(_, e)| delta_from.is_some() && e.due_for_compaction(plan.compact_after))
         .map(|(k, _)| k.clone())
         .collect();
     for k in &due {

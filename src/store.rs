@@ -24,8 +24,8 @@
 //!
 //! Everything is mapped, never decoded: a delta run reads the pages it looks at (binary
 //! searches on record ids and key hashes), so its cost follows the delta. When the layers hold
-//! more than [`COMPACT_SHARE`] of the base's rows, the delta run writes a new base instead
-//! ([`compact`]), which costs a full night's write once every so many nights.
+//! more than a share of the base's rows (the job's `compact_after`), the delta run writes a
+//! new base instead ([`compact`]), which costs a full night's write once every so many nights.
 //!
 //! The files are read only by this module, through accessors that check every offset they
 //! follow (they are not validated as they are mapped: that would
@@ -55,9 +55,6 @@ pub const DIR: &str = "store";
 const MANIFEST: &str = "manifest.json";
 const FORMAT: u32 = 1;
 const FILES: [&str; 6] = ["records", "index", "links", "keys", "tf", "tombstones"];
-/// A delta run compacts the store (writes a new base) when its layers hold more rows than this
-/// share of the base's.
-pub const COMPACT_SHARE: f64 = 0.10;
 
 type Fast = foldhash::fast::FixedState;
 
@@ -92,10 +89,10 @@ impl KindEntry {
         self.segments.iter().skip(1).map(|s| s.rows).sum()
     }
 
-    /// Whether the layers have grown past [`COMPACT_SHARE`] of the base.
-    pub fn due_for_compaction(&self) -> bool {
+    /// Whether the layers have grown past `share` of the base.
+    pub fn due_for_compaction(&self, share: f64) -> bool {
         let base = self.segments.first().map_or(0, |s| s.rows);
-        self.layered() as f64 > COMPACT_SHARE * base as f64
+        self.layered() as f64 > share * base as f64
     }
 }
 
@@ -847,6 +844,90 @@ impl Merged {
             .collect();
         crate::cluster::Groups::of(&label)
     }
+}
+
+/// The rows of a table (with their master ids, components and links) that `keep` marks, in
+/// order: what a delta night's layer holds of its table.
+pub fn subset(
+    table: &StdTable,
+    master_id: &StringArray,
+    components: &[u32],
+    links: &Links,
+    keep: &[bool],
+) -> Result<(StdTable, StringArray, Vec<u32>, Links)> {
+    let mask: arrow_array::BooleanArray = keep.iter().map(|&k| Some(k)).collect();
+    let err = |e: arrow_schema::ArrowError| Error::Data {
+        stage: "store",
+        message: e.to_string(),
+    };
+    let filter = |a: &StringArray| -> Result<StringArray> {
+        let f = arrow_select::filter::filter(a, &mask).map_err(err)?;
+        f.as_any()
+            .downcast_ref::<StringArray>()
+            .cloned()
+            .ok_or_else(|| Error::Data {
+                stage: "store",
+                message: "internal: a filtered column is not text".into(),
+            })
+    };
+    let mut at = vec![u32::MAX; keep.len()];
+    let mut next = 0u32;
+    for (i, &k) in keep.iter().enumerate() {
+        if k {
+            at[i] = next;
+            next += 1;
+        }
+    }
+    let kept = |v: u32| at.get(v as usize).copied().filter(|&x| x != u32::MAX);
+    let pick = |a: &[u32]| -> Vec<u32> {
+        a.iter()
+            .zip(keep)
+            .filter(|(_, k)| **k)
+            .map(|(&v, _)| v)
+            .collect()
+    };
+    let map = |m: &BTreeMap<String, StringArray>| -> Result<BTreeMap<String, StringArray>> {
+        m.iter().map(|(k, a)| Ok((k.clone(), filter(a)?))).collect()
+    };
+    let t = StdTable {
+        kind: table.kind,
+        sources: table.sources.clone(),
+        source: table
+            .source
+            .iter()
+            .zip(keep)
+            .filter(|(_, k)| **k)
+            .map(|(&s, _)| s)
+            .collect(),
+        record_id: filter(&table.record_id)?,
+        columns: map(&table.columns)?,
+        raw: map(&table.raw)?,
+        stats: Default::default(),
+    };
+    let links = Links {
+        edges: links
+            .edges
+            .iter()
+            .filter_map(|e| {
+                Some(Edge {
+                    left: kept(e.left)?,
+                    right: kept(e.right)?,
+                    weight: e.weight,
+                })
+            })
+            .collect(),
+        cannot_link: links
+            .cannot_link
+            .iter()
+            .filter_map(|&(l, r)| Some((kept(l)?, kept(r)?)))
+            .collect(),
+    };
+    // Components are named by a record of theirs: renamed to rows of the subset.
+    let comps: Vec<u32> = pick(components)
+        .into_iter()
+        .map(|c| kept(c).unwrap_or(c))
+        .collect();
+    Ok((t, filter(master_id)?, comps, links))
 }
 
 /// What a segment is written from.
