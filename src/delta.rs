@@ -632,3 +632,204 @@ pub fn prepare(
         unapplied,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EntityKind;
+    use crate::store::{KindEntry, Manifest, Parts};
+
+    fn table(rows: &[(&str, &str, &str)]) -> StdTable {
+        let mut sources: Vec<String> = rows.iter().map(|r| r.0.to_string()).collect();
+        sources.sort();
+        sources.dedup();
+        StdTable {
+            kind: EntityKind::Person,
+            source: rows
+                .iter()
+                .map(|r| sources.iter().position(|s| s == r.0).unwrap_or(0) as u16)
+                .collect(),
+            sources,
+            record_id: rows.iter().map(|r| Some(r.1)).collect(),
+            columns: [("name".to_string(), rows.iter().map(|r| Some(r.2)).collect())]
+                .into_iter()
+                .collect(),
+            raw: Default::default(),
+            stats: Default::default(),
+        }
+    }
+
+    /// A person plan blocking and counting term frequencies on `name` only.
+    fn plan() -> crate::config::KindPlan {
+        let mut p = crate::config::presets::preset(EntityKind::Person).expect("preset");
+        p.blocking = vec![vec!["name".to_string()]];
+        p.comparisons.retain(|c| c.field == "name");
+        for c in &mut p.comparisons {
+            c.term_frequency = true;
+        }
+        p.max_block_size = 2;
+        p
+    }
+
+    /// A base of a:1 and a:2 (张三, linked, P1), b:1 (李四, P2) and c:1..c:3 (赵六, P3..P5:
+    /// a block of three, over the plan's cap of two).
+    fn base(dir: &std::path::Path) -> KindStore {
+        let _ = std::fs::remove_dir_all(dir);
+        let t = table(&[
+            ("a", "1", "张三"),
+            ("a", "2", "张三"),
+            ("b", "1", "李四"),
+            ("c", "1", "赵六"),
+            ("c", "2", "赵六"),
+            ("c", "3", "赵六"),
+        ]);
+        let ids: StringArray = ["P1", "P1", "P2", "P3", "P4", "P5"]
+            .iter()
+            .map(|s| Some(*s))
+            .collect();
+        let links = Links {
+            edges: vec![Edge {
+                left: 0,
+                right: 1,
+                weight: 9.0,
+            }],
+            cannot_link: vec![],
+        };
+        let p = plan();
+        let fields = crate::store::tf_fields(&p);
+        let seg = crate::store::write_segment(
+            dir,
+            EntityKind::Person,
+            "R000001",
+            &p.blocking,
+            Parts {
+                table: &t,
+                master_id: &ids,
+                components: &[0, 0, 2, 3, 4, 5],
+                links: &links,
+                tf: crate::store::tf_lists(&t, &fields),
+                tombstones: &[],
+            },
+            None,
+        )
+        .expect("base");
+        let mut m = Manifest::new("R000001");
+        m.kinds.insert(
+            "person".into(),
+            KindEntry {
+                rules: p.blocking.clone(),
+                term_frequency: fields,
+                segments: vec![seg],
+            },
+        );
+        m.write(dir).expect("manifest");
+        KindStore::open(dir, EntityKind::Person)
+            .expect("open")
+            .expect("store")
+    }
+
+    fn del(source: &str, id: &str, row: u64) -> Deletion {
+        Deletion {
+            kind: EntityKind::Person,
+            source: source.into(),
+            record_id: id.into(),
+            row,
+        }
+    }
+
+    #[test]
+    fn tonight_touches_whole_components_in_full_load_order() {
+        let dir = std::env::temp_dir().join(format!("yiku-delta-a-{}", std::process::id()));
+        let store = base(&dir);
+        // a:2 renamed 李四 (changed), a:3 王五 (new); b:1 deleted; b:9 is not there.
+        let changes = table(&[("a", "2", "李四"), ("a", "3", "王五")]);
+        let p = prepare(
+            &store,
+            1,
+            changes,
+            &[del("b", "9", 1), del("b", "1", 2)],
+            &[],
+            &plan(),
+            &crate::state::join,
+        )
+        .expect("prepared");
+        let ids: Vec<&str> = p.table.record_id.iter().flatten().collect();
+        // a:1 joins as the rest of a:2's component; b:1's component is gone with it.
+        assert_eq!(ids, ["1", "2", "3"]);
+        assert_eq!(p.focus, [false, true, true]);
+        assert_eq!(p.table.columns["name"].value(1), "李四");
+        assert!(p.links.edges.is_empty(), "a:1 ~ a:2 went with the old a:2");
+        assert_eq!(p.stats.links_dropped, 1);
+        let s = &p.stats;
+        assert_eq!(
+            (s.added, s.changed, s.deleted, s.deletions_not_found),
+            (1, 1, 1, 1)
+        );
+        assert_eq!(p.old_id, [Some("P1".into()), Some("P1".into()), None]);
+        assert_eq!(p.old_size, [2, 2, 0]);
+        assert_eq!(p.removed, [("b".into(), "1".into(), "P2".into())]);
+        // Term frequencies over the index after tonight: 张三 once, 李四 once (b:1 went,
+        // a:2 came), 王五 once, of six names (赵六 three times).
+        let c = &p.counts["name"];
+        let of = |v: &str| c.of.get(&crate::score::tf::value_hash(v)).copied();
+        assert_eq!(
+            (of("张三"), of("李四"), of("王五"), c.total),
+            (Some(1), Some(1), Some(1), 6)
+        );
+        // Every record is in a changed component: all go to the layer, replacing both
+        // components of the base they came from.
+        let (keep, tombstones) = p.layer(&[0, 1, 2]);
+        assert_eq!(keep, [true, true, true]);
+        assert_eq!(tombstones.len(), 2);
+        assert_eq!(
+            p.status(&p.table, &store, "b", "1"),
+            Status::Gone,
+            "deleted tonight"
+        );
+        assert_eq!(p.status(&p.table, &store, "c", "1"), Status::Untouched);
+        assert_eq!(p.status(&p.table, &store, "a", "3"), Status::InTable(2));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn block_mates_join_and_oversized_blocks_are_only_counted() {
+        let dir = std::env::temp_dir().join(format!("yiku-delta-b-{}", std::process::id()));
+        let store = base(&dir);
+        // d:1 张三 meets a:1 and a:2 (a block of three: over the cap of two, only counted);
+        // d:2 李四 meets b:1 (a block of two: expanded).
+        let changes = table(&[("d", "1", "张三"), ("d", "2", "李四")]);
+        let p =
+            prepare(&store, 1, changes, &[], &[], &plan(), &crate::state::join).expect("prepared");
+        let ids: Vec<String> = (0..p.table.len())
+            .map(|i| {
+                format!(
+                    "{}:{}",
+                    p.table.sources[p.table.source[i] as usize],
+                    p.table.record_id.value(i)
+                )
+            })
+            .collect();
+        assert_eq!(ids, ["b:1", "d:1", "d:2"]);
+        let h = crate::block::key_hash(std::iter::once(Some("张三".as_bytes())));
+        assert_eq!(p.sizes[0].get(&h), Some(&3));
+        // b:1 did not change: if nothing links it tonight, its component stays where it is.
+        let (keep, tombstones) = p.layer(&[0, 1, 2]);
+        assert_eq!(keep, [false, true, true]);
+        assert!(tombstones.is_empty());
+        // A job blocking otherwise is refused.
+        let mut other = plan();
+        other.blocking = vec![vec!["phone".to_string()]];
+        let err = prepare(
+            &store,
+            1,
+            table(&[("d", "1", "x")]),
+            &[],
+            &[],
+            &other,
+            &crate::state::join,
+        )
+        .expect_err("other rules");
+        assert!(err.to_string().contains("full night"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -10,6 +10,13 @@
 //! [`ReportOptions::show_pii`] is set. Cost from the files: one streaming pass over
 //! `master_index.parquet` and two over `pairs.parquet` (a few columns each), the standardised
 //! records' validity bits; the page holds samples and capped tables only.
+//!
+//! A delta night's folder holds its changes, not the whole index, and so does its page: the
+//! index figures come from the rows of `master_index_changes.parquet` that are not `removed`
+//! (grouped by master id, as the rows of `master_index.parquet` are), data quality from the
+//! records sent that night, the values of the explained pairs from the persistent index
+//! (`store/`, looked up by record), and the page says so at the top. Its cost follows the
+//! delta, except with a truth file (the whole index is read for the true pairs).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -25,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::mask::mask;
 use crate::score::explain::{self, StoredPair, Waterfall};
 use crate::score::model::{Model, ModelFile};
+use crate::score::tf::{Counts, TermFrequencies, value_hash};
 use crate::score::weight_of_probability;
 
 /// How the report is written.
@@ -120,11 +128,17 @@ fn render_with(out_dir: &Path, opts: &ReportOptions, facts: Option<RunFacts>) ->
         Some(t) => Some(truth_curves(t, out_dir, &models)?),
         None => None,
     };
+    // A delta night's page describes the night's changes (see the module's notes).
+    let night = run["delta"].is_string();
     let mut p = Page {
         html: String::with_capacity(256 * 1024),
         show_pii: opts.show_pii,
+        night,
     };
     p.head(&run);
+    if night {
+        p.night(&run, &index);
+    }
     p.summary(&run, &quarantine);
     p.one_database(&kinds);
     p.quality(&run, &kinds, &quarantine);
@@ -161,17 +175,33 @@ type Facts = (
 );
 
 fn read_facts(out_dir: &Path, models: &ModelFile) -> Result<Facts> {
+    // A delta night's folder: its changes stand in for the master index.
+    let changes = read_changes(out_dir)?;
+    let no_rows = Vec::new();
     // The master index on one side; the pairs, then the records they explain, on the other.
     let (index, pairs_std) = rayon::join(
-        || read_index(out_dir),
+        || match &changes {
+            Some(c) => Ok(c
+                .iter()
+                .map(|(k, rows)| (k.clone(), index_of_changes(&borrowed(rows))))
+                .collect()),
+            None => read_index(out_dir),
+        },
         || -> Result<_> {
             let pairs = read_pairs(out_dir, models)?;
+            let empty = KindPairs::default();
             let std = models
                 .models
                 .iter()
-                .map(|model| match pairs.get(model.kind.as_str()) {
-                    Some(pk) => standardised(out_dir, model, pk),
-                    None => standardised(out_dir, model, &KindPairs::default()),
+                .map(|model| {
+                    let pk = pairs.get(model.kind.as_str()).unwrap_or(&empty);
+                    match &changes {
+                        Some(c) => {
+                            let rows = c.get(model.kind.as_str()).unwrap_or(&no_rows);
+                            standardised_of_night(out_dir, model, pk, rows)
+                        }
+                        None => standardised(out_dir, model, pk),
+                    }
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok((pairs, std))
@@ -194,13 +224,19 @@ type Fast = foldhash::fast::FixedState;
 
 /// What the report needs from a run's large files (master index, pairs, standardised
 /// records), gathered by the run from memory as each kind finishes
-/// ([`RunFacts::add_pairs`], [`RunFacts::add_index`]): its report then reads none of them back. `yiku report` reads
+/// ([`RunFacts::add_pairs`], then [`RunFacts::add_index`], or on a delta night
+/// [`RunFacts::add_changes`]): its report then reads none of them back. `yiku report` reads
 /// the files instead; both give the same page.
 #[derive(Default)]
 pub struct RunFacts {
     index: BTreeMap<String, KindIndex>,
     pairs: BTreeMap<String, KindPairs>,
     std: BTreeMap<String, Standardised>,
+    /// The models [`RunFacts::add_pairs`] was given, by kind: a delta night's
+    /// [`RunFacts::add_changes`] explains the sampled pairs again with them.
+    models: BTreeMap<String, Model>,
+    /// The run's output folder (named in messages).
+    out_dir: PathBuf,
 }
 
 impl RunFacts {
@@ -241,45 +277,259 @@ impl RunFacts {
             |rows, _| fetch(rows),
         )?;
         let pk = pk.remove(k).unwrap_or_default();
-        let (_, want) = report_columns(model);
-        let cols = Cols::Text(
-            want.iter()
-                .filter_map(|n| Some((n.clone(), table.columns.get(n)?.clone())))
-                .collect(),
-        );
-        // Sources as the state file gives them back: those with records, in order of first
-        // appearance.
-        let mut code = vec![u16::MAX; table.sources.len()];
-        let mut sources = Vec::new();
-        let source = table
-            .source
-            .iter()
-            .map(|&s| {
-                let c = &mut code[usize::from(s)];
-                if *c == u16::MAX {
-                    *c = sources.len() as u16;
-                    sources.push(table.sources[usize::from(s)].clone());
-                }
-                *c
-            })
-            .collect();
-        let records = crate::standardise::StdTable {
-            kind: table.kind,
-            sources,
-            source,
-            record_id: table.record_id.clone(),
-            columns: Default::default(),
-            raw: Default::default(),
-            stats: Default::default(),
-        };
         let path = crate::state::standardised_path(out_dir, model.kind);
-        let std = standardised_from(model, &pk, &records, &cols, &path)?;
+        let std = standardised_of_table(model, &pk, table, None, None, &path)?;
         self.std.insert(k.to_string(), std);
+        self.models.insert(k.to_string(), model.clone());
+        self.out_dir = out_dir.to_path_buf();
         if !pk.weights.is_empty() {
             self.pairs.insert(k.to_string(), pk);
         }
         Ok(())
     }
+
+    /// One kind's changes on a delta night, in place of [`RunFacts::add_index`]: the index
+    /// figures of the rows `master_index_changes.parquet` gets (those not `removed`, grouped
+    /// by master id), and, after [`RunFacts::add_pairs`] with the same table, the data
+    /// quality of the records sent tonight and the sampled pairs explained with `counts`,
+    /// the term frequencies over the whole index the night scored its pairs with
+    /// ([`crate::delta::Prepared::counts`]): what `yiku report` reads back from the folder.
+    pub fn add_changes(
+        &mut self,
+        changes: &crate::output::Changes,
+        counts: &BTreeMap<String, Counts>,
+    ) -> Result<()> {
+        let t = changes.table;
+        let k = t.kind.as_str();
+        let rows = change_rows(changes);
+        if !rows.is_empty() {
+            self.index.insert(k.to_string(), index_of_changes(&rows));
+        }
+        let Some(model) = self.models.get(k) else {
+            return Ok(());
+        };
+        let empty = KindPairs::default();
+        let pk = self.pairs.get(k).unwrap_or(&empty);
+        let tonight: Vec<bool> = (0..t.len())
+            .map(|i| changes.focus.get(i).copied().unwrap_or(false))
+            .collect();
+        let path = self.out_dir.join(crate::store::DIR);
+        let std = standardised_of_table(model, pk, t, Some(&tonight), Some(counts), &path)?;
+        self.std.insert(k.to_string(), std);
+        Ok(())
+    }
+}
+
+/// [`Standardised`] from a kind's records in memory (`quality`, `counts`: see
+/// [`standardised_from`]).
+fn standardised_of_table(
+    model: &Model,
+    pk: &KindPairs,
+    table: &crate::standardise::StdTable,
+    quality: Option<&[bool]>,
+    counts: Option<&BTreeMap<String, Counts>>,
+    path: &Path,
+) -> Result<Standardised> {
+    let (_, want) = report_columns(model);
+    let cols = Cols::Text(
+        want.iter()
+            .filter_map(|n| Some((n.clone(), table.columns.get(n)?.clone())))
+            .collect(),
+    );
+    // Sources as the state file gives them back: those with records, in order of first
+    // appearance.
+    let mut code = vec![u16::MAX; table.sources.len()];
+    let mut sources = Vec::new();
+    let source = table
+        .source
+        .iter()
+        .map(|&s| {
+            let c = &mut code[usize::from(s)];
+            if *c == u16::MAX {
+                *c = sources.len() as u16;
+                sources.push(table.sources[usize::from(s)].clone());
+            }
+            *c
+        })
+        .collect();
+    let records = crate::standardise::StdTable {
+        kind: table.kind,
+        sources,
+        source,
+        record_id: table.record_id.clone(),
+        columns: Default::default(),
+        raw: Default::default(),
+        stats: Default::default(),
+    };
+    standardised_from(model, pk, &records, &cols, path, quality, counts)
+}
+
+/// What a row of `master_index_changes.parquet` says happened to its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// New tonight.
+    Added,
+    /// Sent again tonight.
+    Updated,
+    /// Not sent, but its master id or its cluster's size changed.
+    Relinked,
+    /// Deleted tonight (the row has the master id it carried).
+    Removed,
+}
+
+impl Change {
+    const ALL: [Change; 4] = [
+        Change::Added,
+        Change::Updated,
+        Change::Relinked,
+        Change::Removed,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Change::Added => "added",
+            Change::Updated => "updated",
+            Change::Relinked => "relinked",
+            Change::Removed => "removed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Change> {
+        Change::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// The record was sent tonight.
+    fn sent(self) -> bool {
+        matches!(self, Change::Added | Change::Updated)
+    }
+}
+
+/// A row of `master_index_changes.parquet` of one kind: source, record id, master id, change.
+type ChangeRow = (String, String, String, Change);
+/// The same, borrowed.
+type ChangeRef<'a> = (&'a str, &'a str, &'a str, Change);
+
+fn borrowed(rows: &[ChangeRow]) -> Vec<ChangeRef<'_>> {
+    rows.iter()
+        .map(|(s, r, m, c)| (s.as_str(), r.as_str(), m.as_str(), *c))
+        .collect()
+}
+
+/// The rows a delta night writes to `master_index_changes.parquet` for one kind, in its
+/// order: those of [`crate::output::RunFiles::write_master_changes`], which this follows.
+fn change_rows<'a>(c: &'a crate::output::Changes) -> Vec<ChangeRef<'a>> {
+    let t = c.table;
+    let mut rows: Vec<ChangeRef<'a>> = Vec::new();
+    for i in 0..t.len() {
+        let change = match (c.focus.get(i).copied().unwrap_or(false), &c.old_id[i]) {
+            (true, None) => Change::Added,
+            (true, Some(_)) => Change::Updated,
+            (false, _) if c.row_changed(i) => Change::Relinked,
+            _ => continue,
+        };
+        rows.push((
+            t.sources[usize::from(t.source[i])].as_str(),
+            t.record_id.value(i),
+            c.master_id.value(i),
+            change,
+        ));
+    }
+    rows.extend(
+        c.removed
+            .iter()
+            .map(|(s, r, id)| (s.as_str(), r.as_str(), id.as_str(), Change::Removed)),
+    );
+    rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    rows
+}
+
+/// A delta night's `master_index_changes.parquet`, per kind in file order; `Ok(None)` when
+/// the folder has none (a full run's).
+fn read_changes(out_dir: &Path) -> Result<Option<BTreeMap<String, Vec<ChangeRow>>>> {
+    let path = out_dir.join(crate::output::MASTER_CHANGES);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let mut out: BTreeMap<String, Vec<ChangeRow>> = BTreeMap::new();
+    let cols = ["kind", "source", "record_id", "master_id", "change"];
+    for b in crate::state::read_parquet(&path, Some(&cols))? {
+        let (kind, src, rid, mid, change) = (
+            str_col(&b, "kind", &path)?,
+            str_col(&b, "source", &path)?,
+            str_col(&b, "record_id", &path)?,
+            str_col(&b, "master_id", &path)?,
+            str_col(&b, "change", &path)?,
+        );
+        for i in 0..b.num_rows() {
+            let c = Change::parse(change.value(i)).ok_or_else(|| Error::Schema {
+                path: path.clone(),
+                column: "change".into(),
+                message: format!(
+                    "`{}` in row {i} of a batch: not added, updated, relinked or removed",
+                    change.value(i)
+                ),
+            })?;
+            out.entry(kind.value(i).to_string()).or_default().push((
+                src.value(i).to_string(),
+                rid.value(i).to_string(),
+                mid.value(i).to_string(),
+                c,
+            ));
+        }
+    }
+    Ok(Some(out))
+}
+
+/// [`KindIndex`] of a delta night's changes of one kind (rows as in
+/// `master_index_changes.parquet`): the rows not `removed`, grouped by master id, as
+/// [`read_index`] groups a whole index; and how many rows of each change.
+fn index_of_changes(rows: &[ChangeRef]) -> KindIndex {
+    let mut ix = KindIndex::default();
+    let mut changes = [0u64; 4];
+    // Per master id: its departments, records and first members, in order of first row.
+    let mut entity: HashMap<&str, usize, Fast> = HashMap::default();
+    let mut per: Vec<(&str, u64, u64, Members)> = Vec::new();
+    for &(s, r, m, c) in rows {
+        changes[c as usize] += 1;
+        if c == Change::Removed {
+            continue;
+        }
+        let si = match ix.sources.iter().position(|x| x == s) {
+            Some(si) => si,
+            None => {
+                ix.sources.push(s.to_string());
+                ix.records.push(0);
+                ix.sources.len() - 1
+            }
+        };
+        ix.records[si] += 1;
+        let e = *entity.entry(m).or_insert_with(|| {
+            per.push((m, 0, 0, Vec::new()));
+            per.len() - 1
+        });
+        let (_, mask, size, members) = &mut per[e];
+        if si < 64 {
+            *mask |= 1 << si;
+        }
+        *size += 1;
+        if members.len() < MEMBERS {
+            members.push((s.to_string(), r.to_string()));
+        }
+    }
+    ix.changes = Some(changes);
+    let mut by_set: HashMap<u64, u64, Fast> = HashMap::default();
+    let mut sizes: BTreeMap<u64, u64> = BTreeMap::new();
+    for &(_, mask, size, _) in &per {
+        *sizes.entry(size).or_default() += 1;
+        *by_set.entry(mask).or_default() += 1;
+    }
+    let floor = tally(&mut ix, sizes, &by_set);
+    ix.largest = largest(
+        per.into_iter()
+            .map(|(m, _, size, members)| (m.to_string(), size, members)),
+        floor,
+    );
+    ix
 }
 
 /// [`KindIndex`] from a kind's records in memory: what [`read_index`] finds in the file.
@@ -354,8 +604,8 @@ fn index_of_run(
     ix
 }
 
-/// What the master index says about one kind.
-#[derive(Default)]
+/// What the master index (a delta night: its changes) says about one kind.
+#[derive(Default, Debug, PartialEq)]
 struct KindIndex {
     sources: Vec<String>,
     records: Vec<u64>,
@@ -370,6 +620,9 @@ struct KindIndex {
     clusters: u64,
     /// The largest clusters: master id, size, members (source, record id).
     largest: Vec<Largest>,
+    /// A delta night's: rows of `master_index_changes.parquet` per [`Change`], in
+    /// [`Change::ALL`] order (`None`: a whole index).
+    changes: Option<[u64; 4]>,
 }
 
 fn str_col<'a>(b: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a StringArray> {
@@ -923,16 +1176,157 @@ fn standardised(out_dir: &Path, model: &Model, pk: &KindPairs) -> Result<Option<
         return Ok(None);
     };
     let path = crate::state::standardised_path(out_dir, model.kind);
-    standardised_from(model, pk, &table, &Cols::Bytes(bytes), &path).map(Some)
+    standardised_from(model, pk, &table, &Cols::Bytes(bytes), &path, None, None).map(Some)
+}
+
+/// [`Standardised`] of a delta night's folder, from its persistent index (`store/`): the
+/// records sent tonight (`rows`: the kind's rows of `master_index_changes.parquet`) for the
+/// data quality, and the sampled pairs' records, each looked up by record; the term
+/// frequencies are the store's counts over the whole index, as the night scored with.
+/// `None` when the folder has no store of the kind.
+fn standardised_of_night(
+    out_dir: &Path,
+    model: &Model,
+    pk: &KindPairs,
+    rows: &[ChangeRow],
+) -> Result<Option<Standardised>> {
+    let Some(store) = crate::store::KindStore::open(out_dir, model.kind)? else {
+        return Ok(None);
+    };
+    let path = out_dir.join(crate::store::DIR);
+    // Tonight's records (counted for the data quality) and the sampled pairs' records, in
+    // (source, record id) order as a table of the index has them: a pair's left record is
+    // the one that comes first.
+    let mut keys: Vec<((&str, &str), bool)> = rows
+        .iter()
+        .filter(|r| r.3.sent())
+        .map(|r| ((r.0.as_str(), r.1.as_str()), true))
+        .collect();
+    let pair_keys: Vec<(&str, &str)> = pk
+        .above
+        .iter()
+        .chain(&pk.below)
+        .flat_map(|p| {
+            [
+                (p.left.0.as_str(), p.left.1.as_str()),
+                (p.right.0.as_str(), p.right.1.as_str()),
+            ]
+        })
+        .collect();
+    keys.extend(pair_keys.iter().map(|&k| (k, false)));
+    // A record both sent tonight and in a pair is counted (`true` sorts last).
+    keys.sort_unstable();
+    keys.dedup_by(|b, a| {
+        let same = a.0 == b.0;
+        a.1 |= same && b.1;
+        same
+    });
+    let (keys, quality): (Vec<(&str, &str)>, Vec<bool>) = keys.into_iter().unzip();
+    let mut locs = Vec::with_capacity(keys.len());
+    for &(s, r) in &keys {
+        let at = store.find(s, r).ok_or_else(|| Error::Read {
+            path: path.clone(),
+            message: format!(
+                "{s}:{r}, named by {} or pairs.parquet, is not in the index",
+                crate::output::MASTER_CHANGES
+            ),
+        })?;
+        locs.push(at);
+    }
+    let mut sources: Vec<String> = keys.iter().map(|k| k.0.to_string()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    let records = crate::standardise::StdTable {
+        kind: model.kind,
+        source: keys
+            .iter()
+            .map(|k| {
+                sources
+                    .binary_search_by(|x| x.as_str().cmp(k.0))
+                    .unwrap_or(0) as u16
+            })
+            .collect(),
+        sources,
+        record_id: keys.iter().map(|k| Some(k.1)).collect(),
+        columns: Default::default(),
+        raw: Default::default(),
+        stats: Default::default(),
+    };
+    let (_, want) = report_columns(model);
+    let have = store.columns();
+    let cols = Cols::Text(
+        want.iter()
+            .filter(|n| have.contains(n))
+            .map(|n| Ok((n.clone(), store.gather(n, &locs)?)))
+            .collect::<Result<_>>()?,
+    );
+    // The store's counts of the sampled pairs' values.
+    let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
+    for c in model.comparisons.iter().filter(|c| c.spec.term_frequency) {
+        let field = &c.spec.field;
+        let Some(fi) = store.entry.term_frequency.iter().position(|f| f == field) else {
+            continue;
+        };
+        let mut of: HashMap<u64, u64, Fast> = HashMap::default();
+        for &(s, r) in &pair_keys {
+            let value = store
+                .find(s, r)
+                .and_then(|l| store.value(l, field))
+                .and_then(|v| std::str::from_utf8(v).ok());
+            if let Some(v) = value {
+                let h = value_hash(v);
+                of.insert(h, store.tf_count(fi, h).max(0) as u64);
+            }
+        }
+        let total = store.tf_total(fi).max(0) as u64;
+        counts.insert(field.clone(), Counts { total, of });
+    }
+    standardised_from(
+        model,
+        pk,
+        &records,
+        &cols,
+        &path,
+        Some(&quality),
+        Some(&counts),
+    )
+    .map(Some)
+}
+
+/// Term frequencies of the values of `col` from counts over a whole index: the u a delta
+/// night scored them with (its records are part of the index).
+fn tf_of_counts(col: &StringArray, counts: &Counts) -> TermFrequencies {
+    let mut values: Vec<&str> = col.iter().flatten().collect();
+    values.sort_unstable();
+    values.dedup();
+    let mut known: Vec<Option<&str>> = Vec::with_capacity(values.len() + 1);
+    let mut n: Vec<i64> = Vec::with_capacity(values.len() + 1);
+    for v in values {
+        if let Some(&c) = counts.of.get(&value_hash(v)) {
+            known.push(Some(v));
+            n.push(c as i64);
+        }
+    }
+    // The other values of the index, as one null row: `from_counts` divides by the sum of
+    // every count, which must be the index's total.
+    let rest = counts.total as i64 - n.iter().sum::<i64>();
+    known.push(None);
+    n.push(rest);
+    TermFrequencies::from_counts(&StringArray::from(known), &n)
 }
 
 /// [`Standardised`] from a kind's records (`table`: sources and record ids) and its columns.
+/// `quality`: the records whose nulls are counted (`None`: all; with it, departments with
+/// none of them are left out). `counts`: term frequencies over the whole index, for a table
+/// that holds part of it (`None`: shares among the table's own values).
 fn standardised_from(
     model: &Model,
     pk: &KindPairs,
     table: &crate::standardise::StdTable,
     bytes: &Cols,
     path: &Path,
+    quality: Option<&[bool]>,
+    counts: Option<&BTreeMap<String, Counts>>,
 ) -> Result<Standardised> {
     let (canonical, _) = report_columns(model);
     let mut fields: Vec<String> = canonical
@@ -947,11 +1341,14 @@ fn standardised_from(
     }
     let ns = table.sources.len();
     // Records come in runs of one source (sorted by source, as a rule): nulls are counted a
-    // run at a time over the columns' validity bits.
+    // run at a time over the columns' validity bits (of the records counted).
     let mut runs: Vec<(usize, usize, usize)> = Vec::new();
     for (i, &s) in table.source.iter().enumerate() {
+        if quality.is_some_and(|q| !q.get(i).copied().unwrap_or(false)) {
+            continue;
+        }
         match runs.last_mut() {
-            Some((rs, _, len)) if *rs == usize::from(s) => *len += 1,
+            Some((rs, from, len)) if *rs == usize::from(s) && *from + *len == i => *len += 1,
             _ => runs.push((usize::from(s), i, 1)),
         }
     }
@@ -990,6 +1387,7 @@ fn standardised_from(
         invalid("uscc", "uscc_valid"),
     );
     let rows = (0..ns)
+        .filter(|&s| quality.is_none() || records[s] > 0)
         .map(|s| {
             (
                 table.sources[s].clone(),
@@ -1057,14 +1455,21 @@ fn standardised_from(
             few.columns.insert(name.clone(), col);
         }
     }
-    // Term frequencies are shares among every record's values.
+    // Term frequencies are shares among every record's values: the table's, or the
+    // index's counts.
     let mut tfs = Vec::with_capacity(model.comparisons.len());
     for c in &model.comparisons {
-        tfs.push(match c.spec.term_frequency {
-            true => bytes
-                .text(&c.spec.field, None, &not_text)?
-                .map(|col| crate::score::tf::TermFrequencies::of(&col, &picked)),
-            false => None,
+        let field = &c.spec.field;
+        tfs.push(match (c.spec.term_frequency, counts) {
+            (false, _) => None,
+            (true, None) => bytes
+                .text(field, None, &not_text)?
+                .map(|col| TermFrequencies::of(&col, &picked)),
+            (true, Some(counts)) => few
+                .columns
+                .get(field)
+                .zip(counts.get(field))
+                .map(|(col, c)| tf_of_counts(col, c)),
         });
     }
     if let Ok(comparators) = crate::compare::comparators_for(&few, &specs, None) {
@@ -1096,6 +1501,9 @@ struct TruthCurves {
     /// kind -> (threshold, precision, recall, F1) points, and the true pairs in the run.
     curves: BTreeMap<String, (Vec<PrfPoint>, u64)>,
     eval: Option<crate::report::Evaluation>,
+    /// A delta night's: its pairs are those with a record sent tonight, and so are the true
+    /// pairs its recall counts.
+    night: bool,
 }
 
 fn truth_curves(truth: &Path, out_dir: &Path, models: &ModelFile) -> Result<TruthCurves> {
@@ -1123,24 +1531,67 @@ fn truth_curves(truth: &Path, out_dir: &Path, models: &ModelFile) -> Result<Trut
             entity.insert(key(s, r), e.as_str());
         }
     }
-    // True pairs among the run's records, per kind.
-    let mi_path = out_dir.join("master_index.parquet");
-    let mut per_entity: HashMap<(String, &str), u64> = HashMap::new();
-    for b in crate::state::read_parquet(&mi_path, Some(&["kind", "source", "record_id"]))? {
-        let (k, s, r) = (
-            str_col(&b, "kind", &mi_path)?,
-            str_col(&b, "source", &mi_path)?,
-            str_col(&b, "record_id", &mi_path)?,
-        );
-        for i in 0..b.num_rows() {
-            if let Some(e) = entity.get(&key(s.value(i), r.value(i))) {
-                *per_entity.entry((k.value(i).to_string(), e)).or_default() += 1;
+    // A delta night scored only the pairs with a record sent tonight: those are the true
+    // pairs its recall counts.
+    let sent: Option<HashSet<(String, String)>> = read_changes(out_dir)?.map(|c| {
+        c.into_iter()
+            .flat_map(|(k, rows)| {
+                rows.into_iter()
+                    .filter(|r| r.3.sent())
+                    .map(move |r| (k.clone(), key(&r.0, &r.1)))
+            })
+            .collect()
+    });
+    // True pairs among the run's records, per kind: per entity, its records and those sent
+    // tonight.
+    let mut per_entity: HashMap<(String, &str), (u64, u64)> = HashMap::new();
+    let mut count = |k: &str, s: &str, r: &str| {
+        let rk = key(s, r);
+        if let Some(e) = entity.get(&rk) {
+            let n = per_entity.entry((k.to_string(), *e)).or_default();
+            n.0 += 1;
+            if sent
+                .as_ref()
+                .is_none_or(|t| t.contains(&(k.to_string(), rk)))
+            {
+                n.1 += 1;
+            }
+        }
+    };
+    let mi_path = out_dir.join(crate::output::MASTER_INDEX);
+    if mi_path.is_file() {
+        for b in crate::state::read_parquet(&mi_path, Some(&["kind", "source", "record_id"]))? {
+            let (k, s, r) = (
+                str_col(&b, "kind", &mi_path)?,
+                str_col(&b, "source", &mi_path)?,
+                str_col(&b, "record_id", &mi_path)?,
+            );
+            for i in 0..b.num_rows() {
+                count(k.value(i), s.value(i), r.value(i));
+            }
+        }
+    } else {
+        // A delta night's folder: its whole index is in its store.
+        let kinds = crate::store::index_rows(out_dir)?.ok_or_else(|| Error::Data {
+            stage: "report",
+            message: format!(
+                "{} has neither {} nor a persistent index (store/): the true pairs cannot be counted",
+                out_dir.display(),
+                crate::output::MASTER_INDEX
+            ),
+        })?;
+        for (k, [s, r, _]) in &kinds {
+            for i in 0..s.len() {
+                count(k, s.value(i), r.value(i));
             }
         }
     }
+    // Pairs of an entity's n records with at least one of its t sent tonight: all but those
+    // among the n - t others.
+    let pairs = |n: u64| n * n.saturating_sub(1) / 2;
     let mut true_pairs: BTreeMap<String, u64> = BTreeMap::new();
-    for ((k, _), n) in &per_entity {
-        *true_pairs.entry(k.clone()).or_default() += n * n.saturating_sub(1) / 2;
+    for ((k, _), (n, t)) in &per_entity {
+        *true_pairs.entry(k.clone()).or_default() += pairs(*n) - pairs(n - t);
     }
     // Scored pairs with a label.
     let path = out_dir.join("pairs.parquet");
@@ -1223,7 +1674,11 @@ fn truth_curves(truth: &Path, out_dir: &Path, models: &ModelFile) -> Result<Trut
         }
     }
     let eval = crate::report::evaluate_run(truth, out_dir).ok();
-    Ok(TruthCurves { curves, eval })
+    Ok(TruthCurves {
+        curves,
+        eval,
+        night: sent.is_some(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1309,6 +1764,7 @@ code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;background
 .wf td{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .wf td.v{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
 .muted{color:#8a93a6}
+section.night{border:2px solid #dd8452;background:#fff8f0}
 svg text{font-family:inherit}
 footer{color:#5b6478;font-size:12px;margin-top:20px}
 "#;
@@ -1316,6 +1772,8 @@ footer{color:#5b6478;font-size:12px;margin-top:20px}
 struct Page {
     html: String,
     show_pii: bool,
+    /// A delta night's page: it describes the night's changes.
+    night: bool,
 }
 
 impl Page {
@@ -1366,18 +1824,58 @@ impl Page {
         let _ = write!(
             self.html,
             "<header class=top><div class=in><h1>{}</h1><div class=sub>yiku {} · {} threads · {}</div>\
-             <nav><a href=#summary>Summary</a><a href=#one>One database</a><a href=#quality>Data quality</a>\
+             <nav>{}<a href=#summary>Summary</a><a href=#one>One database</a><a href=#quality>Data quality</a>\
              <a href=#blocking>Blocking</a><a href=#model>Model</a><a href=#weights>Match weights</a>\
              <a href=#clusters>Clusters</a><a href=#near>Near the threshold</a><a href=#truth>Truth</a></nav></div></header>",
             esc(&title),
             esc(run["yiku_version"].as_str().unwrap_or("")),
             run["threads"].as_u64().unwrap_or(0),
             esc(run["model"].as_str().unwrap_or("")),
+            if self.night {
+                "<a href=#night>Tonight's changes</a>"
+            } else {
+                ""
+            },
         );
         if !self.show_pii {
             self.w("<div class=masked>Personal data is masked (ID <code>110105********002X</code>, phone <code>138****5678</code>, name <code>张*</code>, dates <code>****-**-**</code>).</div>");
         }
         self.w("<main>");
+    }
+
+    /// A delta night's page says first that it shows the night's changes, how many, and
+    /// where the whole index is.
+    fn night(&mut self, run: &Value, index: &BTreeMap<String, KindIndex>) {
+        let _ = write!(
+            self.html,
+            "<section id=night class=night><h2>Tonight's changes: this page covers the night's changes, not the whole index</h2>\
+             <p>A delta night: the changes in <code>{}</code> applied to the index of <code>{}</code>. \
+             The night wrote only what changed (<code>{}</code>, <code>golden_&lt;kind&gt;s_changes.parquet</code>), \
+             and this page describes the same: records added, updated, relinked (not sent, but their master id or their cluster's size changed) and removed.</p>\
+             <table><tr><th>kind</th>",
+            esc(run["delta"].as_str().unwrap_or("")),
+            esc(run["previous"].as_str().unwrap_or("")),
+            crate::output::MASTER_CHANGES,
+        );
+        for c in Change::ALL {
+            let _ = write!(self.html, "<th class=n>records {}</th>", c.as_str());
+        }
+        self.w("</tr>");
+        for (k, ix) in index {
+            let n = ix.changes.unwrap_or_default();
+            let _ = write!(self.html, "<tr><td>{}</td>", esc(k));
+            for v in n {
+                let _ = write!(self.html, "<td class=n>{}</td>", int(v));
+            }
+            self.w("</tr>");
+        }
+        if index.is_empty() {
+            self.w("<tr><td colspan=5 class=muted>no records changed</td></tr>");
+        }
+        self.w("</table><p class=note><b>One database</b> and <b>Clusters</b> count the records added, updated or relinked tonight, grouped by master id: an entity is counted by its changed records only. \
+                <b>Data quality</b> counts the records sent tonight (added or updated); <b>Match weights</b> and the pairs near the threshold are tonight's pairs \
+                (those with a record sent tonight). The whole index is in the folder's <code>store/</code>: \
+                <code>yiku export JOB --run DIR [--out DIR]</code> writes it as <code>master_index.parquet</code> and <code>golden_&lt;kind&gt;s.parquet</code>.</p></section>");
     }
 
     fn summary(&mut self, run: &Value, q: &Quarantine) {
@@ -1397,7 +1895,14 @@ impl Page {
                 "run id".to_string(),
             ),
             (int(records_in), "records in".into()),
-            (int(clusters), "master entities".into()),
+            (
+                int(clusters),
+                match self.night {
+                    // run.json counts the clusters of the records the night re-clustered.
+                    true => "master entities re-clustered tonight".into(),
+                    false => "master entities".into(),
+                },
+            ),
             (
                 format!(
                     "<span class={}>{}</span>",
@@ -1472,12 +1977,17 @@ impl Page {
     }
 
     fn one_database(&mut self, kinds: &[(&Model, &KindIndex, &KindPairs, Option<Standardised>)]) {
-        self.w("<section id=one><h2>One database</h2><p class=note>Every record gets one master id; a master entity is a person or enterprise as recognised across departments.</p>");
+        self.w("<section id=one><h2>One database</h2><p class=note>Every record gets one master id; a master entity is a person or enterprise as recognised across departments.");
+        if self.night {
+            self.w(" Tonight's changes only: the records added, updated or relinked tonight, and the master entities they belong to.");
+        }
+        self.w("</p>");
+        let changed = if self.night { " changed tonight" } else { "" };
         for (model, ix, _, _) in kinds {
             let total: u64 = ix.records.iter().sum();
             let _ = write!(
                 self.html,
-                "<h3>{}: {} records → {} master entities</h3><div class=grid2><div>",
+                "<h3>{}: {} records{changed} → {} master entities</h3><div class=grid2><div>",
                 esc(model.kind.as_str()),
                 int(total),
                 int(ix.clusters)
@@ -1553,8 +2063,13 @@ impl Page {
             let k = model.kind.as_str();
             let _ = write!(
                 self.html,
-                "<h3>{}: empty values per department</h3>",
-                esc(k)
+                "<h3>{}: empty values per department{}</h3>",
+                esc(k),
+                if self.night {
+                    ", records sent tonight"
+                } else {
+                    ""
+                }
             );
             match std {
                 Some(st) => {
@@ -1845,12 +2360,20 @@ impl Page {
         self.w("<section id=clusters><h2>Clusters</h2>");
         for (m, ix, _, _) in kinds {
             let k = m.kind.as_str();
-            let _ = write!(
-                self.html,
-                "<h3>{}: {} master entities</h3><div class=grid2><div><p class=note>Clusters by size (log scale)</p>",
-                esc(k),
-                int(ix.clusters)
-            );
+            let _ = match self.night {
+                false => write!(
+                    self.html,
+                    "<h3>{}: {} master entities</h3><div class=grid2><div><p class=note>Clusters by size (log scale)</p>",
+                    esc(k),
+                    int(ix.clusters)
+                ),
+                true => write!(
+                    self.html,
+                    "<h3>{}: {} master entities with a record changed tonight</h3><div class=grid2><div><p class=note>Clusters by their records changed tonight (log scale); sizes below count those records only</p>",
+                    esc(k),
+                    int(ix.clusters)
+                ),
+            };
             let mut bins: Vec<(String, f64)> = Vec::new();
             let mut big = 0u64;
             for (&s, &n) in &ix.sizes {
@@ -2055,6 +2578,9 @@ impl Page {
             "<section id=truth><h2>Against the truth</h2><p class=note>Truth file <code>{}</code>. The curves classify the scored candidate pairs by match weight alone (before clustering): precision among pairs at or above the threshold, recall against all true pairs among the run's records (true pairs never blocked together count as missed).</p>",
             esc(&path.map(|p| p.display().to_string()).unwrap_or_default())
         );
+        if t.night {
+            self.w("<p class=note>A delta night: the scored pairs are tonight's (those with a record sent tonight), and recall counts the true pairs with a record sent tonight among the whole index's records.</p>");
+        }
         if let Some(e) = &t.eval {
             let _ = write!(
                 self.html,
@@ -2441,10 +2967,101 @@ mod tests {
         let p = Page {
             html: String::new(),
             show_pii: false,
+            night: false,
         };
         assert_eq!(p.rid("MZ00000001"), "MZ00000001");
         assert_eq!(p.rid("11010519491231002X"), "110105********002X");
         assert_eq!(p.val(Some("13812345678")), "138****5678");
+    }
+
+    /// A delta night's index figures: from the night's records in memory
+    /// ([`RunFacts::add_changes`]) and read back from the `master_index_changes.parquet` the
+    /// run writes of them, the same.
+    #[test]
+    fn the_changes_in_memory_and_their_file_give_the_same_index() {
+        use crate::config::{Compression, EntityKind};
+        let dir = std::env::temp_dir().join(format!("yiku-html-changes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Tonight's table: a:1 new (joins P1 with a:2, unchanged, whose cluster grew), a:3
+        // sent again (P2), b:1 untouched (P3, a block mate), b:2 sent again and moved into P1
+        // (from P4); b:9 deleted (it was P5, alone).
+        let rows = [
+            ("a", "1", "P1"),
+            ("a", "2", "P1"),
+            ("a", "3", "P2"),
+            ("b", "1", "P3"),
+            ("b", "2", "P1"),
+        ];
+        let table = crate::standardise::StdTable {
+            kind: EntityKind::Person,
+            sources: vec!["a".into(), "b".into()],
+            source: rows.iter().map(|r| u16::from(r.0 == "b")).collect(),
+            record_id: rows.iter().map(|r| Some(r.1)).collect(),
+            columns: Default::default(),
+            raw: Default::default(),
+            stats: Default::default(),
+        };
+        let master_id: StringArray = rows.iter().map(|r| Some(r.2)).collect();
+        let cluster_size = [3, 3, 1, 1, 3];
+        let focus = [true, false, true, false, true];
+        let old_id = [
+            None,
+            Some("P1".to_string()),
+            Some("P2".to_string()),
+            Some("P3".to_string()),
+            Some("P4".to_string()),
+        ];
+        let old_size = [0, 1, 1, 1, 1];
+        let removed = [("b".to_string(), "9".to_string(), "P5".to_string())];
+        let changes = crate::output::Changes {
+            table: &table,
+            focus: &focus,
+            master_id: &master_id,
+            cluster_size: &cluster_size,
+            old_id: &old_id,
+            old_size: &old_size,
+            removed: &removed,
+        };
+        let out = crate::output::OutputDir::create(&dir.join("night"), Compression::default())
+            .expect("output folder");
+        let mut files = crate::output::RunFiles::create(&out, &[], "R000002", true).expect("files");
+        assert_eq!(files.write_master_changes(&changes).expect("written"), 5);
+        files.close().expect("closed");
+        let read = read_changes(out.dir())
+            .expect("readable")
+            .expect("a delta night's changes");
+        let from_file = index_of_changes(&borrowed(&read["person"]));
+        let mut facts = RunFacts::default();
+        facts
+            .add_changes(&changes, &BTreeMap::new())
+            .expect("added");
+        let in_memory = &facts.index["person"];
+        assert_eq!(in_memory, &from_file);
+        // a:1, a:2 (its cluster grew), b:2 in P1; a:3 in P2; b:1 untouched; b:9 removed.
+        assert_eq!(from_file.changes, Some([1, 2, 1, 1]));
+        assert_eq!(from_file.sources, ["a", "b"]);
+        assert_eq!(from_file.records, [3, 1]);
+        assert_eq!(from_file.clusters, 2);
+        assert_eq!(from_file.in_k, [0, 1, 1]);
+        assert_eq!(from_file.largest.len(), 1);
+        assert_eq!(from_file.largest[0].0, "P1");
+        assert_eq!(from_file.largest[0].1, 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn term_frequencies_from_counts_are_shares_of_the_whole_index() {
+        let col = StringArray::from(vec![Some("王伟"), None, Some("欧阳翠花"), Some("王伟")]);
+        let mut counts = Counts {
+            total: 1000,
+            ..Default::default()
+        };
+        counts.of.insert(value_hash("王伟"), 30);
+        counts.of.insert(value_hash("欧阳翠花"), 1);
+        let tf = tf_of_counts(&col, &counts);
+        assert_eq!(tf.u_of(Some("王伟")), Some(30.0 / 1000.0));
+        assert_eq!(tf.u_of(Some("欧阳翠花")), Some(1.0 / 1000.0));
+        assert_eq!(tf.u_of(Some("李四")), None);
     }
 
     #[test]

@@ -382,7 +382,8 @@ impl RunFiles {
         // (source, record id, master id, size, change), in (source, record id) order.
         let mut rows: Vec<(&str, &str, &str, u32, &str)> = Vec::new();
         for i in 0..t.len() {
-            let change = match (c.focus[i], &c.old_id[i]) {
+            let sent = c.focus.get(i).copied().unwrap_or(false);
+            let change = match (sent, c.old_id.get(i).and_then(Option::as_ref)) {
                 (true, None) => "added",
                 (true, Some(_)) => "updated",
                 (false, _) if c.row_changed(i) => "relinked",
@@ -512,9 +513,9 @@ pub struct Changes<'a> {
 impl Changes<'_> {
     /// Whether record `i`'s row of the master index is not what it was.
     pub fn row_changed(&self, i: usize) -> bool {
-        self.focus[i]
-            || self.old_id[i].as_deref() != Some(self.master_id.value(i))
-            || self.old_size[i] != self.cluster_size[i]
+        self.focus.get(i).copied().unwrap_or(false)
+            || self.old_id.get(i).and_then(|x| x.as_deref()) != Some(self.master_id.value(i))
+            || self.old_size.get(i) != self.cluster_size.get(i)
     }
 
     /// Per cluster of `groups`: whether its golden record may have changed (a record of it

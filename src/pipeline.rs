@@ -541,10 +541,6 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         stage("master", k, secs, mi.clusters);
         files.write_events(k, &std::mem::take(&mut mi.events))?;
 
-        let ((), secs) = p.stage(&format!("{k}: report index"), || {
-            facts.add_index(&table, &mi.master_id, &clusters.groups)
-        });
-        stage("report index", k, secs, mi.clusters);
         let changes = prepared.as_ref().map(|a| output::Changes {
             table: &table,
             focus: focus.as_deref().unwrap_or_default(),
@@ -554,7 +550,56 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             old_size: &a.old_size,
             removed: &a.removed,
         });
+        let (noted, secs) = p.stage(&format!("{k}: report index"), || {
+            match (&changes, &prepared) {
+                (Some(c), Some(a)) => facts.add_changes(c, &a.counts),
+                _ => {
+                    facts.add_index(&table, &mi.master_id, &clusters.groups);
+                    Ok(())
+                }
+            }
+        });
+        noted?;
+        stage("report index", k, secs, mi.clusters);
         // A delta night writes the golden records of the clusters it changed.
+        // A full run's base of the persistent index is written while golden records are made:
+        // its records and links are the state files already written, the rest is small.
+        let base_file = prepared.is_none().then(|| {
+            let (dir, kind, run_id, rules) = (
+                out.dir().to_path_buf(),
+                kp.kind,
+                run_id.clone(),
+                kp.blocking.clone(),
+            );
+            let tf_fields = store::tf_fields(kp);
+            let (table, master_id) = (table.clone(), mi.master_id.clone());
+            let components = clusters.components().to_vec();
+            std::thread::spawn(move || -> Result<store::KindEntry> {
+                let base = store::write_segment(
+                    &dir,
+                    kind,
+                    &run_id,
+                    &rules,
+                    store::Parts {
+                        table: &table,
+                        master_id: &master_id,
+                        components: &components,
+                        links: &Links::default(),
+                        tf: store::tf_lists(&table, &tf_fields),
+                        tombstones: &[],
+                    },
+                    Some((
+                        &state::standardised_path(&dir, kind),
+                        &state::links_path(&dir, kind),
+                    )),
+                )?;
+                Ok(store::KindEntry {
+                    rules,
+                    term_frequency: tf_fields,
+                    segments: vec![base],
+                })
+            })
+        });
         let golden_file = match changes {
             None => format!("golden_{k}s.parquet"),
             Some(_) => format!("golden_{k}s_changes.parquet"),
@@ -617,7 +662,6 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         stage("write", k, secs, written);
         // The persistent index: a full run's base, a delta night's layer over the previous
         // segments.
-        let tf_fields = store::tf_fields(kp);
         let (entry, secs) = p.stage(
             &format!("{k}: write store"),
             || -> Result<store::KindEntry> {
@@ -655,31 +699,16 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                         store::carry(prev, out.dir(), kp.kind, &ks.entry)?;
                         Ok(store::after_layer(ks, &tombstones, layer))
                     }
-                    _ => {
-                        let base = store::write_segment(
-                            out.dir(),
-                            kp.kind,
-                            &run_id,
-                            &kp.blocking,
-                            store::Parts {
-                                table: &table,
-                                master_id: &mi.master_id,
-                                components: clusters.components(),
-                                links: &links,
-                                tf: store::tf_lists(&table, &tf_fields),
-                                tombstones: &[],
-                            },
-                            Some((
-                                &state::standardised_path(out.dir(), kp.kind),
-                                &state::links_path(out.dir(), kp.kind),
-                            )),
-                        )?;
-                        Ok(store::KindEntry {
-                            rules: kp.blocking.clone(),
-                            term_frequency: tf_fields.clone(),
-                            segments: vec![base],
-                        })
-                    }
+                    _ => match base_file {
+                        Some(w) => w.join().map_err(|_| Error::Data {
+                            stage: "write",
+                            message: "the thread writing the persistent index stopped".into(),
+                        })?,
+                        None => Err(Error::Data {
+                            stage: "write",
+                            message: "internal: a full run without its base".into(),
+                        }),
+                    },
                 }
             },
         );

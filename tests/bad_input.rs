@@ -387,6 +387,23 @@ fn names_csv(d: &Path, n: usize) {
 }
 
 #[test]
+fn compact_after_must_be_a_positive_share() {
+    let d = scratch("compact-after");
+    std::fs::write(d.join("a.csv"), "编号,姓名,身份证号\n1,张三,\n").expect("csv");
+    for bad in ["0.0", "-1.0", "nan"] {
+        let err = run_fails(&job(
+            &d,
+            &csv_source("a.csv"),
+            &format!("compact_after = {bad}"),
+        ));
+        assert!(
+            err.contains("job.compact_after") && err.contains("0.5"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
 fn memory_limit_is_read_and_checked_before_the_run() {
     let d = scratch("bad-memory");
     names_csv(&d, 2000);

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use arrow_array::Array;
+
 use crate::common::*;
 
 /// The demo run with its standardised records kept (shared by the tests of this file).
@@ -217,4 +219,235 @@ fn the_report_a_run_writes_from_memory_equals_the_one_read_back_from_its_files()
     assert!(reread.contains("from the files of"));
     assert!(body(&written).len() > 10_000);
     assert_eq!(body(&written), body(&reread));
+}
+
+/// A generated job of three person departments, a full first night and a delta night after
+/// it (shared by the tests of this file): (the delta night's folder, the generated folder).
+fn delta_night() -> &'static (PathBuf, PathBuf) {
+    static OUT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    OUT.get_or_init(|| {
+        let dir = scratch("report-delta");
+        let cfg = yiku::synth::SynthConfig {
+            persons: 3000,
+            enterprises: 100,
+            seed: 17,
+            ..Default::default()
+        };
+        yiku::synth::generate(&cfg, &dir).expect("generate");
+        // The first three departments only (all of persons).
+        let job = std::fs::read_to_string(dir.join("job.toml")).expect("job.toml");
+        let parts: Vec<&str> = job.split("\n[[sources]]").take(4).collect();
+        std::fs::write(dir.join("job.toml"), parts.join("\n[[sources]]")).expect("job.toml");
+        let split = yiku::synth::nights::split_nights(&dir, 0.05, 17).expect("split");
+        assert!(
+            split.added > 0 && split.changed > 0 && split.deleted > 0,
+            "{split:?}"
+        );
+        let job = dir.join("night1/job.toml");
+        let plan = yiku::Plan::from_file(&job).expect("valid job");
+        assert_eq!(plan.sources.len(), 3);
+        assert!(
+            plan.sources
+                .iter()
+                .all(|s| s.kind == yiku::config::EntityKind::Person)
+        );
+        let (n1, n2) = (dir.join("n1"), dir.join("n2"));
+        run_job(&job, &n1, 2);
+        let opts = yiku::RunOptions {
+            output: Some(n2.clone()),
+            threads: Some(2),
+            quiet: true,
+            previous: Some(n1),
+            delta: Some(dir.join("delta")),
+            ..Default::default()
+        };
+        yiku::run(&plan, &opts).expect("delta night");
+        assert!(!n2.join("master_index.parquet").exists());
+        assert!(n2.join("master_index_changes.parquet").exists());
+        (n2, dir)
+    })
+}
+
+/// 1,234.
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut o = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            o.push(',');
+        }
+        o.push(c);
+    }
+    o
+}
+
+#[test]
+fn a_delta_nights_report_says_it_covers_the_nights_changes() {
+    let (night, dir) = delta_night();
+    let copy = scratch("report-delta-copy");
+    // `yiku report` on a copy of the folder (the run's own report.html stays as written).
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", night.display()))
+        .arg(&copy)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    std::fs::remove_file(copy.join("report.html")).expect("remove the run's report");
+    let (code, stdout, stderr) = yiku(&["report", "--run", &copy.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("report.html"), "{stdout}");
+    let html = std::fs::read_to_string(copy.join("report.html")).expect("report.html");
+    let top = html.find("<section id=summary>").expect("summary");
+    let notice = html
+        .find("this page covers the night's changes")
+        .expect("the page says it covers the night's changes");
+    assert!(notice < top, "the notice is not at the top");
+    assert!(html.contains("yiku export"), "names the export");
+    // The counts of each change, as master_index_changes.parquet has them.
+    let c = columns(
+        &night.join("master_index_changes.parquet"),
+        &["kind", "change"],
+    );
+    let count = |what: &str| c[1].iter().filter(|v| v.as_deref() == Some(what)).count();
+    let (added, updated, relinked, removed) = (
+        count("added"),
+        count("updated"),
+        count("relinked"),
+        count("removed"),
+    );
+    assert!(added > 0 && updated > 0 && removed > 0);
+    let row = format!(
+        "<tr><td>person</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
+        thousands(added),
+        thousands(updated),
+        thousands(relinked),
+        thousands(removed)
+    );
+    assert!(html.contains(&row), "no row {row}");
+    let changed = added + updated + relinked;
+    assert!(
+        html.contains(&format!(
+            "person: {} records changed tonight",
+            thousands(changed)
+        )),
+        "the index figures are not the night's"
+    );
+    // Data quality of the records sent tonight, and tonight's pairs explained with their
+    // values from the store, adding up to their stored weights.
+    assert!(html.contains("empty values per department, records sent tonight"));
+    assert!(!html.contains("lacks: it was written by an older yiku"));
+    assert!(html.contains("merged, just above the threshold"));
+    assert!(!html.contains("no standardised records"));
+    assert!(
+        !html.contains("differs from the stored weight"),
+        "a waterfall does not add up"
+    );
+    // With a truth file: the whole index's true pairs, from the store.
+    let opts = yiku::html::ReportOptions {
+        show_pii: false,
+        truth: Some(dir.join("final/truth_persons.parquet")),
+    };
+    let html = yiku::html::render(&copy, &opts).expect("report with truth");
+    assert!(html.contains("Against the truth") && html.contains("<polyline"));
+    assert!(html.contains("recall counts the true pairs with a record sent tonight"));
+    // The report the run wrote says so too.
+    let written = std::fs::read_to_string(night.join("report.html")).expect("report.html");
+    assert!(written.contains("this page covers the night's changes"));
+    let reread = yiku::html::render(night, &yiku::html::ReportOptions::default()).expect("render");
+    let body = |h: &str| h.split("<footer>").next().unwrap_or_default().to_string();
+    assert_eq!(
+        body(&written),
+        body(&reread),
+        "the run's page and the re-read page differ"
+    );
+}
+
+#[test]
+fn explain_finds_a_delta_nights_records_in_its_store() {
+    let (night, _) = delta_night();
+    let run = night.display().to_string();
+    // Master ids of the whole index, from the store.
+    let mut master = std::collections::HashMap::new();
+    for (_, [s, r, m]) in yiku::store::index_rows(night)
+        .expect("readable store")
+        .expect("a store")
+    {
+        for i in 0..s.len() {
+            master.insert(
+                format!("{}:{}", s.value(i), r.value(i)),
+                m.value(i).to_string(),
+            );
+        }
+    }
+    // Tonight's merged pairs whose records share a master id.
+    let p = columns(
+        &night.join("pairs.parquet"),
+        &[
+            "source_l",
+            "record_id_l",
+            "source_r",
+            "record_id_r",
+            "match_weight",
+            "match_probability",
+        ],
+    );
+    let mut checked = 0;
+    let rows: Vec<Vec<String>> = (0..p[0].len())
+        .map(|i| p.iter().map(|c| c[i].clone().expect("value")).collect())
+        .collect();
+    for row in &rows {
+        let get = |c: usize| row[c].clone();
+        let probability: f64 = get(5).parse().expect("probability");
+        let (a, b) = (
+            format!("{}:{}", get(0), get(1)),
+            format!("{}:{}", get(2), get(3)),
+        );
+        if probability < 0.5 || !master.contains_key(&a) || master.get(&a) != master.get(&b) {
+            continue;
+        }
+        let e = yiku::score::explain::explain(night, (&get(0), &get(1)), (&get(2), &get(3)))
+            .expect("explain");
+        let w: f64 = get(4).parse().expect("weight");
+        assert!(
+            (e.waterfall.total - w).abs() < 1e-9,
+            "{a} ~ {b}: total {} vs stored {w}",
+            e.waterfall.total
+        );
+        assert!(e.waterfall.steps.iter().all(|s| s.values.is_some()));
+        if checked == 0 {
+            let (code, stdout, stderr) = yiku(&["explain", "--run", &run, &a, &b]);
+            assert_eq!(code, 0, "{stderr}");
+            assert!(stdout.contains("(same master entity)"), "{stdout}");
+            assert!(
+                stdout.contains("candidate pair: found by blocking rule"),
+                "{stdout}"
+            );
+            assert!(stdout.contains("probability"), "{stdout}");
+            assert!(!stdout.contains("values unavailable"), "{stdout}");
+            let (code, _, stderr) = yiku(&["explain", "--run", &run, &a, "nowhere:1"]);
+            assert_eq!(code, 1);
+            assert!(stderr.contains("nowhere:1 is not in the index"), "{stderr}");
+        }
+        checked += 1;
+        if checked == 10 {
+            break;
+        }
+    }
+    assert!(checked > 0, "no merged pair tonight");
+    // A folder with neither a master index nor a store: the message names both.
+    let bare = scratch("explain-bare");
+    std::fs::copy(night.join("model.json"), bare.join("model.json")).expect("copy");
+    let (code, _, stderr) = yiku(&[
+        "explain",
+        "--run",
+        &bare.display().to_string(),
+        "a:1",
+        "b:2",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("master_index.parquet") && stderr.contains("store/"),
+        "{stderr}"
+    );
 }

@@ -1,5 +1,6 @@
 //! `yiku explain --run OUT SOURCE:ID SOURCE:ID`: why two records were (or were not) merged,
-//! as a waterfall of match-weight contributions.
+//! as a waterfall of match-weight contributions. Any run's folder: a delta night's (which has
+//! no `master_index.parquet`) is searched in its persistent index (`store/`).
 
 use std::path::PathBuf;
 
@@ -188,7 +189,7 @@ pub fn render(e: &Explanation, show_pii: bool) -> String {
         "total", "", wf.total, wf.probability, m.match_probability, m.review_probability
     );
     if wf.steps.iter().all(|s| s.values.is_none()) {
-        o.push_str("(values unavailable: the output folder has no standardised_<kind>.arrow; rerun the job to write it)\n");
+        o.push_str("(values unavailable: the output folder has neither standardised_<kind>.arrow nor a store/; rerun the job to write them)\n");
     }
     o
 }

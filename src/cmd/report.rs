@@ -1,5 +1,6 @@
 //! `yiku report --run OUT`: (re)writes a run's `report.html`, optionally with a truth file or
-//! with personal data shown.
+//! with personal data shown. A delta night's report describes the night's changes (see
+//! [`yiku::html`]).
 
 use std::path::PathBuf;
 

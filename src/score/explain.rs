@@ -434,45 +434,12 @@ pub fn explain(run_dir: &Path, a: (&str, &str), b: (&str, &str)) -> Result<Expla
         });
     }
     let models = super::model::ModelFile::load(&run_dir.join("model.json"))?;
-    let mi_path = run_dir.join("master_index.parquet");
-    let mi = read_parquet(
-        &mi_path,
-        Some(&["kind", "source", "record_id", "master_id"]),
-    )?;
-    let mut found: [Option<(String, String)>; 2] = [None, None];
-    for batch in &mi {
-        let col = |n: &str| {
-            batch
-                .column_by_name(n)
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        };
-        let (Some(kind), Some(src), Some(rid), Some(mid)) = (
-            col("kind"),
-            col("source"),
-            col("record_id"),
-            col("master_id"),
-        ) else {
-            return Err(Error::Schema {
-                path: mi_path.clone(),
-                column: "kind/source/record_id/master_id".into(),
-                message: "missing: not a yiku master index".into(),
-            });
-        };
-        for i in 0..batch.num_rows() {
-            for (slot, key) in found.iter_mut().zip([a, b]) {
-                if src.value(i) == key.0 && rid.value(i) == key.1 {
-                    *slot = Some((kind.value(i).to_string(), mid.value(i).to_string()));
-                }
-            }
-        }
-    }
+    let (found, index) = locate(run_dir, a, b)?;
     let not_found = |k: (&str, &str)| Error::Data {
         stage: "explain",
         message: format!(
-            "record {}:{} is not in {}; give records as SOURCE:RECORD_ID as in master_index.parquet",
-            k.0,
-            k.1,
-            mi_path.display()
+            "record {}:{} is not in {index}; give records as SOURCE:RECORD_ID as in the master index",
+            k.0, k.1,
         ),
     };
     let [Some((ka, ma)), Some((kb, mb))] = found else {
@@ -530,11 +497,16 @@ pub fn explain(run_dir: &Path, a: (&str, &str), b: (&str, &str)) -> Result<Expla
         (b.0.to_string(), b.1.to_string()),
         (ma, mb),
     );
-    match read_standardised(run_dir, kind, None)? {
+    match standardised_records(run_dir, kind)? {
         Some(table) => {
             let (Some(i), Some(j)) = (find_record(&table, a.0, a.1), find_record(&table, b.0, b.1))
             else {
-                return Err(not_found(a));
+                let missing = if find_record(&table, a.0, a.1).is_none() {
+                    a
+                } else {
+                    b
+                };
+                return Err(not_found(missing));
             };
             if j < i {
                 std::mem::swap(&mut left, &mut right);
@@ -563,7 +535,7 @@ pub fn explain(run_dir: &Path, a: (&str, &str), b: (&str, &str)) -> Result<Expla
                 return Err(Error::Data {
                     stage: "explain",
                     message: format!(
-                        "{}:{} and {}:{} were never compared, and the output folder has no standardised records; rerun the job (every run writes them) to compare them",
+                        "{}:{} and {}:{} were never compared, and the output folder has no standardised records (standardised_{ka}.arrow or store/); rerun the job (every run writes them) to compare them",
                         a.0, a.1, b.0, b.1
                     ),
                 });
@@ -587,6 +559,94 @@ pub fn explain(run_dir: &Path, a: (&str, &str), b: (&str, &str)) -> Result<Expla
                 delta_run: is_delta_run(run_dir),
             })
         }
+    }
+}
+
+/// Per record, its kind and master id (`None`: not found); and what was searched, for
+/// messages.
+type Located = ([Option<(String, String)>; 2], String);
+
+/// Where two records are in a run's index: `master_index.parquet`, or, in a delta night's
+/// folder (which has only its changes), the whole index in `store/`, looked up by record (a
+/// binary search per segment).
+fn locate(run_dir: &Path, a: (&str, &str), b: (&str, &str)) -> Result<Located> {
+    let mi_path = run_dir.join(crate::output::MASTER_INDEX);
+    let mut found: [Option<(String, String)>; 2] = [None, None];
+    if !mi_path.is_file() {
+        if crate::store::Manifest::read(run_dir)?.is_none() {
+            return Err(Error::Data {
+                stage: "explain",
+                message: format!(
+                    "{} has neither {} nor a persistent index (store/): not the output folder of a yiku run",
+                    run_dir.display(),
+                    crate::output::MASTER_INDEX
+                ),
+            });
+        }
+        for kind in EntityKind::ALL {
+            let Some(store) = crate::store::KindStore::open(run_dir, kind)? else {
+                continue;
+            };
+            for (slot, key) in found.iter_mut().zip([a, b]) {
+                if slot.is_some() {
+                    continue;
+                }
+                let Some(at) = store.find(key.0, key.1) else {
+                    continue;
+                };
+                let id = store
+                    .master_id(at)
+                    .map(|m| String::from_utf8_lossy(m).into_owned())
+                    .unwrap_or_default();
+                *slot = Some((kind.as_str().to_string(), id));
+            }
+        }
+        let store = run_dir.join(crate::store::DIR);
+        return Ok((found, format!("the index in {}", store.display())));
+    }
+    let mi = read_parquet(
+        &mi_path,
+        Some(&["kind", "source", "record_id", "master_id"]),
+    )?;
+    for batch in &mi {
+        let col = |n: &str| {
+            batch
+                .column_by_name(n)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        };
+        let (Some(kind), Some(src), Some(rid), Some(mid)) = (
+            col("kind"),
+            col("source"),
+            col("record_id"),
+            col("master_id"),
+        ) else {
+            return Err(Error::Schema {
+                path: mi_path.clone(),
+                column: "kind/source/record_id/master_id".into(),
+                message: "missing: not a yiku master index".into(),
+            });
+        };
+        for i in 0..batch.num_rows() {
+            for (slot, key) in found.iter_mut().zip([a, b]) {
+                if src.value(i) == key.0 && rid.value(i) == key.1 {
+                    *slot = Some((kind.value(i).to_string(), mid.value(i).to_string()));
+                }
+            }
+        }
+    }
+    Ok((found, mi_path.display().to_string()))
+}
+
+/// A kind's standardised records: `standardised_<kind>.arrow`, or, in a delta night's folder
+/// (which does not write it), the whole index merged out of `store/` (O(records), like reading
+/// the file); `None` when the folder has neither.
+fn standardised_records(run_dir: &Path, kind: EntityKind) -> Result<Option<StdTable>> {
+    if let Some(table) = read_standardised(run_dir, kind, None)? {
+        return Ok(Some(table));
+    }
+    match crate::store::KindStore::open(run_dir, kind)? {
+        Some(store) => Ok(Some(store.merged(&crate::state::join)?.table)),
+        None => Ok(None),
     }
 }
 
