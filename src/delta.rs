@@ -103,6 +103,8 @@ pub struct Prepared {
     dropped: HashSet<Loc, Fast>,
     /// `focus`, kept here once the stages have taken it.
     tonight: Vec<bool>,
+    /// (source, record id) of the stored rows replaced or deleted tonight.
+    dropped_keys: HashSet<(String, String), Fast>,
     pub stats: DeltaStats,
     pub unapplied: Unapplied,
 }
@@ -120,14 +122,17 @@ pub enum Status {
 
 impl Prepared {
     /// What tonight's layer holds, given each record's component after tonight
-    /// (`components`, see [`crate::cluster::Clusters::components`]): the records of every
-    /// component with a record of tonight or of a component of the index that lost one
-    /// (the others are exactly as the index has them: they stay where they are), and the
+    /// (`components`, see [`crate::cluster::Clusters::components`]) and whether its row of the
+    /// master index changed (`changed`: sent tonight, or its master id or cluster size moved,
+    /// by clerks' decisions or rescored links as much as by tonight's records): the records
+    /// of every component with such a record or from a component of the index that lost one
+    /// (the others are exactly as the index has them and stay where they are), and the
     /// components of the index it replaces, sorted.
-    pub fn layer(&self, components: &[u32]) -> (Vec<bool>, Vec<(u32, u32)>) {
+    pub fn layer(&self, components: &[u32], changed: &[bool]) -> (Vec<bool>, Vec<(u32, u32)>) {
         let changed: HashSet<u32, Fast> = (0..self.focus_len())
             .filter(|&i| {
                 self.is_focus(i)
+                    || changed.get(i).copied().unwrap_or(true)
                     || self.old_component[i].is_some_and(|c| self.dropped_components.contains(&c))
             })
             .filter_map(|i| components.get(i).copied())
@@ -145,12 +150,93 @@ impl Prepared {
         (keep, tombstones)
     }
 
+    /// The previous model links among the table's records as a full run would find them
+    /// tonight, to be compared and scored again with tonight's term frequencies (a link keeps
+    /// the weight it was scored with otherwise, and a full run rescores every pair): each
+    /// pair with the first blocking rule whose key both records share in a block not over
+    /// `max_block_size` (sized over the whole index after tonight). A pair no rule finds any
+    /// more is left out, as a full run would not compare it. Clerks' must-links (weight +∞)
+    /// are not in it: they hold whatever the weights.
+    pub fn carried_candidates(
+        &self,
+        table: &StdTable,
+        links: &Links,
+        store: &KindStore,
+        plan: &crate::config::KindPlan,
+    ) -> crate::block::Candidates {
+        let keys: Vec<Vec<u64>> = plan
+            .blocking
+            .par_iter()
+            .map(|rule| crate::block::rule_keys(table, rule))
+            .collect();
+        // Tonight's records per (rule, key).
+        let mut tonight: HashMap<(usize, u64), u64, Fast> = HashMap::default();
+        for (r, k) in keys.iter().enumerate() {
+            for (i, &h) in k.iter().enumerate() {
+                if h != 0 && self.is_focus(i) {
+                    *tonight.entry((r, h)).or_default() += 1;
+                }
+            }
+        }
+        let cap = plan.max_block_size as u64;
+        let mut size: HashMap<(usize, u64), u64, Fast> = HashMap::default();
+        let mut block_size = |r: usize, h: u64| -> u64 {
+            *size.entry((r, h)).or_insert_with(|| {
+                let tonight = tonight.get(&(r, h)).copied().unwrap_or(0);
+                store.block_size(r, h, cap.saturating_sub(tonight), &self.dropped) + tonight
+            })
+        };
+        let mut pairs: Vec<(u32, u32, u8, u32)> = Vec::new();
+        for e in links.edges.iter().filter(|e| e.weight.is_finite()) {
+            let (a, b) = (e.left as usize, e.right as usize);
+            let mut agree = 0u32;
+            for (r, k) in keys.iter().enumerate() {
+                let (x, y) = (
+                    k.get(a).copied().unwrap_or(0),
+                    k.get(b).copied().unwrap_or(0),
+                );
+                if x != 0 && x == y && block_size(r, x) <= cap {
+                    agree |= 1 << r;
+                }
+            }
+            if agree != 0 {
+                let pair = (e.left.min(e.right), e.left.max(e.right));
+                pairs.push((pair.0, pair.1, agree.trailing_zeros() as u8, agree));
+            }
+        }
+        pairs.sort_unstable();
+        pairs.dedup_by_key(|p| (p.0, p.1));
+        let mut c = crate::block::Candidates::default();
+        for (l, r, rule, agree) in pairs {
+            c.left.push(l);
+            c.right.push(r);
+            c.rule.push(rule);
+            c.agree.push(agree);
+        }
+        c
+    }
+
     fn focus_len(&self) -> usize {
         self.old_component.len()
     }
 
     fn is_focus(&self, i: usize) -> bool {
         self.tonight.get(i).copied().unwrap_or(false)
+    }
+
+    /// [`Prepared::status`] of a record that was in the index before tonight (one of the
+    /// earlier nights' review queue): without a search of the index.
+    pub fn status_of_indexed(&self, table: &StdTable, source: &str, record_id: &str) -> Status {
+        if self
+            .dropped_keys
+            .contains(&(source.to_string(), record_id.to_string()))
+        {
+            return Status::Gone;
+        }
+        match table.find(source, record_id) {
+            Some(i) => Status::InTable(i),
+            None => Status::Untouched,
+        }
     }
 
     /// Where the record `source`:`record_id` stands after tonight; `table` is
@@ -467,6 +553,15 @@ pub fn prepare(
             Row::Tonight(j) => replaced[j].map(|l| store.component(l)),
         })
         .collect();
+    let dropped_keys: HashSet<(String, String), Fast> = dropped
+        .iter()
+        .map(|&l| {
+            (
+                store.source(l).to_string(),
+                String::from_utf8_lossy(store.record_id(l)).into_owned(),
+            )
+        })
+        .collect();
     let dropped_components: HashSet<(u32, u32), Fast> =
         dropped.iter().map(|&l| store.component(l)).collect();
 
@@ -628,6 +723,7 @@ pub fn prepare(
         dropped_components,
         dropped,
         tonight,
+        dropped_keys,
         stats,
         unapplied,
     })
@@ -778,7 +874,7 @@ mod tests {
         );
         // Every record is in a changed component: all go to the layer, replacing both
         // components of the base they came from.
-        let (keep, tombstones) = p.layer(&[0, 1, 2]);
+        let (keep, tombstones) = p.layer(&[0, 1, 2], &[false, true, true]);
         assert_eq!(keep, [true, true, true]);
         assert_eq!(tombstones.len(), 2);
         assert_eq!(
@@ -813,8 +909,11 @@ mod tests {
         let h = crate::block::key_hash(std::iter::once(Some("张三".as_bytes())));
         assert_eq!(p.sizes[0].get(&h), Some(&3));
         // b:1 did not change: if nothing links it tonight, its component stays where it is.
-        let (keep, tombstones) = p.layer(&[0, 1, 2]);
+        let (keep, tombstones) = p.layer(&[0, 1, 2], &[false, true, true]);
         assert_eq!(keep, [false, true, true]);
+        // Had b:1's row changed (a clerk's decision, a rescored link), its component goes too.
+        let (keep, _) = p.layer(&[0, 1, 2], &[true, true, true]);
+        assert_eq!(keep, [true, true, true]);
         assert!(tombstones.is_empty());
         // A job blocking otherwise is refused.
         let mut other = plan();

@@ -348,10 +348,20 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             labels_resolved[k] = true;
         }
         // A delta run compares only the records in tonight's pairs (and clerks' must-links).
+        // A delta night compares its previous links among the table's records again, as a
+        // full run would score them tonight.
+        let rescored = match (&prepared, &kstore) {
+            (Some(a), Some(ks)) => a.carried_candidates(&table, &carried, ks, kp),
+            _ => block::Candidates::default(),
+        };
         let needed = focus.as_ref().map(|_| {
             let mut n = vec![false; table.len()];
             let pairs = cands.left.iter().zip(&cands.right);
-            for (&l, &r) in pairs.chain(decisions.must_link.iter().map(|(l, r)| (l, r))) {
+            let again = rescored.left.iter().zip(&rescored.right);
+            for (&l, &r) in pairs
+                .chain(again)
+                .chain(decisions.must_link.iter().map(|(l, r)| (l, r)))
+            {
                 for i in [l, r] {
                     if let Some(x) = n.get_mut(i as usize) {
                         *x = true;
@@ -362,9 +372,11 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
         let (compared, secs) = p.stage(&format!("{k}: compare"), || {
             let comparators = compare::comparators_for(&table, &kp.comparisons, needed.as_deref())?;
-            compare::compare(&comparators, &kp.comparisons, &cands).map(|c| (comparators, c))
+            let compared = compare::compare(&comparators, &kp.comparisons, &cands)?;
+            let again = compare::compare(&comparators, &kp.comparisons, &rescored)?;
+            Ok::<_, Error>((comparators, compared, again))
         });
-        let (comparators, compared) = compared?;
+        let (comparators, compared, compared_again) = compared?;
         stage("compare", k, secs, cands.len() as u64);
 
         let reused = saved.as_ref().and_then(|m| m.model(kp.kind)).cloned();
@@ -424,6 +436,23 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             score::score_with(&model, &comparators, &compared, counts)
         });
         let scored = scored?;
+        // The previous model links, rescored: those still at or above the threshold hold,
+        // with tonight's weight; clerks' must-links hold as they are.
+        let carried = if rescored.is_empty() {
+            carried
+        } else {
+            let again = score::score_with(&model, &comparators, &compared_again, counts)?;
+            let mut edges: Vec<cluster::Edge> = carried
+                .edges
+                .into_iter()
+                .filter(|e| !e.weight.is_finite())
+                .collect();
+            edges.extend(cluster::edges(&again, model.match_probability));
+            Links {
+                edges,
+                cannot_link: carried.cannot_link,
+            }
+        };
         stage("score", k, secs, cands.len() as u64);
         // The scored batches carry both records of every pair: of the candidates, only the
         // rule that found each pair and the per-rule counts are still needed.
@@ -433,7 +462,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             std::mem::take(&mut cands.stats),
         );
         drop(cands);
-        drop((comparators, compared));
+        drop((comparators, compared, compared_again));
 
         let mnl: Vec<&arrow_array::StringArray> = kp
             .must_not_link
@@ -491,10 +520,8 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
         let (mut review, scores, pairs_written) = rows?;
         // A delta run compares tonight's pairs only: the earlier nights' open queue stays.
-        if let (Some(prev), Some(a), Some(ks), Some(focus)) =
-            (delta_from, &prepared, &kstore, focus.as_deref())
-        {
-            let status = |s: &str, r: &str| match a.status(&table, ks, s, r) {
+        if let (Some(prev), Some(a), Some(focus)) = (delta_from, &prepared, focus.as_deref()) {
+            let status = |s: &str, r: &str| match a.status_of_indexed(&table, s, r) {
                 delta::Status::InTable(i) => (!focus[i as usize]).then_some(Some(i)),
                 delta::Status::Untouched => Some(None),
                 delta::Status::Gone => None,
@@ -673,7 +700,11 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 }
                 match (&prepared, &kstore, delta_from) {
                     (Some(a), Some(ks), Some(prev)) => {
-                        let (keep, tombstones) = a.layer(clusters.components());
+                        let changed: Vec<bool> = match &changes {
+                            Some(c) => (0..table.len()).map(|i| c.row_changed(i)).collect(),
+                            None => vec![true; table.len()],
+                        };
+                        let (keep, tombstones) = a.layer(clusters.components(), &changed);
                         let (t, ids, comps, l) = store::subset(
                             &table,
                             &mi.master_id,

@@ -467,6 +467,19 @@ impl Segment {
             .collect()
     }
 
+    /// Rows whose key under rule `r` has the top 32 bits of `hash` (a superset of the
+    /// block), live or not.
+    fn tagged(&self, r: usize, hash: u64) -> Vec<u32> {
+        let Some((tags, rows)) = self.keys.get(r) else {
+            return Vec::new();
+        };
+        let tag = (hash >> 32) as u32;
+        let tags = tags.values();
+        let from = tags.partition_point(|&t| t < tag);
+        let to = from + tags[from..].partition_point(|&t| t == tag);
+        (from..to).filter_map(|k| u32_at(rows, k)).collect()
+    }
+
     /// Links whose left record is `row`: (right row, weight, decided by).
     fn links_of(&self, row: u32) -> Vec<(u32, f64, &[u8])> {
         let n = self.left.len();
@@ -647,6 +660,33 @@ impl KindStore {
             );
         }
         out
+    }
+
+    /// The number of live rows, not in `except`, in the block of key `hash` under rule `r`,
+    /// exact whenever it is over `cap`; at most `cap` means the block is at most `cap`. Only the
+    /// key lists are read unless the rows sharing the hash's top bits are more than `cap`:
+    /// then each row's key is checked against the whole hash.
+    pub fn block_size(&self, r: usize, hash: u64, cap: u64, except: &HashSet<Loc, Fast>) -> u64 {
+        let mut tagged: Vec<Loc> = Vec::new();
+        for (k, s) in self.segments.iter().enumerate() {
+            tagged.extend(
+                s.tagged(r, hash)
+                    .into_iter()
+                    .filter(|&row| s.live(row as usize))
+                    .map(|row| Loc { seg: k as u32, row }),
+            );
+        }
+        tagged.retain(|l| !except.contains(l));
+        if tagged.len() as u64 <= cap {
+            return tagged.len() as u64;
+        }
+        let Some(cols) = self.entry.rules.get(r) else {
+            return 0;
+        };
+        tagged
+            .iter()
+            .filter(|l| crate::block::key_hash(cols.iter().map(|c| self.value(**l, c))) == hash)
+            .count() as u64
     }
 
     /// Links whose left record is `l`: (right record, weight, decided by).

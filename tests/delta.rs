@@ -65,6 +65,26 @@ fn index(dir: &Path) -> BTreeMap<(String, String, String), String> {
     from_store
 }
 
+/// Two indexes are the same; otherwise the first records that differ.
+fn same_index(
+    a: &BTreeMap<(String, String, String), String>,
+    b: &BTreeMap<(String, String, String), String>,
+    what: &str,
+) {
+    let differ: Vec<_> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| (k, v, b.get(k)))
+        .take(5)
+        .collect();
+    assert!(
+        differ.is_empty() && a.len() == b.len(),
+        "{what}: {} and {} records, differing: {differ:?}",
+        a.len(),
+        b.len()
+    );
+}
+
 /// (event, master id, other id) of a run.
 fn events(dir: &Path) -> Vec<(String, String, Option<String>, String)> {
     let c = columns(
@@ -224,11 +244,7 @@ fn three_nights_keep_ids_record_lineage_and_match_a_full_run() {
             < columns(&full2.join("pairs.parquet"), &["kind"])[0].len() as u64,
         "a delta compares only tonight's records"
     );
-    assert_eq!(
-        index(&n2),
-        index(&full2),
-        "delta and full run give the same master index"
-    );
+    same_index(&index(&n2), &index(&full2), "delta and full run");
     assert_eq!(events(&n2), events(&full2));
     // The open review queue: the earlier night's undecided pairs still valid plus tonight's
     // make the full run's queue.
@@ -417,7 +433,7 @@ fn three_nights_keep_ids_record_lineage_and_match_a_full_run() {
     )
     .expect("compacting run");
     assert_eq!(segments(&n3c), 1);
-    assert_eq!(index(&n3c), index(&n3));
+    same_index(&index(&n3c), &index(&n3), "compacted and layered");
     let (x, y) = (dir.join("n3-export"), dir.join("n3c-export"));
     for (from, to) in [(&n3, &x), (&n3c, &y)] {
         yiku::export::export(from, &plan, to, plan.compression).expect("export");
@@ -452,4 +468,59 @@ fn three_nights_keep_ids_record_lineage_and_match_a_full_run() {
             assert_eq!(b3.get(r), Some(&leaver_id), "{r:?}");
         }
     }
+}
+
+#[test]
+fn clerks_decisions_on_a_delta_night_do_what_they_do_on_a_full_run() {
+    let job = crate::common::root().join("datasets/demo/job.toml");
+    let plan = yiku::Plan::from_file(&job).expect("plan");
+    let n1 = scratch("dlabels-n1");
+    run(&job, &n1, None, None, None);
+    let (m, r) = crate::demo::pairs_to_decide(&n1);
+    let labels = n1.join("labels.parquet");
+    crate::demo::write_labels(
+        &labels,
+        &[
+            [&m[0], &m[1], &m[2], &m[3], "non_match"],
+            [&r[0], &r[1], &r[2], &r[3], "match"],
+        ],
+    );
+    // A night with no records sent, only the clerks' decisions; and a full run with them.
+    let empty = scratch("dlabels-delta");
+    let with = |out: &Path, delta: Option<&Path>, model: Option<&Path>| {
+        let opts = yiku::RunOptions {
+            output: Some(out.to_path_buf()),
+            threads: Some(2),
+            quiet: true,
+            previous: Some(n1.clone()),
+            delta: delta.map(Path::to_path_buf),
+            model: model.map(Path::to_path_buf),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        yiku::run(&plan, &opts).expect("run with decisions")
+    };
+    let (d, f) = (scratch("dlabels-n2"), scratch("dlabels-full"));
+    let s = with(&d, Some(&empty), None);
+    with(&f, None, Some(&n1.join("model.json")));
+    assert_eq!(s.kinds.iter().map(|k| k.decisions_applied).sum::<u64>(), 2);
+    let (x, y) = (index(&d), index(&f));
+    assert_eq!(
+        x, y,
+        "the delta night and the full run apply the decisions alike"
+    );
+    let id = |i: &BTreeMap<(String, String, String), String>, s: &str, r: &str| {
+        i.iter()
+            .find(|(k, _)| k.1 == s && k.2 == r)
+            .map(|(_, v)| v.clone())
+    };
+    assert_ne!(id(&x, &m[0], &m[1]), id(&x, &m[2], &m[3]), "split");
+    assert_eq!(id(&x, &r[0], &r[1]), id(&x, &r[2], &r[3]), "joined");
+    let ledger = |dir: &Path| columns(&dir.join("decisions.parquet"), &["decision", "decided_in"]);
+    assert_eq!(ledger(&d), ledger(&f));
+    // The next night keeps them in effect: the decided pairs stay as decided.
+    let n3 = scratch("dlabels-n3");
+    run(&job, &n3, Some(&d), Some(&empty), None);
+    same_index(&index(&n3), &x, "decisions the next night");
+    assert_eq!(ledger(&n3)[0].len(), 2);
 }

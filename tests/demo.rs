@@ -121,7 +121,37 @@ fn golden_records_have_one_row_per_master_id_with_valid_ids() {
 }
 
 /// Writes a labels file: (source_l, record_id_l, source_r, record_id_r, decision).
-fn write_labels(path: &std::path::Path, rows: &[[&str; 5]]) {
+/// Two pairs of a run's `pairs.parquet` for a clerk to decide: one the run merged (to split)
+/// and one it sent for review (to join), each as (source_l, record_id_l, source_r, record_id_r).
+pub fn pairs_to_decide(run: &std::path::Path) -> ([String; 4], [String; 4]) {
+    let p = columns(
+        &run.join("pairs.parquet"),
+        &[
+            "source_l",
+            "record_id_l",
+            "source_r",
+            "record_id_r",
+            "match_probability",
+        ],
+    );
+    let prob = |i: usize| {
+        p[4][i]
+            .as_deref()
+            .and_then(|x| x.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let pair =
+        |i: usize| -> [String; 4] { std::array::from_fn(|c| p[c][i].clone().expect("cell")) };
+    let merged = (0..p[0].len())
+        .find(|&i| prob(i) > 0.99)
+        .expect("a merged pair");
+    let review = (0..p[0].len())
+        .find(|&i| prob(i) < 0.5 && prob(i) > 0.01)
+        .expect("a review pair");
+    (pair(merged), pair(review))
+}
+
+pub fn write_labels(path: &std::path::Path, rows: &[[&str; 5]]) {
     use arrow_array::{ArrayRef, RecordBatch, StringArray};
     use std::sync::Arc;
     let col =
@@ -145,44 +175,7 @@ fn clerks_decisions_change_the_clusters_they_should() {
     let dir = root().join("datasets/demo");
     let a = scratch("labels-a");
     run_job(&dir.join("job.toml"), &a, 2);
-    // A merged pair to split, and a review pair (not merged) to join.
-    let p = columns(
-        &a.join("pairs.parquet"),
-        &[
-            "source_l",
-            "record_id_l",
-            "source_r",
-            "record_id_r",
-            "match_probability",
-        ],
-    );
-    let prob = |i: usize| {
-        p[4][i]
-            .as_deref()
-            .and_then(|x| x.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let cell = |c: usize, i: usize| p[c][i].clone().expect("cell");
-    let merged = (0..p[0].len())
-        .find(|&i| prob(i) > 0.99)
-        .expect("a merged pair");
-    let review = (0..p[0].len())
-        .find(|&i| prob(i) < 0.5 && prob(i) > 0.01)
-        .expect("a review pair");
-    let (m, r) = (
-        [
-            cell(0, merged),
-            cell(1, merged),
-            cell(2, merged),
-            cell(3, merged),
-        ],
-        [
-            cell(0, review),
-            cell(1, review),
-            cell(2, review),
-            cell(3, review),
-        ],
-    );
+    let (m, r) = pairs_to_decide(&a);
     let labels = a.join("decisions.parquet");
     write_labels(
         &labels,
