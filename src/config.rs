@@ -471,6 +471,15 @@ impl Plan {
         })
     }
 
+    /// The names of a kind's sources, in job order.
+    pub fn source_names(&self, kind: EntityKind) -> Vec<String> {
+        self.sources
+            .iter()
+            .filter(|s| s.kind == kind)
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
     pub fn kind(&self, kind: EntityKind) -> Option<&KindPlan> {
         self.kinds.iter().find(|k| k.kind == kind)
     }

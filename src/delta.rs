@@ -25,7 +25,6 @@ use rayon::prelude::*;
 use arrow_array::{Array, StringArray};
 use serde::Serialize;
 
-use crate::cluster::Edge;
 use crate::error::{Error, Result};
 use crate::load::Deletion;
 use crate::score::tf::{Counts, value_hash};
@@ -587,16 +586,7 @@ pub fn prepare(
                 dropped_links += u64::from(dropped.contains(&r));
                 continue;
             };
-            let (left, right) = (i.min(j), i.max(j));
-            if by == b"non_match" {
-                links.cannot_link.push((left, right));
-            } else {
-                links.edges.push(Edge {
-                    left,
-                    right,
-                    weight,
-                });
-            }
+            links.push(i, j, weight, by);
         }
     }
     stats.links_kept = (links.edges.len() + links.cannot_link.len()) as u64;
@@ -736,23 +726,7 @@ mod tests {
     use crate::store::{KindEntry, Manifest, Parts};
 
     fn table(rows: &[(&str, &str, &str)]) -> StdTable {
-        let mut sources: Vec<String> = rows.iter().map(|r| r.0.to_string()).collect();
-        sources.sort();
-        sources.dedup();
-        StdTable {
-            kind: EntityKind::Person,
-            source: rows
-                .iter()
-                .map(|r| sources.iter().position(|s| s == r.0).unwrap_or(0) as u16)
-                .collect(),
-            sources,
-            record_id: rows.iter().map(|r| Some(r.1)).collect(),
-            columns: [("name".to_string(), rows.iter().map(|r| Some(r.2)).collect())]
-                .into_iter()
-                .collect(),
-            raw: Default::default(),
-            stats: Default::default(),
-        }
+        StdTable::of_names(rows)
     }
 
     /// A person plan blocking and counting term frequencies on `name` only.
@@ -784,7 +758,7 @@ mod tests {
             .map(|s| Some(*s))
             .collect();
         let links = Links {
-            edges: vec![Edge {
+            edges: vec![crate::cluster::Edge {
                 left: 0,
                 right: 1,
                 weight: 9.0,

@@ -63,12 +63,7 @@ pub fn export(
                     .map_err(|e| Error::write(&mi_path, e))?;
             master.write(std::slice::from_ref(&rows))?;
         }
-        let job_sources: Vec<String> = plan
-            .sources
-            .iter()
-            .filter(|s| s.kind == kp.kind)
-            .map(|s| s.name.clone())
-            .collect();
+        let job_sources = plan.source_names(kp.kind);
         let path = out_dir.join(format!("golden_{}s.parquet", kp.kind.as_str()));
         let mut file = ParallelWriter::create(
             &path,

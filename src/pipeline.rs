@@ -633,12 +633,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         };
         // Golden rows go to their file a block at a time, as they are made.
         let (golden, secs) = p.stage(&format!("{k}: golden records"), || -> Result<u64> {
-            let job_sources: Vec<String> = plan
-                .sources
-                .iter()
-                .filter(|s| s.kind == kp.kind)
-                .map(|s| s.name.clone())
-                .collect();
+            let job_sources = plan.source_names(kp.kind);
             let schema = golden::schema(&table, kp, &job_sources);
             let changed = changes
                 .as_ref()

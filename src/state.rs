@@ -741,6 +741,23 @@ pub struct Links {
     pub cannot_link: Vec<(u32, u32)>,
 }
 
+impl Links {
+    /// Adds a link between records `a` and `b` as a links file has it: its weight and who
+    /// decided it (`non_match` makes it a cannot-link pair).
+    pub fn push(&mut self, a: u32, b: u32, weight: f64, decided_by: &[u8]) {
+        let (left, right) = (a.min(b), a.max(b));
+        if decided_by == b"non_match" {
+            self.cannot_link.push((left, right));
+        } else {
+            self.edges.push(Edge {
+                left,
+                right,
+                weight,
+            });
+        }
+    }
+}
+
 fn links_schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
         Field::new("left", DataType::UInt32, false),

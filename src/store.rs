@@ -180,6 +180,21 @@ fn bytes_at(a: &BinaryArray, i: usize) -> Option<&[u8]> {
         .get(usize::try_from(s).ok()?..usize::try_from(e).ok()?)
 }
 
+/// The first of `0..n` at which `below` is false (`below` true on a prefix): a binary search
+/// over positions whose values are read through checked accessors.
+fn first_not_below(n: usize, below: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if below(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
 fn u32_at(a: &UInt32Array, i: usize) -> Option<u32> {
     a.values().get(i).copied()
 }
@@ -400,15 +415,7 @@ impl Segment {
 
     /// Row of a record by binary search (rows are sorted by source name, record id).
     fn find(&self, source: &str, record_id: &[u8]) -> Option<u32> {
-        let (mut lo, mut hi) = (0usize, self.rows);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.key(mid) < (source, record_id) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
+        let lo = first_not_below(self.rows, |k| self.key(k) < (source, record_id));
         (lo < self.rows && self.key(lo) == (source, record_id)).then_some(lo as u32)
     }
 
@@ -426,15 +433,7 @@ impl Segment {
             u32_at(&self.by_component, k).map_or(u32::MAX, |r| self.component(r as usize))
         };
         let n = self.by_component.len();
-        let (mut lo, mut hi) = (0usize, n);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if comp_at(mid) < c {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
+        let mut lo = first_not_below(n, |k| comp_at(k) < c);
         let mut out = Vec::new();
         while lo < n && comp_at(lo) == c {
             if let Some(r) = u32_at(&self.by_component, lo) {
@@ -484,15 +483,7 @@ impl Segment {
     fn links_of(&self, row: u32) -> Vec<(u32, f64, &[u8])> {
         let n = self.left.len();
         let left_at = |k: usize| u32_at(&self.left, k).unwrap_or(u32::MAX);
-        let (mut lo, mut hi) = (0usize, n);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if left_at(mid) < row {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
+        let mut lo = first_not_below(n, |k| left_at(k) < row);
         let mut out = Vec::new();
         while lo < n && left_at(lo) == row {
             if let (Some(r), Some(&w)) = (u32_at(&self.right, lo), self.weight.values().get(lo)) {
@@ -833,17 +824,7 @@ impl KindStore {
                 if j == u32::MAX {
                     continue;
                 }
-                let (left, right) = (i as u32, j);
-                let (left, right) = (left.min(right), left.max(right));
-                if by == b"non_match" {
-                    links.cannot_link.push((left, right));
-                } else {
-                    links.edges.push(Edge {
-                        left,
-                        right,
-                        weight,
-                    });
-                }
+                links.push(i as u32, j, weight, by);
             }
         }
         Ok(Merged {
@@ -1298,23 +1279,7 @@ mod tests {
     use super::*;
 
     fn table(rows: &[(&str, &str, &str)]) -> StdTable {
-        let mut sources: Vec<String> = rows.iter().map(|r| r.0.to_string()).collect();
-        sources.sort();
-        sources.dedup();
-        StdTable {
-            kind: EntityKind::Person,
-            source: rows
-                .iter()
-                .map(|r| sources.iter().position(|s| s == r.0).unwrap_or(0) as u16)
-                .collect(),
-            sources,
-            record_id: rows.iter().map(|r| Some(r.1)).collect(),
-            columns: [("name".to_string(), rows.iter().map(|r| Some(r.2)).collect())]
-                .into_iter()
-                .collect(),
-            raw: Default::default(),
-            stats: Default::default(),
-        }
+        StdTable::of_names(rows)
     }
 
     fn write(

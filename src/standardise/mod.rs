@@ -39,6 +39,28 @@ pub struct StdTable {
 }
 
 impl StdTable {
+    /// Person records for tests: (source, record id, name) rows in the order given.
+    #[cfg(test)]
+    pub(crate) fn of_names(rows: &[(&str, &str, &str)]) -> StdTable {
+        let mut sources: Vec<String> = rows.iter().map(|r| r.0.to_string()).collect();
+        sources.sort();
+        sources.dedup();
+        StdTable {
+            kind: EntityKind::Person,
+            source: rows
+                .iter()
+                .map(|r| sources.iter().position(|s| s == r.0).unwrap_or(0) as u16)
+                .collect(),
+            sources,
+            record_id: rows.iter().map(|r| Some(r.1)).collect(),
+            columns: [("name".to_string(), rows.iter().map(|r| Some(r.2)).collect())]
+                .into_iter()
+                .collect(),
+            raw: Default::default(),
+            stats: Default::default(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.source.len()
     }
