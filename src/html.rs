@@ -855,6 +855,18 @@ struct KindPairs {
     below: Vec<StoredPair>,
 }
 
+impl KindPairs {
+    /// The records of the sampled pairs (above and below the threshold), as (source, record id).
+    fn sampled_records(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.above.iter().chain(&self.below).flat_map(|p| {
+            [
+                (p.left.0.as_str(), p.left.1.as_str()),
+                (p.right.0.as_str(), p.right.1.as_str()),
+            ]
+        })
+    }
+}
+
 fn read_pairs(out_dir: &Path, models: &ModelFile) -> Result<BTreeMap<String, KindPairs>> {
     let path = out_dir.join("pairs.parquet");
     let scores =
@@ -1202,17 +1214,7 @@ fn standardised_of_night(
         .filter(|r| r.3.sent())
         .map(|r| ((r.0.as_str(), r.1.as_str()), true))
         .collect();
-    let pair_keys: Vec<(&str, &str)> = pk
-        .above
-        .iter()
-        .chain(&pk.below)
-        .flat_map(|p| {
-            [
-                (p.left.0.as_str(), p.left.1.as_str()),
-                (p.right.0.as_str(), p.right.1.as_str()),
-            ]
-        })
-        .collect();
+    let pair_keys: Vec<(&str, &str)> = pk.sampled_records().collect();
     keys.extend(pair_keys.iter().map(|&k| (k, false)));
     // A record both sent tonight and in a pair is counted (`true` sorts last).
     keys.sort_unstable();
@@ -1402,17 +1404,7 @@ fn standardised_from(
     let specs: Vec<_> = model.comparisons.iter().map(|c| c.spec.clone()).collect();
     let (mut above, mut below) = (Vec::new(), Vec::new());
     let mut idx: HashMap<(&str, &str), usize> = HashMap::new();
-    let wanted: HashSet<(&str, &str), Fast> = pk
-        .above
-        .iter()
-        .chain(&pk.below)
-        .flat_map(|p| {
-            [
-                (p.left.0.as_str(), p.left.1.as_str()),
-                (p.right.0.as_str(), p.right.1.as_str()),
-            ]
-        })
-        .collect();
+    let wanted: HashSet<(&str, &str), Fast> = pk.sampled_records().collect();
     // Every record looked at, in parallel: a handful are wanted.
     let found: Vec<((&str, &str), usize)> = {
         use rayon::prelude::*;

@@ -451,15 +451,8 @@ impl Segment {
     /// Rows with key `hash` under rule `r` (columns `cols`), live or not: a binary search
     /// on the tags, then each row with the tag checked against the whole hash.
     fn block(&self, r: usize, cols: &[String], hash: u64) -> Vec<u32> {
-        let Some((tags, rows)) = self.keys.get(r) else {
-            return Vec::new();
-        };
-        let tag = (hash >> 32) as u32;
-        let tags = tags.values();
-        let from = tags.partition_point(|&t| t < tag);
-        let to = from + tags[from..].partition_point(|&t| t == tag);
-        (from..to)
-            .filter_map(|k| u32_at(rows, k))
+        self.tagged(r, hash)
+            .into_iter()
             .filter(|&row| {
                 crate::block::key_hash(cols.iter().map(|c| self.value(c, row as usize))) == hash
             })
