@@ -25,7 +25,8 @@
 //!
 //! Around them: [`config`] (the job file and presets), [`output`] (atomic output folder),
 //! [`state`] (what a run keeps for the next: standardised records and links), [`store`] (the
-//! persistent index a delta run starts from: a base and nightly layers),
+//! persistent index a delta run starts from: a base and nightly layers), [`export`] (the whole
+//! index of a run written out of its store),
 //! [`pipeline`] (calls the stages), [`synth`] (departmental data with ground truth), [`mem`]
 //! (memory hints the stages share).
 //! Each kind (`person`, `enterprise`, `generic`) is matched on its own.
