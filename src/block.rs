@@ -55,21 +55,19 @@ pub struct Candidates {
     /// Bit `r` set when the pair shares rule `r`'s key (in a block that was not skipped).
     pub agree: Vec<u32>,
     pub stats: Vec<RuleStats>,
-    /// Per rule, the records with a key, sorted by (key hash, record), as (the top 32 bits
-    /// of each key hash, the records): what the persistent index ([`crate::store`]) finds a
-    /// record's block with. Kept only when asked ([`Options::keep_keyed`]).
-    pub keyed: Vec<(Vec<u32>, Vec<u32>)>,
 }
 
 /// What [`block_with`] does beyond [`block`].
-#[derive(Clone, Copy, Default)]
+#[derive(Default)]
 pub struct Options<'a> {
     /// Blocks known to be larger than the table holds of them: `sizes(rule, key hash)` is the
     /// block's size over the whole index (a delta run's table holds only the members of the
     /// blocks it expands, not of those it knows to be too large).
     pub sizes: Option<&'a (dyn Fn(usize, u64) -> Option<u64> + Sync)>,
-    /// Keep [`Candidates::keyed`].
-    pub keep_keyed: bool,
+    /// Handed each rule's key list in rule order, as soon as it is made: the records with a
+    /// key, sorted by (key hash, record), as (the top 32 bits of each key hash, the records).
+    /// What the persistent index ([`crate::store`]) finds a record's block with.
+    pub keyed: Option<&'a mut dyn FnMut(Vec<u32>, Vec<u32>)>,
 }
 
 impl Candidates {
@@ -185,9 +183,11 @@ pub fn block_with(
     max_block: usize,
     mode: Mode,
     focus: Option<&[bool]>,
-    opts: Options,
+    mut opts: Options,
 ) -> Candidates {
     let n = table.len();
+    let keep_keyed = opts.keyed.is_some();
+    let sizes = opts.sizes;
     let focused = |i: u32| focus.is_none_or(|f| f.get(i as usize).copied().unwrap_or(false));
     // Phase 1: keys and blocks per rule; records in skipped blocks are in none of the rule's
     // blocks, so that later rules do not think this rule produced their pairs.
@@ -216,8 +216,7 @@ pub fn block_with(
             while end < order.len() && order[end].0 == order[start].0 {
                 end += 1;
             }
-            let size = opts
-                .sizes
+            let size = sizes
                 .and_then(|f| f(r, order[start].0))
                 .map_or(end - start, |s| (s as usize).max(end - start));
             largest = largest.max(size as u64);
@@ -245,7 +244,7 @@ pub fn block_with(
             largest_block: largest,
             skipped,
         };
-        let keyed = if opts.keep_keyed {
+        let keyed = if keep_keyed {
             (
                 order.iter().map(|&(k, _)| (k >> 32) as u32).collect(),
                 order.iter().map(|&(_, i)| i).collect(),
@@ -271,7 +270,6 @@ pub fn block_with(
     let mut blocks_of: Vec<Vec<(usize, usize)>> = Vec::with_capacity(rules.len());
     let mut order_of: Vec<Vec<u32>> = Vec::with_capacity(rules.len());
     let mut stats = Vec::with_capacity(rules.len());
-    let mut keyed = Vec::new();
     // As many rules at once as threads: each holds its sort's working memory meanwhile.
     let threads = rayon::current_num_threads().max(1);
     let numbered: Vec<(usize, &Vec<String>)> = rules.iter().enumerate().collect();
@@ -281,8 +279,8 @@ pub fn block_with(
             blocks_of.push(runs);
             order_of.push(order);
             stats.push(st);
-            if opts.keep_keyed {
-                keyed.push(kept);
+            if let Some(sink) = opts.keyed.as_mut() {
+                sink(kept.0, kept.1);
             }
         }
     }
@@ -371,7 +369,6 @@ pub fn block_with(
         rule: Vec::with_capacity(all.len()),
         agree: Vec::with_capacity(all.len()),
         stats,
-        keyed,
     };
     for (a, b, r, m) in all {
         c.left.push(a);
@@ -425,6 +422,45 @@ mod tests {
         let mut want: Vec<(u64, u32)> = (0..1000u32).map(|i| (few[i as usize], i)).collect();
         want.sort_unstable();
         assert_eq!(sort_keyed(few, |_| true), want);
+    }
+
+    #[test]
+    fn the_key_lists_handed_over_are_the_stores_own() {
+        let a = [Some("x"), None, Some("x"), Some("y"), Some("z"), Some("y")];
+        let b = [Some("1"), Some("2"), Some("1"), None, Some("2"), Some("3")];
+        let t = table(&[("a", &a), ("b", &b)]);
+        let rules = vec![
+            vec!["a".to_string()],
+            vec!["b".to_string()],
+            vec!["a".to_string(), "b".to_string()],
+        ];
+        // One rule sorted at a time or several: the lists come in rule order.
+        for threads in [1, 3] {
+            let mut got = Vec::new();
+            let mut sink = |tags: Vec<u32>, rows: Vec<u32>| got.push((tags, rows));
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a pool");
+            pool.install(|| {
+                block_with(
+                    &t,
+                    &rules,
+                    10,
+                    Mode::Both,
+                    None,
+                    Options {
+                        sizes: None,
+                        keyed: Some(&mut sink),
+                    },
+                )
+            });
+            assert_eq!(
+                got,
+                crate::store::key_lists(&t, &rules),
+                "{threads} threads"
+            );
+        }
     }
 
     fn pairs(c: &Candidates) -> Vec<(u32, u32, u8, u32)> {

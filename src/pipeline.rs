@@ -310,7 +310,29 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 .as_ref()
                 .and_then(|a| a.sizes.get(r)?.get(&h).copied())
         };
-        let (mut cands, secs) = p.stage(&format!("{k}: block"), || {
+        // A full run's key lists go to its store's base as blocking makes them, written by a
+        // thread of their own while blocking goes on (one list waits at most).
+        let keys_file = match prepared {
+            None => Some(store::KeysFile::create(out.dir(), kp.kind, &run_id)?),
+            Some(_) => None,
+        };
+        let (to_keys, keys_in) = std::sync::mpsc::sync_channel::<(Vec<u32>, Vec<u32>)>(1);
+        let keys_writer = keys_file.map(|mut f| {
+            std::thread::spawn(move || -> Result<()> {
+                // After an error the lists are still taken, so that blocking never waits.
+                let mut written = Ok(());
+                for (tags, rows) in keys_in {
+                    if written.is_ok() {
+                        written = f.write(tags, rows);
+                    }
+                }
+                written.and_then(|()| f.finish())
+            })
+        });
+        let mut write_keys = |tags: Vec<u32>, rows: Vec<u32>| {
+            let _ = to_keys.send((tags, rows));
+        };
+        let (cands, secs) = p.stage(&format!("{k}: block"), || {
             block::block_with(
                 &table,
                 &kp.blocking,
@@ -319,21 +341,19 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 focus.as_deref(),
                 block::Options {
                     sizes: prepared.is_some().then_some(&sizes),
-                    keep_keyed: prepared.is_none(),
+                    keyed: keys_writer.is_some().then_some(&mut write_keys),
                 },
             )
         });
+        drop(to_keys);
+        if let Some(w) = keys_writer {
+            w.join().map_err(|_| Error::Data {
+                stage: "write",
+                message: "the thread writing the key lists stopped".into(),
+            })??;
+        }
+        let mut cands = cands;
         stage("block", k, secs, cands.len() as u64);
-        // A full run's key lists go to its store's base while the stages go on.
-        let keys_file = (prepared.is_none()).then(|| {
-            let (dir, keyed, run_id) = (
-                out.dir().to_path_buf(),
-                std::mem::take(&mut cands.keyed),
-                run_id.clone(),
-            );
-            let kind = kp.kind;
-            std::thread::spawn(move || store::write_keys(&dir, kind, &run_id, &keyed))
-        });
         for r in &cands.stats {
             p.note(&format!(
                 "{k}: {:>12} pairs from rule {} ({} skipped blocks)",
@@ -498,6 +518,12 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             written?;
             stage("write", k, secs, matches);
         }
+        // A full run's links are in their file now (the store's base links it); only a delta
+        // night's layer needs them again (~100 MB at 10M records).
+        let links = match prepared {
+            None => Links::default(),
+            Some(_) => links,
+        };
 
         let rule_names: Vec<String> = kp.blocking.iter().map(|r| block::rule_name(r)).collect();
         let kind_fields: Vec<String> = kp.comparisons.iter().map(|c| c.field.clone()).collect();
@@ -565,6 +591,10 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             master::master_index(&table, &clusters, previous, run)
         });
         let mut mi = mi?;
+        // Spilled: the master ids (~24 bytes a record) are read from disk from here on.
+        if memory == load::MemoryMode::Spilled {
+            mi.master_id = keep(std::slice::from_ref(&mi.master_id))?;
+        }
         stage("master", k, secs, mi.clusters);
         files.write_events(k, &std::mem::take(&mut mi.events))?;
 
@@ -687,12 +717,6 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         let (entry, secs) = p.stage(
             &format!("{k}: write store"),
             || -> Result<store::KindEntry> {
-                if let Some(w) = keys_file {
-                    w.join().map_err(|_| Error::Data {
-                        stage: "write",
-                        message: "the thread writing the key lists stopped".into(),
-                    })??;
-                }
                 match (&prepared, &kstore, delta_from) {
                     (Some(a), Some(ks), Some(prev)) => {
                         let changed: Vec<bool> = match &changes {

@@ -974,8 +974,8 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// The key lists of a segment (per rule, the rows with a key, by (key hash, row), as (tags,
-/// rows): see [`crate::block::Candidates::keyed`]), computed from its records where the
-/// blocking stage has not kept them.
+/// rows): see [`crate::block::Options::keyed`]), computed from its records where the
+/// blocking stage has not written them.
 pub fn key_lists(table: &StdTable, rules: &[Vec<String>]) -> Vec<(Vec<u32>, Vec<u32>)> {
     rules
         .par_iter()
@@ -996,35 +996,74 @@ pub fn key_lists(table: &StdTable, rules: &[Vec<String>]) -> Vec<(Vec<u32>, Vec<
         .collect()
 }
 
-/// Writes a segment's key lists (`keys.arrow`); the blocking stage of a full run hands them
-/// over as soon as it has them.
+/// A segment's key lists file (`keys.arrow`) being written, one rule's list at a time: the
+/// blocking stage of a full run hands each over as soon as it has it, so that no more than
+/// the rules it sorts at once are held (at 10M records a list is 80 MB).
+pub struct KeysFile {
+    path: PathBuf,
+    schema: Arc<Schema>,
+    writer: arrow_ipc::writer::FileWriter<crate::state::DirectFile>,
+}
+
+impl KeysFile {
+    pub fn create(run_dir: &Path, kind: EntityKind, name: &str) -> Result<KeysFile> {
+        let dir = segment_dir(run_dir, kind.as_str(), name);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let path = file(run_dir, kind.as_str(), name, "keys");
+        let schema = ipc_schema(vec![
+            Field::new("tag", DataType::UInt32, false),
+            Field::new("row", DataType::UInt32, false),
+        ]);
+        let out = crate::state::DirectFile::create(&path)?;
+        let writer = arrow_ipc::writer::FileWriter::try_new(out, &schema)
+            .map_err(|e| Error::write(&path, e))?;
+        Ok(KeysFile {
+            path,
+            schema,
+            writer,
+        })
+    }
+
+    /// The next rule's list (the lists go in rule order); the vectors become the batch's
+    /// columns as they are, without a copy.
+    pub fn write(&mut self, tags: Vec<u32>, rows: Vec<u32>) -> Result<()> {
+        let batch = RecordBatch::try_new(
+            self.schema.clone(),
+            vec![
+                Arc::new(UInt32Array::from(tags)) as ArrayRef,
+                Arc::new(UInt32Array::from(rows)),
+            ],
+        )
+        .map_err(|e| Error::write(&self.path, e))?;
+        self.writer
+            .write(&batch)
+            .map_err(|e| Error::write(&self.path, e))
+    }
+
+    pub fn finish(mut self) -> Result<()> {
+        self.writer
+            .finish()
+            .map_err(|e| Error::write(&self.path, e))?;
+        let out = self
+            .writer
+            .into_inner()
+            .map_err(|e| Error::write(&self.path, e))?;
+        out.finish().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Writes a segment's key lists (`keys.arrow`) at once.
 pub fn write_keys(
     run_dir: &Path,
     kind: EntityKind,
     name: &str,
-    keyed: &[(Vec<u32>, Vec<u32>)],
+    keyed: Vec<(Vec<u32>, Vec<u32>)>,
 ) -> Result<()> {
-    let dir = segment_dir(run_dir, kind.as_str(), name);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let path = file(run_dir, kind.as_str(), name, "keys");
-    let schema = ipc_schema(vec![
-        Field::new("tag", DataType::UInt32, false),
-        Field::new("row", DataType::UInt32, false),
-    ]);
-    let batches = keyed
-        .iter()
-        .map(|(tags, rows)| {
-            RecordBatch::try_new(
-                schema.clone(),
-                vec![
-                    Arc::new(UInt32Array::from(tags.clone())) as ArrayRef,
-                    Arc::new(UInt32Array::from(rows.clone())),
-                ],
-            )
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::write(&path, e))?;
-    crate::state::write_ipc_batches(&path, &schema, &batches)
+    let mut f = KeysFile::create(run_dir, kind, name)?;
+    for (tags, rows) in keyed {
+        f.write(tags, rows)?;
+    }
+    f.finish()
 }
 
 /// The fields a kind's comparisons count term frequencies of, in order, each once.
@@ -1038,18 +1077,34 @@ pub fn tf_fields(plan: &crate::config::KindPlan) -> Vec<String> {
     out
 }
 
-/// The (value hash, count) list of every term-frequency field of a table's records.
+/// The (value hash, count) list of every term-frequency field of a table's records, sorted
+/// by hash. Counted by sorting the hashes, one field after another: 8 bytes per record at a
+/// time (a hash map of the values took several times that, for every field at once, while a
+/// full run makes its golden records).
 pub fn tf_lists(table: &StdTable, fields: &[String]) -> Vec<Vec<(u64, i64)>> {
+    use arrow_array::Array;
     fields
-        .par_iter()
+        .iter()
         .map(|f| match table.column(f) {
             None => Vec::new(),
             Some(col) => {
-                let counts = crate::score::tf::Counts::of_column(col);
-                let mut v: Vec<(u64, i64)> =
-                    counts.of.into_iter().map(|(h, c)| (h, c as i64)).collect();
-                v.sort_unstable();
-                v
+                let mut hashes: Vec<u64> = (0..col.len())
+                    .into_par_iter()
+                    .with_min_len(4096)
+                    .filter_map(|i| {
+                        col.is_valid(i)
+                            .then(|| crate::score::tf::value_hash(col.value(i)))
+                    })
+                    .collect();
+                hashes.par_sort_unstable();
+                let mut out: Vec<(u64, i64)> = Vec::new();
+                for h in hashes {
+                    match out.last_mut() {
+                        Some(last) if last.0 == h => last.1 += 1,
+                        _ => out.push((h, 1)),
+                    }
+                }
+                out
             }
         })
         .collect()
@@ -1087,7 +1142,7 @@ pub fn write_segment(
         }
     }
     if !path("keys").exists() {
-        write_keys(run_dir, kind, name, &key_lists(parts.table, rules))?;
+        write_keys(run_dir, kind, name, key_lists(parts.table, rules))?;
     }
     // Components numbered in order of their first record; the rows listed component by
     // component.
