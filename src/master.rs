@@ -438,6 +438,22 @@ pub fn master_index(
     previous: Option<&Previous>,
     run: u64,
 ) -> Result<MasterIndex> {
+    master_index_with(table, clusters, previous, run, None)
+}
+
+/// Where [`master_index_with`] hands the lineage events.
+pub type EventsTo<'a> = dyn FnMut(&[Events]) -> Result<()> + 'a;
+
+/// [`master_index`], the lineage events handed to `events_to` (then not kept in
+/// [`MasterIndex::events`]) as soon as they are made, before the master ids are written out:
+/// the two are the largest things the stage makes (at 10M records ~0.2 GB each).
+pub fn master_index_with(
+    table: &StdTable,
+    clusters: &Clusters,
+    previous: Option<&Previous>,
+    run: u64,
+    events_to: Option<&mut EventsTo>,
+) -> Result<MasterIndex> {
     let key = |i: u32| {
         let i = i as usize;
         format!(
@@ -677,7 +693,11 @@ pub fn master_index(
     }
     parts.push(Events::of(&events));
     drop(events);
-    let events = Events::sorted(parts)?;
+    let mut events = Events::sorted(parts)?;
+    if let Some(to) = events_to {
+        to(&events)?;
+        events = Vec::new();
+    }
     let cluster_size: Vec<u32> = cluster_of.par_iter().map(|&c| sizes[c as usize]).collect();
     let text_of = |id: Id| match id {
         Id::Previous(p) => prev_ids[p as usize],

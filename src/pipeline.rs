@@ -588,7 +588,9 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 Some(a) => Some(&a.previous),
                 None => previous.as_ref(),
             };
-            master::master_index(&table, &clusters, previous, run)
+            // Its events go to their file before the master ids are made.
+            let mut write_events = |runs: &[master::Events]| files.write_events(k, runs);
+            master::master_index_with(&table, &clusters, previous, run, Some(&mut write_events))
         });
         let mut mi = mi?;
         // Spilled: the master ids (~24 bytes a record) are read from disk from here on.
@@ -596,7 +598,6 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             mi.master_id = keep(std::slice::from_ref(&mi.master_id))?;
         }
         stage("master", k, secs, mi.clusters);
-        files.write_events(k, &std::mem::take(&mut mi.events))?;
 
         let changes = prepared.as_ref().map(|a| output::Changes {
             table: &table,
