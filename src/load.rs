@@ -439,6 +439,18 @@ pub fn estimated_peak_bytes(records: u64, mode: MemoryMode) -> u64 {
     PEAK_BYTES_BASE + records * per
 }
 
+/// Whether a run under a `memory_limit` of `limit` bytes, holding `records` records as `mode`,
+/// should read the state file it maps back (`file_bytes` long) at random
+/// ([`crate::state::Reads::AtRandom`]): when the page cache the limit leaves beside the run's
+/// own memory (its estimate) is under an eighth of the file. Placed between two measured
+/// points (10M records, a 2.76 GB file, spilled: under a 2.0 GB cap, 0.52 GB left, the
+/// default reads complete in 61 s; under 1.6 GB, 0.12 GB left, they stall and random reads
+/// complete in 362 s).
+pub fn reads_at_random(limit: u64, records: u64, mode: MemoryMode, file_bytes: u64) -> bool {
+    let left = limit.saturating_sub(estimated_peak_bytes(records, mode));
+    left < file_bytes / 8
+}
+
 /// Chooses how a run of `records` records holds them under the job's `memory_limit`: in
 /// memory when the estimate fits, else mapped from disk, else spilled as made, whichever is
 /// the fastest that fits; otherwise refuses, before any work, with the estimates.
@@ -1373,6 +1385,37 @@ fn reject_row(src: &Source, row: u64, reason: String, raw: String, q: &mut Vec<Q
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_reads_only_where_the_file_cannot_stay_in_the_page_cache() {
+        // The two measured points: 10M records spilled, a 2.76 GB file.
+        let (records, file) = (10_090_826, 2_762_875_394);
+        assert!(!reads_at_random(
+            2_000_000_000,
+            records,
+            MemoryMode::Spilled,
+            file
+        ));
+        assert!(reads_at_random(
+            1_600_000_000,
+            records,
+            MemoryMode::Spilled,
+            file
+        ));
+        // Plenty of room, or a limit under the run's own estimate.
+        assert!(!reads_at_random(
+            64_000_000_000,
+            records,
+            MemoryMode::Spilled,
+            file
+        ));
+        assert!(reads_at_random(
+            1_000_000_000,
+            records,
+            MemoryMode::Spilled,
+            file
+        ));
+    }
 
     #[test]
     fn parquet_row_groups_read_in_parallel_come_back_in_file_order() {

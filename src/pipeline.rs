@@ -153,6 +153,8 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         let rows = previous_kinds.iter().map(|k| k.1).sum();
         stage("previous", "all", previous_secs, rows);
     }
+    // The run's records, counted when there is a limit to size them against.
+    let mut limited_records = 0u64;
     let memory = match plan.memory_limit {
         Some(limit) => {
             // A delta run maps the previous index; what it holds grows with the delta, and
@@ -161,6 +163,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 Some(m) => m.kinds.values().map(store::KindEntry::live).sum(),
                 None => load::count_records(plan)?,
             };
+            limited_records = records;
             load::memory_mode(plan, limit, records)?
         }
         None => load::MemoryMode::InMemory,
@@ -303,7 +306,25 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             if let Some(writing) = state_file.take() {
                 stage("write state", k, writing.wait()?, table.len() as u64);
             }
-            state::map_standardised(out.dir(), &mut table)?;
+            // Read at random where the page cache left under the limit cannot hold the file.
+            let file_bytes = std::fs::metadata(state::standardised_path(out.dir(), kp.kind))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            let at_random = plan.memory_limit.is_some_and(|limit| {
+                load::reads_at_random(limit, limited_records, memory, file_bytes)
+            });
+            if at_random {
+                p.note(&format!(
+                    "{k}: memory_limit leaves the page cache less than an eighth of the records' \
+                     file ({:.1} GB): it is read a page at a time, without read-ahead",
+                    file_bytes as f64 / 1e9
+                ));
+            }
+            let reads = match at_random {
+                true => state::Reads::AtRandom,
+                false => state::Reads::Ahead,
+            };
+            state::map_standardised(out.dir(), &mut table, reads)?;
         }
         let sizes = |r: usize, h: u64| {
             prepared
