@@ -76,6 +76,7 @@ pub fn export(
             &job_sources,
             &merged.master_id,
             &groups,
+            crate::golden::Reads::Blocks,
             &mut |batch| file.write(std::slice::from_ref(batch)),
         )?;
         file.close()?;

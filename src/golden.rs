@@ -18,8 +18,9 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
 use std::collections::HashMap;
 
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{ArrowError, DataType, Field, Schema};
 use rayon::prelude::*;
+use std::ops::Range;
 
 use crate::config::{FieldType, KindPlan, Survivorship};
 use crate::standardise::StdTable;
@@ -82,19 +83,150 @@ pub fn schema(table: &StdTable, plan: &KindPlan, job_sources: &[String]) -> Arc<
     Arc::new(Schema::new_with_metadata(fields, metadata))
 }
 
+/// The memory, per record of the run, that a partition of [`Reads::Partitions`] may take: each
+/// partition reads the golden columns once (~200 bytes a person record: ~7 sweeps of them).
+/// Measured on 10M person records under a 1.6 GB cap (one run each): 16 bytes, golden records
+/// 31 s and the stage's peak anonymous memory 0.76 GB; 32 bytes, 20.5 s and 0.94 GB (the run's
+/// peak was 0.91 GB elsewhere); 48 bytes, 21 s and 1.09 GB. Within the spilled estimate
+/// ([`crate::load::SPILLED_BYTES_PER_RECORD`]) either way.
+pub const PARTITION_BYTES_PER_RECORD: u64 = 32;
+
+/// How golden records read the records' columns ([`golden_records`]); the rows are the same
+/// either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// A block of [`crate::output::ROWS_PER_BLOCK`] clusters at a time: for records in memory,
+    /// where reading them in any order costs little.
+    Blocks,
+    /// Clusters in partitions (of whole blocks) whose members' values take at most about this
+    /// many bytes (at least one block each): every column is read once per partition, front to
+    /// back (the partition's rows only, in row order) and with read-ahead, and the values are
+    /// picked from what was read. For records mapped from disk that the page cache cannot
+    /// hold: a cluster's members lie anywhere in the table, so each block read pages from all
+    /// over the file, at random, and block after block read them again (10M records under a
+    /// 1.6 GB cap: 250 s of a 408 s run).
+    Partitions(u64),
+}
+
+/// A field that gets golden values: its value column, the column its values are shown from
+/// (addresses: as written; otherwise the value column) and its survivorship rule.
+struct Golden<'t> {
+    col: &'t StringArray,
+    shown: Option<&'t StringArray>,
+    rule: Survivorship,
+    /// No record has a value (a field no source maps): nothing to read or pick.
+    empty: bool,
+}
+
+/// The columns a partition of clusters reads, for its member rows in row order; `at[j]` is
+/// where the partition's `j`-th member (clusters one after another) is among them.
+struct Taken {
+    at: Vec<usize>,
+    source: Vec<u16>,
+    record_id: StringArray,
+    updated: Option<StringArray>,
+    /// Per field: its value column and, where it has one, the column it is shown from.
+    fields: Vec<Option<(StringArray, Option<StringArray>)>>,
+}
+
+impl Taken {
+    /// Reads the values of `rows` (member rows, clusters one after another) in row order.
+    fn read(table: &StdTable, fields: &[Golden], rows: &[u32]) -> Result<Taken, ArrowError> {
+        let mut order: Vec<u64> = rows
+            .iter()
+            .enumerate()
+            .map(|(j, &r)| (u64::from(r) << 32) | j as u64)
+            .collect();
+        order.par_sort_unstable();
+        let mut at = vec![0usize; rows.len()];
+        let sorted: Vec<u32> = order
+            .iter()
+            .enumerate()
+            .map(|(s, &o)| {
+                at[(o & u64::from(u32::MAX)) as usize] = s;
+                (o >> 32) as u32
+            })
+            .collect();
+        drop(order);
+        let gather = |col: &StringArray| crate::mem::gather(col, &sorted);
+        let updated = table.column("updated_at");
+        let ((record_id, updated), (source, fields)) = rayon::join(
+            || rayon::join(|| gather(&table.record_id), || updated.map(gather)),
+            || {
+                rayon::join(
+                    || sorted.iter().map(|&i| table.source[i as usize]).collect(),
+                    || {
+                        fields
+                            .par_iter()
+                            .map(|f| match f.empty {
+                                true => Ok(None),
+                                false => {
+                                    Ok(Some((gather(f.col)?, f.shown.map(gather).transpose()?)))
+                                }
+                            })
+                            .collect::<Result<Vec<_>, ArrowError>>()
+                    },
+                )
+            },
+        );
+        Ok(Taken {
+            at,
+            source,
+            record_id: record_id?,
+            updated: updated.transpose()?,
+            fields: fields?,
+        })
+    }
+}
+
+/// The bytes a record's values take in `cols`.
+fn bytes_per_record(cols: &[&StringArray], records: usize) -> u64 {
+    let bytes: usize = cols
+        .iter()
+        .map(|c| c.value_data().len() + 4 * c.len() + c.len().div_ceil(8))
+        .sum();
+    (bytes / records.max(1)) as u64 + 1
+}
+
 /// Golden records of one kind, handed to `sink` in batches of
 /// [`crate::output::ROWS_PER_BLOCK`] clusters (of [`schema`]) so that they need not all be
 /// held at once; returns the rows. `job_sources` lists the kind's sources in job order;
-/// `groups` lists each cluster's records.
+/// `groups` lists each cluster's records; `reads` says how the records are read.
 pub fn golden_records(
     table: &StdTable,
     plan: &KindPlan,
     job_sources: &[String],
     master_id: &StringArray,
     groups: &crate::cluster::Groups,
+    reads: Reads,
     sink: &mut dyn FnMut(&RecordBatch) -> crate::error::Result<()>,
 ) -> crate::error::Result<u64> {
-    let arrow = |e: arrow_schema::ArrowError| crate::error::Error::Data {
+    let block = crate::output::ROWS_PER_BLOCK;
+    golden_in_blocks(
+        table,
+        plan,
+        job_sources,
+        master_id,
+        groups,
+        reads,
+        block,
+        sink,
+    )
+}
+
+/// [`golden_records`] in batches of `block` clusters.
+#[allow(clippy::too_many_arguments)]
+fn golden_in_blocks(
+    table: &StdTable,
+    plan: &KindPlan,
+    job_sources: &[String],
+    master_id: &StringArray,
+    groups: &crate::cluster::Groups,
+    reads: Reads,
+    block: usize,
+    sink: &mut dyn FnMut(&RecordBatch) -> crate::error::Result<()>,
+) -> crate::error::Result<u64> {
+    let arrow = |e: ArrowError| crate::error::Error::Data {
         stage: "golden",
         message: e.to_string(),
     };
@@ -110,82 +242,144 @@ pub fn golden_records(
                 .unwrap_or(usize::MAX)
         })
         .collect();
-    // Members of each cluster, clusters in order of their first record.
-    let members = |c: usize| groups.members(c);
-    let first = |c: usize| members(c).first().map_or(0, |&i| i as usize);
     let n_clusters = groups.len();
     let schema = schema(table, plan, job_sources);
-    let fields = golden_fields(table, plan);
-    let updated = table.column("updated_at");
-    let rows_of = |clusters: &[usize]| -> Result<RecordBatch, arrow_schema::ArrowError> {
-        // The block's member rows side by side, cluster after cluster: every column is
-        // gathered once in a tight loop, then picked from in order (the members of a cluster
-        // lie far apart in the table, and picking from there waited on memory at every step).
-        let mut off = Vec::with_capacity(clusters.len() + 1);
-        off.push(0usize);
-        let mut rows: Vec<u32> = Vec::with_capacity(clusters.len() * 2);
-        for &c in clusters {
-            rows.extend_from_slice(members(c));
-            off.push(rows.len());
+    let mut fields = Vec::new();
+    for (field, ty) in golden_fields(table, plan) {
+        let col = table
+            .column(&value_column(field, *ty))
+            .ok_or_else(|| arrow(ArrowError::SchemaError(field.to_string())))?;
+        fields.push(Golden {
+            col,
+            shown: match ty {
+                FieldType::Address => table.raw.get(field),
+                _ => None,
+            },
+            rule: plan
+                .golden
+                .get(field)
+                .copied()
+                .unwrap_or(Survivorship::MostFrequent),
+            empty: col.null_count() == col.len(),
+        });
+    }
+    // Clusters in blocks (one batch each), blocks in partitions (one read of the records each).
+    let start = |c: usize| groups.start[c] as usize;
+    let block = block.max(1);
+    let blocks: Vec<Range<usize>> = (0..n_clusters)
+        .step_by(block)
+        .map(|a| a..(a + block).min(n_clusters))
+        .collect();
+    let partitions: Vec<Range<usize>> = match reads {
+        Reads::Blocks => (0..blocks.len()).map(|k| k..k + 1).collect(),
+        Reads::Partitions(limit) => {
+            let mut cols: Vec<&StringArray> = vec![&table.record_id];
+            cols.extend(table.column("updated_at"));
+            for f in fields.iter().filter(|f| !f.empty) {
+                cols.push(f.col);
+                cols.extend(f.shown);
+            }
+            for col in &cols {
+                crate::mem::read_ahead(col);
+            }
+            let per_record = bytes_per_record(&cols, table.len());
+            let mut partitions: Vec<Range<usize>> = Vec::new();
+            for (k, b) in blocks.iter().enumerate() {
+                match partitions.last_mut() {
+                    Some(p)
+                        if (start(b.end) - start(blocks[p.start].start)) as u64 * per_record
+                            <= limit =>
+                    {
+                        p.end = k + 1
+                    }
+                    _ => partitions.push(k..k + 1),
+                }
+            }
+            partitions
         }
-        let local: Vec<usize> = (0..rows.len()).collect();
-        let members_of = |k: usize| &local[off[k]..off[k + 1]];
-        let indices = UInt32Array::from(rows);
-        let gather = |col: &StringArray| crate::mem::gather(col, indices.values());
-        let ((record_id, updated), source) = rayon::join(
-            || {
-                rayon::join(
-                    || gather(&table.record_id),
-                    || updated.map(gather).transpose(),
-                )
-            },
-            || {
-                indices
-                    .values()
-                    .iter()
-                    .map(|&i| table.source[i as usize])
-                    .collect::<Vec<u16>>()
-            },
-        );
-        let (record_id, updated) = (record_id?, updated?);
+    };
+    for part in partitions {
+        let blocks = &blocks[part];
+        let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
+            continue;
+        };
+        let (from, to) = (start(first.start), start(last.end));
+        let taken = Taken::read(table, &fields, &groups.member[from..to]).map_err(arrow)?;
+        for block in blocks {
+            let batch = Block {
+                clusters: block.clone(),
+                groups,
+                from,
+                taken: &taken,
+            }
+            .rows(&fields, &rank, table, master_id, &schema)
+            .map_err(arrow)?;
+            sink(&batch)?;
+        }
+    }
+    Ok(n_clusters as u64)
+}
+
+/// A block of clusters of a partition whose records were read as `taken`, which starts at
+/// `groups.member[from]`.
+struct Block<'a> {
+    clusters: Range<usize>,
+    groups: &'a crate::cluster::Groups,
+    from: usize,
+    taken: &'a Taken,
+}
+
+impl Block<'_> {
+    /// Where cluster `c`'s members are among the taken values, in record order.
+    fn members_of(&self, c: usize) -> &[usize] {
+        let (a, b) = (self.groups.start[c], self.groups.start[c + 1]);
+        &self.taken.at[a as usize - self.from..b as usize - self.from]
+    }
+
+    /// The block's golden records.
+    fn rows(
+        &self,
+        fields: &[Golden],
+        rank: &[usize],
+        table: &StdTable,
+        master_id: &StringArray,
+        schema: &Arc<Schema>,
+    ) -> Result<RecordBatch, ArrowError> {
+        let n = self.clusters.len();
+        let clusters = || self.clusters.clone();
+        let first = |c: usize| self.groups.members(c).first().map_or(0, |&i| i as usize);
+        let taken = self.taken;
         let mut cols: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(
-                clusters.iter().map(|&c| master_id.value(first(c))),
+                clusters().map(|c| master_id.value(first(c))),
             )),
             Arc::new(UInt32Array::from_iter_values(
-                clusters.iter().map(|&c| members(c).len() as u32),
+                clusters().map(|c| self.groups.members(c).len() as u32),
             )),
         ];
-        let per_field: Vec<Result<Vec<StringArray>, arrow_schema::ArrowError>> = fields
+        let authority = |i: usize| rank[taken.source[i] as usize];
+        let per_field: Vec<Result<[StringArray; 3], ArrowError>> = fields
             .par_iter()
-            .map(|(field, ty)| {
-                let col = table
-                    .column(&value_column(field, **ty))
-                    .ok_or_else(|| arrow_schema::ArrowError::SchemaError(field.to_string()))?;
-                let rule = plan
-                    .golden
-                    .get(*field)
-                    .copied()
-                    .unwrap_or(Survivorship::MostFrequent);
-                if col.null_count() == col.len() {
-                    // No record has a value (a field no source maps): nothing to pick.
-                    return Ok(vec![StringArray::new_null(clusters.len()); 3]);
-                }
-                let col = gather(col)?;
-                // Addresses are chosen by their standardised form but shown as written.
-                let shown = match (ty, table.raw.get(*field)) {
-                    (FieldType::Address, Some(raw)) => gather(raw)?,
-                    _ => col.clone(),
+            .zip(&taken.fields)
+            .map(|(f, read)| {
+                let Some((col, shown)) = read else {
+                    return Ok(std::array::from_fn(|_| StringArray::new_null(n)));
                 };
-                let authority = |i: usize| rank[source[i] as usize];
-                // The surviving member of each cluster (a row of the block), clusters in
-                // parallel chunks too: fields differ in cost.
-                let picks: Vec<Option<u32>> = (0..clusters.len())
+                let shown = shown.as_ref().unwrap_or(col);
+                // The surviving member of each cluster, clusters in parallel chunks too:
+                // fields differ in cost.
+                let picks: Vec<Option<u32>> = clusters()
                     .into_par_iter()
                     .with_min_len(4096)
-                    .map(|k| {
-                        pick(&col, updated.as_ref(), &authority, members_of(k), rule)
-                            .map(|i| i as u32)
+                    .map(|c| {
+                        pick(
+                            col,
+                            taken.updated.as_ref(),
+                            &authority,
+                            self.members_of(c),
+                            f.rule,
+                        )
+                        .map(|i| i as u32)
                     })
                     .collect();
                 let value = |i: usize| {
@@ -195,9 +389,9 @@ pub fn golden_records(
                         col.value(i)
                     }
                 };
-                let from_source = |i: usize| table.sources[source[i] as usize].as_str();
-                let from_record = |i: usize| record_id.value(i);
-                Ok(vec![
+                let from_source = |i: usize| table.sources[taken.source[i] as usize].as_str();
+                let from_record = |i: usize| taken.record_id.value(i);
+                Ok([
                     crate::mem::text_at(&picks, value)?,
                     crate::mem::text_at(&picks, from_source)?,
                     crate::mem::text_at(&picks, from_record)?,
@@ -208,13 +402,7 @@ pub fn golden_records(
             cols.extend(arrays?.into_iter().map(|a| Arc::new(a) as ArrayRef));
         }
         RecordBatch::try_new(schema.clone(), cols)
-    };
-    // Every cluster, a block at a time.
-    let clusters: Vec<usize> = (0..n_clusters).collect();
-    for block in clusters.chunks(crate::output::ROWS_PER_BLOCK) {
-        sink(&rows_of(block).map_err(arrow)?)?;
     }
-    Ok(n_clusters as u64)
 }
 
 /// The record whose value survives, among a cluster's members; `authority` gives a record's
@@ -250,6 +438,88 @@ fn pick(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partitions_give_the_rows_blocks_give() {
+        use crate::config::{EntityKind, presets::preset};
+        let Some(plan) = preset(EntityKind::Person) else {
+            panic!("person preset");
+        };
+        let n = 60usize;
+        let text = |f: &dyn Fn(usize) -> Option<String>| -> StringArray { (0..n).map(f).collect() };
+        // Clusters of 1-4 records lying apart (record i is in cluster i % 23), values that
+        // repeat, nulls, two sources.
+        let label: Vec<u32> = (0..n).map(|i| (i % 23) as u32).collect();
+        let table = StdTable {
+            kind: EntityKind::Person,
+            sources: vec!["a".into(), "b".into()],
+            source: (0..n).map(|i| (i % 3 == 0) as u16).collect(),
+            record_id: text(&|i| Some(format!("r{i}"))),
+            columns: [
+                ("name", text(&|i| Some(format!("名{}", i % 5)))),
+                (
+                    "address",
+                    text(&|i| (i % 4 != 0).then(|| format!("路{}号", i % 7))),
+                ),
+                (
+                    "updated_at",
+                    text(&|i| Some(format!("2026-01-{:02}", 1 + i % 28))),
+                ),
+                ("id_number_valid", text(&|_| None)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            raw: [(
+                "address".to_string(),
+                text(&|i| Some(format!(" 路{}号 ", i % 7))),
+            )]
+            .into_iter()
+            .collect(),
+            stats: Default::default(),
+        };
+        let groups = crate::cluster::Groups::of(&label);
+        let master_id = text(&|i| Some(format!("M{}", i % 23)));
+        let sources = ["a".to_string(), "b".to_string()];
+        let rows = |reads: Reads, block: usize| {
+            let mut batches = Vec::new();
+            golden_in_blocks(
+                &table,
+                &plan,
+                &sources,
+                &master_id,
+                &groups,
+                reads,
+                block,
+                &mut |b| {
+                    batches.push(b.clone());
+                    Ok(())
+                },
+            )
+            .map(|_| batches)
+        };
+        let Ok(one) = rows(Reads::Blocks, 1000) else {
+            panic!("golden records in one block");
+        };
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].num_rows(), 23);
+        for reads in [
+            Reads::Blocks,
+            Reads::Partitions(1),
+            Reads::Partitions(800),
+            Reads::Partitions(2000),
+            Reads::Partitions(1 << 30),
+        ] {
+            let Ok(got) = rows(reads, 5) else {
+                panic!("golden records {reads:?}");
+            };
+            // Batches of 5 clusters whatever the partitions, and the same rows.
+            assert_eq!(got.len(), 5, "{reads:?}");
+            assert!(got[..4].iter().all(|b| b.num_rows() == 5), "{reads:?}");
+            let joined = arrow_select::concat::concat_batches(&one[0].schema(), &got);
+            assert_eq!(joined.ok().as_ref(), Some(&one[0]), "{reads:?}");
+        }
+    }
 
     #[test]
     fn rules_pick_as_documented() {

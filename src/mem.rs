@@ -139,6 +139,63 @@ fn set_mmap_threshold(bytes: usize) {
     let _ = bytes;
 }
 
+/// Asks the kernel to read the pages of `col` well ahead of use and to drop them soon after
+/// (`MADV_SEQUENTIAL`): for a column mapped from a file that is about to be read front to
+/// back. Advice only: where it is refused (or `col` is in memory), reads are as they were.
+pub fn read_ahead(col: &StringArray) {
+    for bytes in buffers(col).into_iter().flatten() {
+        advise(bytes, Advice::Sequential);
+    }
+}
+
+/// Asks the kernel to read the pages of `col` now (`MADV_WILLNEED`): for a column mapped from
+/// a file that is about to be read at random all over. Advice only, as [`read_ahead`].
+pub fn will_need(col: &StringArray) {
+    for bytes in buffers(col).into_iter().flatten() {
+        advise(bytes, Advice::WillNeed);
+    }
+}
+
+/// The buffers of a text column: its bytes, offsets and validity.
+fn buffers(col: &StringArray) -> [Option<&[u8]>; 3] {
+    [
+        Some(col.value_data()),
+        Some(col.offsets().inner().inner().as_slice()),
+        col.nulls().map(|n| n.buffer().as_slice()),
+    ]
+}
+
+/// How the pages of a mapped column are going to be read.
+#[derive(Clone, Copy)]
+enum Advice {
+    Sequential,
+    WillNeed,
+}
+
+fn advise(bytes: &[u8], advice: Advice) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let start = bytes.as_ptr() as usize;
+        let aligned = start - start % PAGE;
+        let len = bytes.len() + (start - aligned);
+        if bytes.is_empty() {
+            return;
+        }
+        // SAFETY: advice about pages the slice lies on (rounded out to whole pages): it changes
+        // how the kernel reads them ahead, never what they hold.
+        unsafe {
+            let advice = match advice {
+                Advice::Sequential => libc::MADV_SEQUENTIAL,
+                Advice::WillNeed => libc::MADV_WILLNEED,
+            };
+            libc::madvise(aligned as *mut libc::c_void, len, advice);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (bytes, advice);
+}
+
 /// Text of `value(i)` for each `Some(i)` of `picks`, null for `None`: one pass for the sizes,
 /// one to copy, no builder growing or concatenating.
 pub fn text_at<'a>(

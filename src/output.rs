@@ -640,8 +640,107 @@ pub struct PairsLayout<'a> {
     pub kind_fields: &'a [String],
 }
 
+/// The rows of a scored batch (`left`, `right`, `match_probability`) that `keep` accepts.
+fn kept(
+    l: &UInt32Array,
+    r: &UInt32Array,
+    prob: &Float64Array,
+    keep: &impl Fn(u32, u32, f64) -> bool,
+) -> Vec<usize> {
+    (0..l.len())
+        .filter(|&i| keep(l.value(i), r.value(i), prob.value(i)))
+        .collect()
+}
+
+/// The left- and right-hand records of the rows of a scored batch that `keep` accepts.
+fn kept_sides(
+    scored: &RecordBatch,
+    keep: &impl Fn(u32, u32, f64) -> bool,
+    path: &Path,
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    let column = |name: &str| {
+        scored
+            .column_by_name(name)
+            .ok_or_else(|| Error::write(path, format!("internal: no `{name}`")))
+    };
+    let (l, r, prob) = (
+        column("left")?.as_any().downcast_ref::<UInt32Array>(),
+        column("right")?.as_any().downcast_ref::<UInt32Array>(),
+        column("match_probability")?
+            .as_any()
+            .downcast_ref::<Float64Array>(),
+    );
+    let (Some(l), Some(r), Some(prob)) = (l, r, prob) else {
+        return Err(Error::write(path, "internal: scored pairs of another type"));
+    };
+    let rows = kept(l, r, prob, keep);
+    Ok((
+        rows.iter().map(|&i| l.value(i)).collect(),
+        rows.iter().map(|&i| r.value(i)).collect(),
+    ))
+}
+
+/// Fills in the value columns of the review rows (`{field}_l`, `{field}_r`: each compared
+/// field's standardised value on both sides; `sides` holds each batch's left- and right-hand
+/// records), one field at a time: the review pairs' records are read front to back, once
+/// each, then placed. Read pair by pair, they lay anywhere in the table (10M records under a
+/// 1.6 GB cap: pair rows 24-63 s).
+fn fill_review_values(
+    layout: &PairsLayout,
+    review: &mut [RecordBatch],
+    sides: &[(Vec<u32>, Vec<u32>)],
+    path: &Path,
+) -> Result<()> {
+    use rayon::prelude::*;
+    // Every side of every review row, batch after batch (left-hand records, then right).
+    let slots: Vec<u32> = sides
+        .iter()
+        .flat_map(|(l, r)| l.iter().chain(r))
+        .copied()
+        .collect();
+    let mut order: Vec<u64> = slots
+        .iter()
+        .enumerate()
+        .map(|(k, &row)| (u64::from(row) << 32) | k as u64)
+        .collect();
+    order.par_sort_unstable();
+    // The distinct records, in row order, and where each slot's record is among them.
+    let mut rows: Vec<u32> = Vec::new();
+    let mut at = vec![0u32; slots.len()];
+    for &o in &order {
+        let row = (o >> 32) as u32;
+        if rows.last() != Some(&row) {
+            rows.push(row);
+        }
+        at[(o & u64::from(u32::MAX)) as usize] = (rows.len() - 1) as u32;
+    }
+    drop(order);
+    let table = layout.table;
+    for f in layout.level_fields {
+        let Some(col) = table.column(f).filter(|_| layout.kind_fields.contains(f)) else {
+            continue;
+        };
+        crate::mem::read_ahead(col);
+        let taken = crate::mem::gather(col, &rows).map_err(err(path))?;
+        let mut from = 0usize;
+        for (batch, (l, r)) in review.iter_mut().zip(sides) {
+            let schema = batch.schema();
+            let mut cols = batch.columns().to_vec();
+            for (name, n) in [(format!("{f}_l"), l.len()), (format!("{f}_r"), r.len())] {
+                let k = schema.index_of(&name).map_err(err(path))?;
+                let values = at.get(from..from + n).unwrap_or_default();
+                cols[k] = Arc::new(crate::mem::gather(&taken, values).map_err(err(path))?);
+                from += n;
+            }
+            *batch = RecordBatch::try_new(schema, cols).map_err(err(path))?;
+        }
+    }
+    Ok(())
+}
+
 /// Turns a scored batch into rows of the pairs file, keeping rows whose probability `keep`
-/// accepts; `rules` holds the blocking rule of each row of the batch.
+/// accepts; `rules` holds the blocking rule of each row of the batch. Rows for the review
+/// queue (`review`) get their value columns empty: [`write_pair_rows`] fills them in.
 pub fn pairs_batch<'a>(
     layout: &PairsLayout<'a>,
     scored: &RecordBatch,
@@ -669,9 +768,7 @@ pub fn pairs_batch<'a>(
     let weight = col("match_weight")
         .and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned())
         .ok_or_else(|| Error::write(path, "internal: no weight"))?;
-    let rows: Vec<usize> = (0..scored.num_rows())
-        .filter(|&i| keep(l.value(i), r.value(i), prob.value(i)))
-        .collect();
+    let rows = kept(&l, &r, &prob, &keep);
     // Text columns in one pass for their sizes and one to copy; record ids gathered with
     // the rows ahead asked for (a pair's right-hand record lies anywhere in the table).
     let text = |f: &dyn Fn(usize) -> &'a str| {
@@ -714,22 +811,10 @@ pub fn pairs_batch<'a>(
         cols.push(Arc::new(b.finish()));
     }
     if review {
-        let (left, right) = (rows_of(&l), rows_of(&r));
-        for f in level_fields {
-            match table.column(f).filter(|_| kind_fields.contains(f)) {
-                Some(c) => {
-                    for at in [&left, &right] {
-                        cols.push(Arc::new(crate::mem::gather(c, at).map_err(err(path))?));
-                    }
-                }
-                None => {
-                    for _ in 0..2 {
-                        cols.push(Arc::new(StringArray::new_null(rows.len())));
-                    }
-                }
-            }
+        // The values on both sides are filled in by `fill_review_values`, all batches at once.
+        for _ in 0..2 * level_fields.len() + 1 {
+            cols.push(Arc::new(StringArray::new_null(rows.len())));
         }
-        cols.push(Arc::new(StringArray::new_null(rows.len())));
     }
     RecordBatch::try_new(pairs_schema(level_fields, review), cols).map_err(err(path))
 }
@@ -744,9 +829,9 @@ pub fn pair_rows(
     (review, matched): (f64, f64),
     decided: &(dyn Fn(u32, u32) -> bool + Sync),
     path: &Path,
-) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
+) -> Result<PairRows> {
     use rayon::prelude::*;
-    let both: Vec<(RecordBatch, RecordBatch)> = scored
+    let rows: Vec<(RecordBatch, (RecordBatch, Sides))> = scored
         .par_iter()
         .enumerate()
         .map(|(b, sb)| {
@@ -754,18 +839,25 @@ pub fn pair_rows(
             let rules = &rules[from..from + sb.num_rows()];
             let all = pairs_batch(layout, sb, rules, |_, _, _| true, false, path)?;
             // The queue holds the pairs in the review band that no clerk has decided yet.
-            let rev = pairs_batch(
-                layout,
-                sb,
-                rules,
-                |l, r, p| p >= review && p < matched && !decided(l, r),
-                true,
-                path,
-            )?;
-            Ok((all, rev))
+            let keep = |l, r, p| p >= review && p < matched && !decided(l, r);
+            let rev = pairs_batch(layout, sb, rules, keep, true, path)?;
+            Ok((all, (rev, kept_sides(sb, &keep, path)?)))
         })
         .collect::<Result<_>>()?;
-    Ok(both.into_iter().unzip())
+    let (all, review): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
+    let (review, sides) = review.into_iter().unzip();
+    Ok(PairRows { all, review, sides })
+}
+
+/// Each review row's left- and right-hand records, a batch's at a time.
+type Sides = (Vec<u32>, Vec<u32>);
+
+/// The rows [`pair_rows`] makes: every pair's, and the review queue's with their records
+/// ([`write_pair_rows`] fills in their values).
+pub struct PairRows {
+    pub all: Vec<RecordBatch>,
+    pub review: Vec<RecordBatch>,
+    sides: Vec<Sides>,
 }
 
 /// [`pair_rows`], with every pair written to `pairs` as its scored batch is turned into rows
@@ -783,14 +875,22 @@ pub fn write_pair_rows(
     let wave = 2 * rayon::current_num_threads().max(1);
     let path = pairs.path.clone();
     let (mut review, mut scores, mut written) = (Vec::new(), Vec::new(), 0u64);
+    let mut sides = Vec::new();
     let mut from = 0usize;
+    // Every pair's record ids are read, the right-hand ones at random: asked for at once.
+    crate::mem::will_need(&layout.table.record_id);
     for part in scored.chunks(wave) {
         let n: usize = part.iter().map(RecordBatch::num_rows).sum();
         let rules = rules
             .get(from..from + n)
             .ok_or_else(|| Error::write(&path, "internal: fewer rules than pairs"))?;
-        let (all, rev) = pair_rows(layout, part, rules, thresholds, decided, &path)?;
+        let PairRows {
+            all,
+            review: rev,
+            sides: rev_sides,
+        } = pair_rows(layout, part, rules, thresholds, decided, &path)?;
         pairs.write(&all)?;
+        sides.extend(rev_sides);
         for b in &all {
             written += b.num_rows() as u64;
             let keep = ["match_weight", "match_probability"]
@@ -801,6 +901,7 @@ pub fn write_pair_rows(
         review.extend(rev);
         from += n;
     }
+    fill_review_values(layout, &mut review, &sides, &path)?;
     Ok((review, scores, written))
 }
 
@@ -994,4 +1095,103 @@ pub fn quarantine_schema() -> Arc<Schema> {
 /// Length helper for arrays used by callers that only need a count.
 pub fn rows(batches: &[RecordBatch]) -> u64 {
     batches.iter().map(|b| b.num_rows() as u64).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn review_rows_show_both_records_values() {
+        let names = ["甲", "乙", "丙", "丁", "戊", "己"];
+        let rows: Vec<(&str, String, &str)> = (0..60)
+            .map(|i| ("s", format!("r{i}"), names[i % 6]))
+            .collect();
+        let rows: Vec<(&str, &str, &str)> =
+            rows.iter().map(|(s, r, n)| (*s, r.as_str(), *n)).collect();
+        let table = StdTable::of_names(&rows);
+        let fields = ["name".to_string()];
+        let layout = PairsLayout {
+            table: &table,
+            rule_names: &["name".to_string()],
+            level_fields: &fields,
+            kind_fields: &fields,
+        };
+        // Two scored batches; pairs whose probability is in the band [0.1, 0.5) are for review.
+        let batch = |pairs: &[(u32, u32, f64)]| {
+            let col_u32 = |f: &dyn Fn(&(u32, u32, f64)) -> u32| -> ArrayRef {
+                Arc::new(UInt32Array::from_iter_values(pairs.iter().map(f)))
+            };
+            let col_f64 = |f: &dyn Fn(&(u32, u32, f64)) -> f64| -> ArrayRef {
+                Arc::new(Float64Array::from_iter_values(pairs.iter().map(f)))
+            };
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("left", DataType::UInt32, false),
+                Field::new("right", DataType::UInt32, false),
+                Field::new("rule", DataType::UInt8, false),
+                Field::new("level_name", DataType::UInt8, false),
+                Field::new("match_weight", DataType::Float64, false),
+                Field::new("match_probability", DataType::Float64, false),
+            ]));
+            RecordBatch::try_new(
+                schema,
+                vec![
+                    col_u32(&|p| p.0),
+                    col_u32(&|p| p.1),
+                    Arc::new(UInt8Array::from(vec![0u8; pairs.len()])),
+                    Arc::new(UInt8Array::from(vec![1u8; pairs.len()])),
+                    col_f64(&|p| p.2),
+                    col_f64(&|p| p.2),
+                ],
+            )
+        };
+        let pairs: Vec<(u32, u32, f64)> = (0..40u32)
+            .map(|i| (i, (i * 37 + 11) % 60, [0.05, 0.2, 0.3, 0.9][i as usize % 4]))
+            .collect();
+        let (Ok(a), Ok(b)) = (batch(&pairs[..25]), batch(&pairs[25..])) else {
+            panic!("scored batches");
+        };
+        // Each batch's rows made on their own (as `write_pair_rows` makes a few at a time),
+        // the values of all filled in at once.
+        let path = std::path::Path::new("pairs.parquet");
+        let (mut review, mut sides) = (Vec::new(), Vec::new());
+        for scored in [a, b] {
+            let made = pair_rows(
+                &layout,
+                &[scored],
+                &[0u8; 25],
+                (0.1, 0.5),
+                &|_, _| false,
+                path,
+            );
+            let Ok(made) = made else {
+                panic!("pair rows");
+            };
+            review.extend(made.review);
+            sides.extend(made.sides);
+        }
+        assert!(fill_review_values(&layout, &mut review, &sides, path).is_ok());
+        let want: Vec<(&str, &str)> = pairs
+            .iter()
+            .filter(|p| (0.1..0.5).contains(&p.2))
+            .map(|p| (names[p.0 as usize % 6], names[p.1 as usize % 6]))
+            .collect();
+        let mut got = Vec::new();
+        for b in &review {
+            let col = |name: &str| {
+                b.column_by_name(name)
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                    .map(|c| {
+                        c.iter()
+                            .map(|v| v.unwrap_or("-").to_string())
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            };
+            got.extend(col("name_l").into_iter().zip(col("name_r")));
+        }
+        let got: Vec<(&str, &str)> = got.iter().map(|(l, r)| (l.as_str(), r.as_str())).collect();
+        assert_eq!(got.len(), 20);
+        assert_eq!(got, want);
+    }
 }

@@ -302,29 +302,28 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             None => Some(state::write_standardised(out.dir(), &table)?),
             Some(_) => None,
         };
+        // Whether the records are mapped from a file the page cache cannot hold: then compare
+        // and golden records read them in sweeps, front to back.
+        let mut sweeps = false;
         if memory.mapped() && prepared.is_none() {
             if let Some(writing) = state_file.take() {
                 stage("write state", k, writing.wait()?, table.len() as u64);
             }
-            // Read at random where the page cache left under the limit cannot hold the file.
             let file_bytes = std::fs::metadata(state::standardised_path(out.dir(), kp.kind))
                 .map(|m| m.len())
                 .unwrap_or(0);
-            let at_random = plan.memory_limit.is_some_and(|limit| {
-                load::reads_at_random(limit, limited_records, memory, file_bytes)
+            sweeps = plan.memory_limit.is_some_and(|limit| {
+                load::reads_in_sweeps(limit, limited_records, memory, file_bytes)
             });
-            if at_random {
+            if sweeps {
                 p.note(&format!(
                     "{k}: memory_limit leaves the page cache less than an eighth of the records' \
-                     file ({:.1} GB): it is read a page at a time, without read-ahead",
+                     file ({:.1} GB): compare, the review queue and golden records read them in \
+                     sweeps, front to back",
                     file_bytes as f64 / 1e9
                 ));
             }
-            let reads = match at_random {
-                true => state::Reads::AtRandom,
-                false => state::Reads::Ahead,
-            };
-            state::map_standardised(out.dir(), &mut table, reads)?;
+            state::map_standardised(out.dir(), &mut table)?;
         }
         let sizes = |r: usize, h: u64| {
             prepared
@@ -413,7 +412,11 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
         let (compared, secs) = p.stage(&format!("{k}: compare"), || {
             let comparators = compare::comparators_for(&table, &kp.comparisons, needed.as_deref())?;
-            let compared = compare::compare(&comparators, &kp.comparisons, &cands)?;
+            let reads = match sweeps && focus.is_none() {
+                true => compare::Reads::Windows(compare::WINDOW),
+                false => compare::Reads::Pairs,
+            };
+            let compared = compare::compare_in(&comparators, &kp.comparisons, &cands, reads)?;
             let again = compare::compare(&comparators, &kp.comparisons, &rescored)?;
             Ok::<_, Error>((comparators, compared, again))
         });
@@ -700,12 +703,19 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             )?;
             let mut first = 0usize;
             let path = out.file(&golden_file);
+            let reads = match sweeps {
+                true => golden::Reads::Partitions(
+                    table.len() as u64 * golden::PARTITION_BYTES_PER_RECORD,
+                ),
+                false => golden::Reads::Blocks,
+            };
             let rows = golden::golden_records(
                 &table,
                 kp,
                 &job_sources,
                 &mi.master_id,
                 &clusters.groups,
+                reads,
                 &mut |batch| match &changed {
                     None => file.write(std::slice::from_ref(batch)),
                     Some(changed) => {

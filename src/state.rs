@@ -180,28 +180,12 @@ enum Written {
     Earlier,
     /// This process, a moment ago, from arrays that were valid (the state file of a run
     /// under `memory_limit`, mapped back by [`map_standardised`]): not checked again, so that
-    /// mapping it reads none of its pages; read as [`Reads`] says.
-    ThisProcess(Reads),
+    /// mapping it reads none of its pages.
+    ThisProcess,
     /// A file of the persistent index ([`crate::store`]) of an earlier run: not checked as it
     /// is mapped (that would read every page of the index), every text column mapped as
     /// bytes; the store reads it only through accessors that check every offset they follow.
     Store,
-}
-
-/// How a run under `memory_limit` reads the state file it maps back ([`map_standardised`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reads {
-    /// The kernel's default: a page fault reads the pages around it too (up to 128 KB), which
-    /// pays off where the page cache holds the file.
-    Ahead,
-    /// `MADV_RANDOM`: a fault reads its own page only. Where the page cache left under the
-    /// limit cannot hold the file, the pages read around a record are evicted before they are
-    /// used and push out the ones that would be; compare and golden records, which read
-    /// records in an order of their own, then made no progress at all (10M records under a
-    /// 1.6 GB cap: compare stalled for 240 s and more; with this, the run completes in 362 s).
-    /// Where the cache does hold the file, it costs (10M records uncapped: 34 -> 60 s), so
-    /// [`crate::load::reads_at_random`] picks it only where the file will not fit.
-    AtRandom,
 }
 
 /// Maps an Arrow IPC file of the persistent index ([`Written::Store`]): every batch, every text
@@ -225,10 +209,6 @@ fn map_ipc(
     // SAFETY: the state files are written once, by a run into its own fresh output folder,
     // and never modified after; the map lives as long as the arrays that point into it.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    if written == Written::ThisProcess(Reads::AtRandom) {
-        // Advice only: where the system refuses it, reads are as they would have been.
-        let _ = map.advise(memmap2::Advice::Random);
-    }
     let n = map.len();
     let trailer: [u8; 10] = n
         .checked_sub(10)
@@ -299,7 +279,7 @@ fn map_ipc(
         match written {
             // SAFETY: the file was written by this process from valid arrays, into the run's
             // own fresh output folder, and is read back at once (`Written::ThisProcess`).
-            Written::ThisProcess(_) => d = unsafe { d.with_skip_validation(true) },
+            Written::ThisProcess => d = unsafe { d.with_skip_validation(true) },
             // SAFETY: a store file (`Written::Store`) is only ever read by `crate::store`,
             // which checks each array's buffers against its length when it opens the file
             // (`store::checked`) and every offset it follows before slicing.
@@ -561,10 +541,12 @@ impl Spill {
 
 /// Replaces the columns of `table` by the same columns mapped from its state file (written by
 /// [`write_standardised`]): the kernel may then page them out under memory pressure and read
-/// them again from disk. Only the raw columns `table` still holds are kept.
-pub fn map_standardised(run_dir: &Path, table: &mut StdTable, reads: Reads) -> Result<()> {
+/// them again from disk. Only the raw columns `table` still holds are kept. Where the page
+/// cache cannot hold the file, stages that read records in an order of their own read them in
+/// sweeps instead ([`crate::load::reads_in_sweeps`]).
+pub fn map_standardised(run_dir: &Path, table: &mut StdTable) -> Result<()> {
     let path = standardised_path(run_dir, table.kind);
-    let mapped = read_standardised_as(run_dir, table.kind, None, Written::ThisProcess(reads))?
+    let mapped = read_standardised_as(run_dir, table.kind, None, Written::ThisProcess)?
         .filter(|m| m.len() == table.len() && m.columns.len() == table.columns.len())
         .ok_or_else(|| Error::Read {
             path: path.clone(),
