@@ -130,24 +130,39 @@ struct Taken {
 }
 
 impl Taken {
-    /// Reads the values of `rows` (member rows, clusters one after another) in row order.
-    fn read(table: &StdTable, fields: &[Golden], rows: &[u32]) -> Result<Taken, ArrowError> {
-        let mut order: Vec<u64> = rows
-            .iter()
-            .enumerate()
-            .map(|(j, &r)| (u64::from(r) << 32) | j as u64)
-            .collect();
-        order.par_sort_unstable();
-        let mut at = vec![0usize; rows.len()];
-        let sorted: Vec<u32> = order
-            .iter()
-            .enumerate()
-            .map(|(s, &o)| {
-                at[(o & u64::from(u32::MAX)) as usize] = s;
-                (o >> 32) as u32
-            })
-            .collect();
-        drop(order);
+    /// Reads the values of `rows` (member rows, clusters one after another), in row order
+    /// (`in_row_order`: a sweep of the columns) or as they come (the members of a cluster
+    /// then lie side by side, and picking from them reads memory in order: for records in
+    /// memory that is faster; 2M records: golden records 0.90-1.21 s vs 1.21-1.32 s in row
+    /// order. Putting a partition's values back in cluster order block by block saved ~1.5 of
+    /// ~20 s under a 1.6 GB cap, for ~110 MB more at 10M records: not done).
+    fn read(
+        table: &StdTable,
+        fields: &[Golden],
+        rows: &[u32],
+        in_row_order: bool,
+    ) -> Result<Taken, ArrowError> {
+        let (at, sorted) = match in_row_order {
+            true => {
+                let mut order: Vec<u64> = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &r)| (u64::from(r) << 32) | j as u64)
+                    .collect();
+                order.par_sort_unstable();
+                let mut at = vec![0usize; rows.len()];
+                let sorted: Vec<u32> = order
+                    .iter()
+                    .enumerate()
+                    .map(|(s, &o)| {
+                        at[(o & u64::from(u32::MAX)) as usize] = s;
+                        (o >> 32) as u32
+                    })
+                    .collect();
+                (at, sorted)
+            }
+            false => ((0..rows.len()).collect(), rows.to_vec()),
+        };
         let gather = |col: &StringArray| crate::mem::gather(col, &sorted);
         let updated = table.column("updated_at");
         let ((record_id, updated), (source, fields)) = rayon::join(
@@ -304,7 +319,9 @@ fn golden_in_blocks(
             continue;
         };
         let (from, to) = (start(first.start), start(last.end));
-        let taken = Taken::read(table, &fields, &groups.member[from..to]).map_err(arrow)?;
+        let rows = &groups.member[from..to];
+        let in_row_order = matches!(reads, Reads::Partitions(_));
+        let taken = Taken::read(table, &fields, rows, in_row_order).map_err(arrow)?;
         for block in blocks {
             let batch = Block {
                 clusters: block.clone(),
