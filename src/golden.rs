@@ -142,26 +142,12 @@ impl Taken {
         rows: &[u32],
         in_row_order: bool,
     ) -> Result<Taken, ArrowError> {
-        let (at, sorted) = match in_row_order {
+        let (sorted, at) = match in_row_order {
             true => {
-                let mut order: Vec<u64> = rows
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &r)| (u64::from(r) << 32) | j as u64)
-                    .collect();
-                order.par_sort_unstable();
-                let mut at = vec![0usize; rows.len()];
-                let sorted: Vec<u32> = order
-                    .iter()
-                    .enumerate()
-                    .map(|(s, &o)| {
-                        at[(o & u64::from(u32::MAX)) as usize] = s;
-                        (o >> 32) as u32
-                    })
-                    .collect();
-                (at, sorted)
+                let (sorted, at) = crate::mem::in_row_order(rows);
+                (sorted, at.into_iter().map(|k| k as usize).collect())
             }
-            false => ((0..rows.len()).collect(), rows.to_vec()),
+            false => (rows.to_vec(), (0..rows.len()).collect()),
         };
         let gather = |col: &StringArray| crate::mem::gather(col, &sorted);
         let updated = table.column("updated_at");

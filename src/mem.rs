@@ -139,6 +139,28 @@ fn set_mmap_threshold(bytes: usize) {
     let _ = bytes;
 }
 
+/// The rows of `wanted` in row order, to be read once each and front to back: the distinct
+/// rows, ascending, and where each of `wanted` is among them.
+pub fn in_row_order(wanted: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    use rayon::prelude::*;
+    let mut order: Vec<u64> = wanted
+        .par_iter()
+        .enumerate()
+        .map(|(k, &row)| (u64::from(row) << 32) | k as u64)
+        .collect();
+    order.par_sort_unstable();
+    let mut rows: Vec<u32> = Vec::new();
+    let mut at = vec![0u32; wanted.len()];
+    for &o in &order {
+        let row = (o >> 32) as u32;
+        if rows.last() != Some(&row) {
+            rows.push(row);
+        }
+        at[(o & u64::from(u32::MAX)) as usize] = (rows.len() - 1) as u32;
+    }
+    (rows, at)
+}
+
 /// Asks the kernel to read the pages of `col` well ahead of use and to drop them soon after
 /// (`MADV_SEQUENTIAL`): for a column mapped from a file that is about to be read front to
 /// back. Advice only: where it is refused (or `col` is in memory), reads are as they were.
@@ -359,6 +381,15 @@ pub fn gather(col: &StringArray, rows: &[u32]) -> Result<StringArray, arrow_sche
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_in_row_order_are_distinct_and_placed() {
+        let wanted = [7u32, 3, 7, 0, 3, 9];
+        let (rows, at) = in_row_order(&wanted);
+        assert_eq!(rows, [0, 3, 7, 9]);
+        let back: Vec<u32> = at.iter().map(|&k| rows[k as usize]).collect();
+        assert_eq!(back, wanted);
+    }
     use arrow_array::UInt32Array;
 
     #[test]

@@ -691,30 +691,14 @@ fn fill_review_values(
     sides: &[(Vec<u32>, Vec<u32>)],
     path: &Path,
 ) -> Result<()> {
-    use rayon::prelude::*;
     // Every side of every review row, batch after batch (left-hand records, then right).
     let slots: Vec<u32> = sides
         .iter()
         .flat_map(|(l, r)| l.iter().chain(r))
         .copied()
         .collect();
-    let mut order: Vec<u64> = slots
-        .iter()
-        .enumerate()
-        .map(|(k, &row)| (u64::from(row) << 32) | k as u64)
-        .collect();
-    order.par_sort_unstable();
     // The distinct records, in row order, and where each slot's record is among them.
-    let mut rows: Vec<u32> = Vec::new();
-    let mut at = vec![0u32; slots.len()];
-    for &o in &order {
-        let row = (o >> 32) as u32;
-        if rows.last() != Some(&row) {
-            rows.push(row);
-        }
-        at[(o & u64::from(u32::MAX)) as usize] = (rows.len() - 1) as u32;
-    }
-    drop(order);
+    let (rows, at) = crate::mem::in_row_order(&slots);
     let table = layout.table;
     for f in layout.level_fields {
         let Some(col) = table.column(f).filter(|_| layout.kind_fields.contains(f)) else {

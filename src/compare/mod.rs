@@ -530,7 +530,7 @@ fn levels_in_window(
         };
         // Null and exact levels at once; the pairs that differ, by right-hand record.
         let mut lv = vec![0u8; l.len()];
-        let mut differ: Vec<u64> = lv
+        let differ: Vec<u32> = lv
             .par_chunks_mut(CHUNK)
             .enumerate()
             .flat_map_iter(|(chunk, out)| {
@@ -544,24 +544,21 @@ fn levels_in_window(
                     } else if a == b {
                         *o = c.top;
                     } else {
-                        differ.push((u64::from(r[p]) << 32) | p as u64);
+                        differ.push(p as u32);
                     }
                 }
                 differ
             })
             .collect();
-        differ.par_sort_unstable();
         // The distinct right-hand records, and where each differing pair's is among them.
-        let mut rows: Vec<u32> = Vec::new();
+        let wanted: Vec<u32> = differ.iter().map(|&p| r[p as usize]).collect();
+        let (rows, at) = crate::mem::in_row_order(&wanted);
+        drop(wanted);
         let mut right_at = vec![NONE; l.len()];
-        for &e in &differ {
-            let row = (e >> 32) as u32;
-            if rows.last() != Some(&row) {
-                rows.push(row);
-            }
-            right_at[(e & u64::from(u32::MAX)) as usize] = (rows.len() - 1) as u32;
+        for (&p, &k) in differ.iter().zip(&at) {
+            right_at[p as usize] = k;
         }
-        drop(differ);
+        drop((differ, at));
         let taken = c.take(&rows)?;
         drop(rows);
         let right = c.over(&taken);
