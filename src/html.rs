@@ -256,33 +256,27 @@ impl RunFacts {
     }
 
     /// One kind's pairs and records: its records (as written to the state file) and scored
-    /// pairs: `scores`, each pair's `match_weight` and `match_probability` in the order of
-    /// `pairs.parquet`, and `fetch`, which gives rows of `pairs.parquet` (by number within
-    /// the kind, sorted) in full. Needs no master ids: the scored pairs can go before the
+    /// pairs: `tally`, fed every pair as written to `pairs.parquet` (in its order), and
+    /// `fetch`, which gives rows of `pairs.parquet` (by number within the kind, sorted) in
+    /// full. Needs no master ids: the scored pairs can go before the
     /// master index is made.
     pub fn add_pairs(
         &mut self,
         model: &Model,
         table: &crate::standardise::StdTable,
-        scores: &[RecordBatch],
+        tally: PairTally,
         fetch: &dyn Fn(&[usize]) -> Result<Vec<RecordBatch>>,
         out_dir: &Path,
     ) -> Result<()> {
         let k = model.kind.as_str();
-        let pairs_path = out_dir.join("pairs.parquet");
-        let mut pk = pairs_from(
-            scores,
-            std::slice::from_ref(model),
-            &pairs_path,
-            |rows, _| fetch(rows),
-        )?;
+        let mut pk = tally.finish(|rows, _| fetch(rows))?;
         let pk = pk.remove(k).unwrap_or_default();
         let path = crate::state::standardised_path(out_dir, model.kind);
         let std = standardised_of_table(model, &pk, table, None, None, &path)?;
         self.std.insert(k.to_string(), std);
         self.models.insert(k.to_string(), model.clone());
         self.out_dir = out_dir.to_path_buf();
-        if !pk.weights.is_empty() {
+        if pk.weights.count > 0 {
             self.pairs.insert(k.to_string(), pk);
         }
         Ok(())
@@ -847,10 +841,11 @@ fn largest(clusters: impl Iterator<Item = Largest>, floor: u64) -> Vec<Largest> 
     big
 }
 
-/// The scored pairs of one kind: every weight, and samples near the match threshold.
+/// The scored pairs of one kind: their weights summed up, and samples near the match
+/// threshold.
 #[derive(Default)]
 struct KindPairs {
-    weights: Vec<f64>,
+    weights: Weights,
     above: Vec<StoredPair>,
     below: Vec<StoredPair>,
 }
@@ -869,31 +864,44 @@ impl KindPairs {
 
 fn read_pairs(out_dir: &Path, models: &ModelFile) -> Result<BTreeMap<String, KindPairs>> {
     let path = out_dir.join("pairs.parquet");
-    let scores =
-        crate::state::read_parquet(&path, Some(&["kind", "match_weight", "match_probability"]))?;
+    let mut tally = PairTally::new(&models.models, &path);
+    crate::state::scan_parquet(
+        &path,
+        &["kind", "match_weight", "match_probability"],
+        &mut |b| tally.add(b),
+    )?;
     // Only the sampled rows' pages are decoded.
-    pairs_from(&scores, &models.models, &path, |rows, cols| {
-        explain::read_parquet_rows(&path, cols, rows)
-    })
+    tally.finish(|rows, cols| explain::read_parquet_rows(&path, cols, rows))
 }
 
-/// The pairs' weights and the samples nearest the threshold, from `batches` (`kind`,
-/// `match_weight`, `match_probability`, in file order; batches without `kind` hold pairs of the
-/// first model's kind); `fetch` gives the sampled rows (sorted row numbers) with the columns
-/// named.
-fn pairs_from(
-    batches: &[RecordBatch],
-    models: &[Model],
-    path: &Path,
-    fetch: impl FnOnce(&[usize], &[&str]) -> Result<Vec<RecordBatch>>,
-) -> Result<BTreeMap<String, KindPairs>> {
-    let mut out: BTreeMap<String, KindPairs> = BTreeMap::new();
-    // Pass 1: weights; the rows nearest the threshold on each side, per model.
-    let mut weights: Vec<Vec<f64>> = vec![Vec::new(); models.len()];
-    let mut near: Vec<[Nearest; 2]> = vec![Default::default(); models.len()];
-    let mut row = 0usize;
-    let first_kind = models.first().map(|m| m.kind.as_str());
-    for b in batches {
+/// The first pass of the report's pair facts, fed the scored pairs batch by batch in file
+/// order (`kind`, `match_weight`, `match_probability`; batches without `kind` hold pairs of
+/// the first model's kind): per model, a summary of every pair's weight and the rows nearest
+/// the threshold on each side. Holds nothing per pair, so the pairs need not be kept for it.
+pub struct PairTally {
+    models: Vec<Model>,
+    weights: Vec<Weights>,
+    near: Vec<[Nearest; 2]>,
+    row: usize,
+    path: PathBuf,
+}
+
+impl PairTally {
+    /// A tally of pairs scored by `models`, read from (or written to) `path` (named in errors).
+    pub fn new(models: &[Model], path: &Path) -> PairTally {
+        PairTally {
+            models: models.to_vec(),
+            weights: models.iter().map(Weights::of_model).collect(),
+            near: vec![Default::default(); models.len()],
+            row: 0,
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// The next batch of pairs, in file order.
+    pub fn add(&mut self, b: &RecordBatch) -> Result<()> {
+        let path = &self.path;
+        let first_kind = self.models.first().map(|m| m.kind.as_str());
         // `Err(kind)`: a batch of that one kind's pairs.
         let kind: std::result::Result<&StringArray, &str> =
             match (b.column_by_name("kind"), first_kind) {
@@ -920,86 +928,151 @@ fn pairs_from(
             let m = match last {
                 Some((lk, m)) if lk == k => m,
                 _ => {
-                    let m = models.iter().position(|m| m.kind.as_str() == k);
+                    let m = self.models.iter().position(|m| m.kind.as_str() == k);
                     last = Some((k, m));
                     m
                 }
             };
             let Some(m) = m else { continue };
             let weight = w.value(i);
-            weights[m].push(weight);
-            if p.value(i) >= models[m].match_probability {
-                near[m][0].offer(weight, row + i);
+            self.weights[m].add(weight);
+            if p.value(i) >= self.models[m].match_probability {
+                self.near[m][0].offer(weight, self.row + i);
             } else {
-                near[m][1].offer(-weight, row + i);
+                self.near[m][1].offer(-weight, self.row + i);
             }
         }
-        row += b.num_rows();
+        self.row += b.num_rows();
+        Ok(())
     }
-    let mut want: HashMap<usize, (String, bool)> = HashMap::new();
-    for (m, ([mut above, mut below], weights)) in near.into_iter().zip(weights).enumerate() {
-        if weights.is_empty() {
-            continue;
-        }
-        let k = models[m].kind.as_str();
-        out.entry(k.to_string()).or_default().weights = weights;
-        keep_smallest(&mut above.0);
-        keep_smallest(&mut below.0);
-        for (_, r) in above.0 {
-            want.insert(r, (k.to_string(), true));
-        }
-        for (_, r) in below.0 {
-            want.insert(r, (k.to_string(), false));
-        }
-    }
-    if want.is_empty() {
-        return Ok(out);
-    }
-    // Pass 2: the sampled rows in full.
-    let mut rows: Vec<usize> = want.keys().copied().collect();
-    rows.sort_unstable();
-    let mut cols: Vec<String> = Vec::new();
-    for m in models {
-        for c in explain::pair_columns(m) {
-            if !cols.contains(&c) {
-                cols.push(c);
+
+    /// The second pass: `fetch` gives the sampled rows (sorted row numbers) with the columns
+    /// named, from which the samples are explained.
+    fn finish(
+        self,
+        fetch: impl FnOnce(&[usize], &[&str]) -> Result<Vec<RecordBatch>>,
+    ) -> Result<BTreeMap<String, KindPairs>> {
+        let models = &self.models;
+        let mut out: BTreeMap<String, KindPairs> = BTreeMap::new();
+        let mut want: HashMap<usize, (String, bool)> = HashMap::new();
+        for (m, ([mut above, mut below], weights)) in
+            self.near.into_iter().zip(self.weights).enumerate()
+        {
+            if weights.count == 0 {
+                continue;
+            }
+            let k = models[m].kind.as_str();
+            out.entry(k.to_string()).or_default().weights = weights;
+            keep_smallest(&mut above.0);
+            keep_smallest(&mut below.0);
+            for (_, r) in above.0 {
+                want.insert(r, (k.to_string(), true));
+            }
+            for (_, r) in below.0 {
+                want.insert(r, (k.to_string(), false));
             }
         }
-    }
-    let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
-    let mut at = 0usize;
-    for b in fetch(&rows, &refs)? {
+        if want.is_empty() {
+            return Ok(out);
+        }
+        // The sampled rows in full.
+        let mut rows: Vec<usize> = want.keys().copied().collect();
+        rows.sort_unstable();
+        let mut cols: Vec<String> = Vec::new();
         for m in models {
-            let k = m.kind.as_str();
-            let mut sides = Vec::new();
-            let got = explain::stored_pairs(m, &b, |i, kind, _, _| {
-                match rows.get(at + i).and_then(|r| want.get(r)) {
-                    Some((wk, up)) if wk == k && kind == k => {
-                        sides.push(*up);
-                        true
-                    }
-                    _ => false,
-                }
-            });
-            if let Some(kp) = out.get_mut(k) {
-                for (p, up) in got.into_iter().zip(sides) {
-                    if up {
-                        kp.above.push(p);
-                    } else {
-                        kp.below.push(p);
-                    }
+            for c in explain::pair_columns(m) {
+                if !cols.contains(&c) {
+                    cols.push(c);
                 }
             }
         }
-        at += b.num_rows();
+        let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
+        let mut at = 0usize;
+        for b in fetch(&rows, &refs)? {
+            for m in models {
+                let k = m.kind.as_str();
+                let mut sides = Vec::new();
+                let got = explain::stored_pairs(m, &b, |i, kind, _, _| {
+                    match rows.get(at + i).and_then(|r| want.get(r)) {
+                        Some((wk, up)) if wk == k && kind == k => {
+                            sides.push(*up);
+                            true
+                        }
+                        _ => false,
+                    }
+                });
+                if let Some(kp) = out.get_mut(k) {
+                    for (p, up) in got.into_iter().zip(sides) {
+                        if up {
+                            kp.above.push(p);
+                        } else {
+                            kp.below.push(p);
+                        }
+                    }
+                }
+            }
+            at += b.num_rows();
+        }
+        for kp in out.values_mut() {
+            kp.above
+                .sort_by(|a, b| a.match_weight.total_cmp(&b.match_weight));
+            kp.below
+                .sort_by(|a, b| b.match_weight.total_cmp(&a.match_weight));
+        }
+        Ok(out)
     }
-    for kp in out.values_mut() {
-        kp.above
-            .sort_by(|a, b| a.match_weight.total_cmp(&b.match_weight));
-        kp.below
-            .sort_by(|a, b| b.match_weight.total_cmp(&a.match_weight));
+}
+
+/// Every pair's match weight, summed up for the report without a value per pair: how many
+/// pairs, how many at or above the match and the review weight, the least and the greatest
+/// weight, and how many fall in each whole unit of weight (the chart's bins are whole units,
+/// or whole multiples of a unit, so it counts from these exactly as from every weight).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Weights {
+    count: u64,
+    matched: u64,
+    review: u64,
+    min: f64,
+    max: f64,
+    /// The match and the review weight of the model.
+    lines: (f64, f64),
+    /// Pairs per unit of weight, by `floor(weight)`.
+    units: BTreeMap<i64, u64>,
+}
+
+impl Weights {
+    fn of_model(m: &Model) -> Weights {
+        Weights {
+            lines: (
+                weight_of_probability(m.match_probability),
+                weight_of_probability(m.review_probability),
+            ),
+            ..Weights::default()
+        }
     }
-    Ok(out)
+
+    fn add(&mut self, w: f64) {
+        if self.count == 0 {
+            (self.min, self.max) = (w, w);
+        } else {
+            (self.min, self.max) = (self.min.min(w), self.max.max(w));
+        }
+        self.count += 1;
+        let (tm, tr) = self.lines;
+        if w >= tm {
+            self.matched += 1;
+        } else if w >= tr {
+            self.review += 1;
+        }
+        // Clamped far beyond any weight a model gives, so that a stray value cannot overflow.
+        let unit = w.floor().clamp(-1e15, 1e15) as i64;
+        *self.units.entry(unit).or_default() += 1;
+    }
+
+    /// (a unit of weight, pairs in it), in order.
+    fn units(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        self.units.iter().map(|(&u, &n)| (u as f64, n))
+    }
 }
 
 /// The [`NEAR`] rows of smallest key (ties by row) among those offered in row order; rows
@@ -2328,18 +2401,17 @@ impl Page {
                 weight_of_probability(m.match_probability),
                 weight_of_probability(m.review_probability),
             );
-            let matched = pk.weights.iter().filter(|&&w| w >= tm).count() as u64;
-            let review = pk.weights.iter().filter(|&&w| w >= tr && w < tm).count() as u64;
+            let w = &pk.weights;
             let _ = write!(
                 self.html,
                 "<h3>{}: {} pairs — {} merged, {} for review, {} below</h3>",
                 esc(m.kind.as_str()),
-                int(pk.weights.len() as u64),
-                int(matched),
-                int(review),
-                int(pk.weights.len() as u64 - matched - review)
+                int(w.count),
+                int(w.matched),
+                int(w.review),
+                int(w.count - w.matched - w.review)
             );
-            self.w(&histogram(&pk.weights, tr, tm));
+            self.w(&histogram(w, tr, tm));
         }
         self.w("</section>");
     }
@@ -2745,29 +2817,21 @@ fn diverging(rows: &[(String, f64)]) -> String {
 }
 
 /// Histogram of match weights, log scale, review and match thresholds marked.
-fn histogram(weights: &[f64], review: f64, matched: f64) -> String {
+fn histogram(weights: &Weights, review: f64, matched: f64) -> String {
     let (w, h, left, top, bottom) = (1060.0, 200.0, 50.0, 20.0, 36.0);
-    if weights.is_empty() {
+    if weights.count == 0 {
         return "<p class=note>No candidate pairs.</p>".into();
     }
-    let lo = weights
-        .iter()
-        .copied()
-        .fold(f64::INFINITY, f64::min)
-        .min(review)
-        .floor();
-    let hi = weights
-        .iter()
-        .copied()
-        .fold(f64::NEG_INFINITY, f64::max)
-        .max(matched)
-        .ceil();
-    let nb = (hi - lo).clamp(1.0, 100.0) as usize;
-    let step = (hi - lo).max(1.0) / nb as f64;
+    let lo = weights.min.min(review).floor();
+    let hi = weights.max.max(matched).ceil();
+    // At most 100 bins, each a whole number of units.
+    let step = ((hi - lo) / 100.0).ceil().max(1.0);
+    let nb = ((hi - lo) / step).ceil().max(1.0) as usize;
+    let hi = lo + nb as f64 * step;
     let mut counts = vec![0u64; nb];
-    for &x in weights {
-        let b = (((x - lo) / step) as usize).min(nb - 1);
-        counts[b] += 1;
+    for (x, n) in weights.units() {
+        let b = (((x - lo) / step).max(0.0) as usize).min(nb - 1);
+        counts[b] += n;
     }
     let max = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
     let ly = |c: f64| (1.0 + c).log10() / (1.0 + max).log10() * h;
@@ -3057,8 +3121,38 @@ mod tests {
     }
 
     #[test]
+    fn weights_summed_up_count_as_every_weight_would() {
+        let all = [-12.3, -0.5, 0.0, 0.49, 3.999, 4.0, 7.25, 7.25, 15.0, 130.5];
+        let mut w = Weights {
+            lines: (4.0, 0.0),
+            ..Weights::default()
+        };
+        for x in all {
+            w.add(x);
+        }
+        assert_eq!((w.count, w.min, w.max), (10, -12.3, 130.5));
+        // At or above 4; then 0 up to 4.
+        assert_eq!((w.matched, w.review), (5, 3));
+        let mut per_unit: BTreeMap<i64, u64> = BTreeMap::new();
+        for x in all {
+            *per_unit.entry(x.floor() as i64).or_default() += 1;
+        }
+        let units: Vec<(f64, u64)> = w.units().collect();
+        let expected: Vec<(f64, u64)> = per_unit.iter().map(|(&u, &n)| (u as f64, n)).collect();
+        assert_eq!(units, expected);
+        // 143 units wide: bins of two units, every pair counted once.
+        let s = histogram(&w, 0.0, 4.0);
+        assert!(s.contains("<title>-13.0 to -11.0: 1</title>"), "{s}");
+        assert!(s.contains("<title>7.0 to 9.0: 2</title>"), "{s}");
+        assert!(s.contains("<title>129.0 to 131.0: 1</title>"), "{s}");
+    }
+
+    #[test]
     fn histogram_handles_a_single_value() {
-        let s = histogram(&[3.0, 3.0], -3.0, 0.0);
+        let mut w = Weights::default();
+        w.add(3.0);
+        w.add(3.0);
+        let s = histogram(&w, -3.0, 0.0);
         assert!(s.starts_with("<svg") && s.ends_with("</svg>"));
     }
 }

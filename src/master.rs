@@ -438,7 +438,7 @@ pub fn master_index(
     previous: Option<&Previous>,
     run: u64,
 ) -> Result<MasterIndex> {
-    master_index_with(table, clusters, previous, run, None)
+    master_index_with(table, clusters, previous, run, None, None)
 }
 
 /// Where [`master_index_with`] hands the lineage events.
@@ -446,13 +446,16 @@ pub type EventsTo<'a> = dyn FnMut(&[Events]) -> Result<()> + 'a;
 
 /// [`master_index`], the lineage events handed to `events_to` (then not kept in
 /// [`MasterIndex::events`]) as soon as they are made, before the master ids are written out:
-/// the two are the largest things the stage makes (at 10M records ~0.2 GB each).
+/// the two are the largest things the stage makes (at 10M records ~0.2 GB each). With a
+/// `spill`, the master ids go to disk a stretch of records at a time as they are made and
+/// come back mapped ([`crate::state::SpillText`]), never held whole.
 pub fn master_index_with(
     table: &StdTable,
     clusters: &Clusters,
     previous: Option<&Previous>,
     run: u64,
     events_to: Option<&mut EventsTo>,
+    spill: Option<&crate::state::Spill>,
 ) -> Result<MasterIndex> {
     let key = |i: u32| {
         let i = i as usize;
@@ -703,12 +706,27 @@ pub fn master_index_with(
         Id::Previous(p) => prev_ids[p as usize],
         Id::New(s) => new_ids[(s >> BLOCK_BITS) as usize].value((s & (BLOCK as u32 - 1)) as usize),
     };
-    let master_id =
-        crate::mem::par_text_of(cluster_of.len(), |i| text_of(id_of[cluster_of[i] as usize]))
-            .map_err(|e| Error::Data {
-                stage: "master",
-                message: format!("master ids do not fit one column: {e}"),
-            })?;
+    let too_long = |e: arrow_schema::ArrowError| Error::Data {
+        stage: "master",
+        message: format!("master ids do not fit one column: {e}"),
+    };
+    let id_of_record = |i: usize| text_of(id_of[cluster_of[i] as usize]);
+    let n = cluster_of.len();
+    let master_id = match spill {
+        None => crate::mem::par_text_of(n, id_of_record).map_err(too_long)?,
+        Some(spill) => {
+            // A stretch of ~1M records' ids (~24 MB) at a time.
+            const STRETCH: usize = 1 << 20;
+            let mut ids = spill.text()?;
+            for start in (0..n).step_by(STRETCH) {
+                let len = STRETCH.min(n - start);
+                let part = crate::mem::par_text_of(len, |j| id_of_record(start + j))
+                    .map_err(too_long)?;
+                ids.push(&part)?;
+            }
+            ids.finish()?
+        }
+    };
     Ok(MasterIndex {
         master_id,
         cluster_size,

@@ -846,8 +846,8 @@ pub struct PairRows {
 
 /// [`pair_rows`], with every pair written to `pairs` as its scored batch is turned into rows
 /// (a few batches at a time, in order) instead of held: at 10M records the rows of 8M pairs
-/// took ~0.7 GB. Returns the review rows, each pair's `match_weight` and `match_probability`
-/// (batches in file order, for the report) and the number of pairs written.
+/// took ~0.7 GB. Each batch written is shown to `tally` (the report's first pass over the
+/// pairs), in file order. Returns the review rows and the number of pairs written.
 pub fn write_pair_rows(
     layout: &PairsLayout,
     scored: &[RecordBatch],
@@ -855,10 +855,11 @@ pub fn write_pair_rows(
     thresholds: (f64, f64),
     decided: &(dyn Fn(u32, u32) -> bool + Sync),
     pairs: &mut ParallelWriter,
-) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>, u64)> {
+    tally: &mut dyn FnMut(&RecordBatch) -> Result<()>,
+) -> Result<(Vec<RecordBatch>, u64)> {
     let wave = 2 * rayon::current_num_threads().max(1);
     let path = pairs.path.clone();
-    let (mut review, mut scores, mut written) = (Vec::new(), Vec::new(), 0u64);
+    let (mut review, mut written) = (Vec::new(), 0u64);
     let mut sides = Vec::new();
     let mut from = 0usize;
     // Every pair's record ids are read, the right-hand ones at random: asked for at once.
@@ -877,16 +878,13 @@ pub fn write_pair_rows(
         sides.extend(rev_sides);
         for b in &all {
             written += b.num_rows() as u64;
-            let keep = ["match_weight", "match_probability"]
-                .map(|n| b.schema().index_of(n).map_err(|e| Error::write(&path, e)));
-            let [w, p] = keep;
-            scores.push(b.project(&[w?, p?]).map_err(|e| Error::write(&path, e))?);
+            tally(b)?;
         }
         review.extend(rev);
         from += n;
     }
     fill_review_values(layout, &mut review, &sides, &path)?;
-    Ok((review, scores, written))
+    Ok((review, written))
 }
 
 /// Rows `rows` (numbers within `scored`, sorted) of what [`write_pair_rows`] wrote, made again

@@ -507,6 +507,19 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         );
         drop(cands);
         drop((comparators, compared, compared_again));
+        // Spilled: the scored pairs (~30 bytes a pair) are read from disk from here on, front
+        // to back (clustering, pair rows) or a few rows (the report's samples).
+        let scored = match scored.first().map(arrow_array::RecordBatch::schema) {
+            Some(schema) if memory == load::MemoryMode::Spilled => {
+                let (kept, secs) = p.stage(&format!("{k}: spill scored pairs"), || {
+                    spill.keep_batches(&schema, &scored)
+                });
+                drop(scored);
+                stage("spill scored pairs", k, secs, candidate_pairs);
+                kept?
+            }
+            _ => scored,
+        };
 
         let mnl: Vec<&arrow_array::StringArray> = kp
             .must_not_link
@@ -557,7 +570,9 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             level_fields: &level_fields,
             kind_fields: &kind_fields,
         };
-        // Every pair goes to pairs.parquet as its rows are made; the review queue is kept.
+        // Every pair goes to pairs.parquet as its rows are made, and to the report's tally;
+        // the review queue is kept.
+        let mut tally = crate::html::PairTally::new(std::slice::from_ref(&model), &pairs_path);
         let (rows, secs) = p.stage(&format!("{k}: pair rows"), || {
             output::write_pair_rows(
                 &layout,
@@ -566,9 +581,10 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 (model.review_probability, model.match_probability),
                 &|l, r| decisions.decided(l, r),
                 &mut files.pairs,
+                &mut |b| tally.add(b),
             )
         });
-        let (mut review, scores, pairs_written) = rows?;
+        let (mut review, pairs_written) = rows?;
         // A delta run compares tonight's pairs only: the earlier nights' open queue stays.
         if let (Some(prev), Some(a), Some(focus)) = (delta_from, &prepared, focus.as_deref()) {
             let status = |s: &str, r: &str| match a.status_of_indexed(&table, s, r) {
@@ -591,7 +607,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             facts.add_pairs(
                 &model,
                 &table,
-                &scores,
+                tally,
                 &|rows| output::pair_rows_at(&layout, &scored, &rules, rows, &pairs_path),
                 out.dir(),
             )
@@ -600,7 +616,6 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         stage("report facts", k, secs, pairs_written);
         let review_pairs = output::rows(&review);
         drop((scored, rules));
-        drop(scores);
         let (written, secs) = p.stage(&format!("{k}: write review"), || {
             files.review.write(&std::mem::take(&mut review))
         });
@@ -614,13 +629,13 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             };
             // Its events go to their file before the master ids are made.
             let mut write_events = |runs: &[master::Events]| files.write_events(k, runs);
-            master::master_index_with(&table, &clusters, previous, run, Some(&mut write_events))
+            // Spilled: the master ids (~24 bytes a record) go to disk as they are made and
+            // are read from there from here on.
+            let ids_to = (memory == load::MemoryMode::Spilled).then_some(&spill);
+            let events_to = Some(&mut write_events as &mut master::EventsTo);
+            master::master_index_with(&table, &clusters, previous, run, events_to, ids_to)
         });
-        let mut mi = mi?;
-        // Spilled: the master ids (~24 bytes a record) are read from disk from here on.
-        if memory == load::MemoryMode::Spilled {
-            mi.master_id = keep(std::slice::from_ref(&mi.master_id))?;
-        }
+        let mi = mi?;
         stage("master", k, secs, mi.clusters);
 
         let changes = prepared.as_ref().map(|a| output::Changes {

@@ -49,15 +49,25 @@ pub fn write_ipc(path: &Path, batch: &RecordBatch) -> Result<()> {
 
 /// Writes batches of one schema as an uncompressed Arrow IPC file ([`DirectFile`]).
 pub fn write_ipc_batches(path: &Path, schema: &Schema, batches: &[RecordBatch]) -> Result<()> {
+    let file = ipc_into(DirectFile::create(path)?, path, schema, batches)?;
+    file.finish().map_err(|e| Error::io(path, e))
+}
+
+/// `batches` written to `file` (at `path`, named in errors) as an Arrow IPC file; the file
+/// handed back.
+fn ipc_into<W: std::io::Write>(
+    file: W,
+    path: &Path,
+    schema: &Schema,
+    batches: &[RecordBatch],
+) -> Result<W> {
     use arrow_ipc::writer::FileWriter;
-    let file = DirectFile::create(path)?;
     let mut w = FileWriter::try_new(file, schema).map_err(|e| Error::write(path, e))?;
     for batch in batches {
         w.write(batch).map_err(|e| Error::write(path, e))?;
     }
     w.finish().map_err(|e| Error::write(path, e))?;
-    let file = w.into_inner().map_err(|e| Error::write(path, e))?;
-    file.finish().map_err(|e| Error::io(path, e))
+    w.into_inner().map_err(|e| Error::write(path, e))
 }
 
 /// A file written past the page cache (`O_DIRECT`) where the system allows it, in aligned
@@ -539,6 +549,166 @@ impl Spill {
     }
 }
 
+/// A text column written to disk part by part as it is made ([`Spill::text`]): the values'
+/// bytes and their offsets each go to a file of their own, and [`SpillText::finish`] hands the
+/// column back mapped from them, so that no part is held once written.
+pub struct SpillText {
+    paths: [PathBuf; 2],
+    offsets: std::io::BufWriter<std::fs::File>,
+    bytes: std::io::BufWriter<std::fs::File>,
+    /// Bytes written so far (the next value's start).
+    at: i32,
+    rows: usize,
+    valid: arrow_buffer::BooleanBufferBuilder,
+    nulls: usize,
+}
+
+impl SpillText {
+    /// The next values of the column.
+    pub fn push(&mut self, part: &StringArray) -> Result<()> {
+        use std::io::Write;
+        let io = |e: std::io::Error| Error::io(&self.paths[0], e);
+        let o = part.value_offsets();
+        let (first, last) = (o[0], o[o.len() - 1]);
+        let mut buf: Vec<u8> = Vec::with_capacity(4 * part.len());
+        for &e in &o[1..] {
+            let end = (e - first)
+                .checked_add(self.at)
+                .ok_or_else(|| Error::write(&self.paths[1], "over 2 GB of text in one column"))?;
+            buf.extend_from_slice(&end.to_le_bytes());
+        }
+        self.offsets.write_all(&buf).map_err(io)?;
+        self.bytes
+            .write_all(&part.value_data()[first as usize..last as usize])
+            .map_err(|e| Error::io(&self.paths[1], e))?;
+        self.at += last - first;
+        self.rows += part.len();
+        self.nulls += part.null_count();
+        match part.nulls() {
+            Some(v) => self.valid.append_buffer(v.inner()),
+            None => self.valid.append_n(part.len(), true),
+        }
+        Ok(())
+    }
+
+    /// The column of every part pushed, mapped from its files (whose names are removed).
+    pub fn finish(self) -> Result<StringArray> {
+        let SpillText {
+            paths,
+            offsets,
+            bytes,
+            at,
+            rows,
+            mut valid,
+            nulls,
+        } = self;
+        let mut maps = Vec::with_capacity(2);
+        for (w, path) in [offsets, bytes].into_iter().zip(&paths) {
+            let io = |e: std::io::Error| Error::io(path, e);
+            drop(w.into_inner().map_err(|e| io(e.into_error()))?);
+            // Written through a handle that cannot be mapped: opened again to read.
+            let file = std::fs::File::open(path).map_err(io)?;
+            // An empty file (no text: no values, or only empty ones) cannot be mapped.
+            let map = match file.metadata().map_err(io)?.len() {
+                0 => None,
+                // SAFETY: the file was just written by this process into the run's own fresh
+                // output folder and is not written again; its name goes next, and the map
+                // lives as long as the buffers that point into it.
+                _ => Some(unsafe { memmap2::Mmap::map(&file) }.map_err(io)?),
+            };
+            std::fs::remove_file(path).map_err(io)?;
+            maps.push(match map {
+                Some(m) => {
+                    let (ptr, len) = (m.as_ptr().cast_mut(), m.len());
+                    let ptr = std::ptr::NonNull::new(ptr).ok_or_else(|| io(std::io::ErrorKind::InvalidData.into()))?;
+                    // SAFETY: the pointer is valid for `len` bytes for as long as `m`, which
+                    // the buffer owns.
+                    unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, len, Arc::new(m)) }
+                }
+                None => arrow_buffer::Buffer::from_vec(Vec::<u8>::new()),
+            });
+        }
+        let values = maps.pop().unwrap_or_else(|| arrow_buffer::Buffer::from_vec(Vec::<u8>::new()));
+        let offsets = maps.pop().unwrap_or_else(|| arrow_buffer::Buffer::from_vec(Vec::<u8>::new()));
+        if offsets.len() != 4 * (rows + 1) || values.len() != at as usize {
+            return Err(Error::Read {
+                path: paths[0].clone(),
+                message: format!(
+                    "spilled {} offset and {} text bytes, expected {} and {at}",
+                    offsets.len(),
+                    values.len(),
+                    4 * (rows + 1)
+                ),
+            });
+        }
+        // The map starts on a page: the offsets are aligned.
+        let offsets = arrow_buffer::ScalarBuffer::<i32>::new(offsets, 0, rows + 1);
+        // SAFETY: the offsets start at 0 (written first), never decrease and end at `at`, the
+        // length of the bytes: each part's own offsets, shifted by what came before.
+        let offsets = unsafe { arrow_buffer::OffsetBuffer::new_unchecked(offsets) };
+        let validity = (nulls > 0).then(|| {
+            // SAFETY: `nulls` is the parts' own null count, and the bits are theirs.
+            unsafe { arrow_buffer::NullBuffer::new_unchecked(valid.finish(), nulls) }
+        });
+        // SAFETY: every value is a whole value of a valid part (UTF-8, on its boundaries).
+        Ok(unsafe { StringArray::new_unchecked(offsets, values, validity) })
+    }
+}
+
+impl Spill {
+    /// A text column to be written out part by part ([`SpillText`]).
+    pub fn text(&self) -> Result<SpillText> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let paths = ["ends", "bytes"].map(|p| self.dir.join(format!(".spill-{}-{n}.{p}", self.tag)));
+        let create = |p: &PathBuf| -> Result<std::io::BufWriter<std::fs::File>> {
+            let f = std::fs::File::create(p).map_err(|e| Error::io(p, e))?;
+            Ok(std::io::BufWriter::with_capacity(1 << 20, f))
+        };
+        let mut offsets = create(&paths[0])?;
+        // The first value starts at 0.
+        std::io::Write::write_all(&mut offsets, &0i32.to_le_bytes())
+            .map_err(|e| Error::io(&paths[0], e))?;
+        Ok(SpillText {
+            offsets,
+            bytes: create(&paths[1])?,
+            paths,
+            at: 0,
+            rows: 0,
+            valid: arrow_buffer::BooleanBufferBuilder::new(0),
+            nulls: 0,
+        })
+    }
+
+    /// `batches` (of one schema, `schema`), written out as an Arrow IPC file through the page
+    /// cache and handed back mapped from it, in the same order: the kernel may page them out
+    /// under memory pressure and read them again from disk. The file's name is removed at
+    /// once, as [`Spill::keep`]'s.
+    pub fn keep_batches(&self, schema: &Schema, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(batches.to_vec());
+        }
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.dir.join(format!(".spill-{}-{n}.arrow", self.tag));
+        let io = |e: std::io::Error| Error::io(&path, e);
+        let file = std::fs::File::create(&path).map_err(io)?;
+        let w = std::io::BufWriter::with_capacity(1 << 20, file);
+        ipc_into(w, &path, schema, batches)?
+            .into_inner()
+            .map_err(|e| io(e.into_error()))?;
+        let kept = map_ipc(&path, None, &[], Written::ThisProcess);
+        std::fs::remove_file(&path).map_err(io)?;
+        let kept = kept?;
+        let rows = |b: &[RecordBatch]| b.iter().map(RecordBatch::num_rows).sum::<usize>();
+        if rows(&kept) != rows(batches) {
+            return Err(Error::Read {
+                path,
+                message: format!("spilled {} rows, read back {}", rows(batches), rows(&kept)),
+            });
+        }
+        Ok(kept)
+    }
+}
+
 /// Replaces the columns of `table` by the same columns mapped from its state file (written by
 /// [`write_standardised`]): the kernel may then page them out under memory pressure and read
 /// them again from disk. Only the raw columns `table` still holds are kept. Where the page
@@ -873,6 +1043,32 @@ pub fn read_links(run_dir: &Path, kind: EntityKind) -> Result<Option<Links>> {
 /// Reads the named columns of a Parquet file (all columns when `columns` is `None`); columns
 /// the file lacks are left out.
 pub fn read_parquet(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::new();
+    scan_parquet_with(path, columns, usize::MAX, &mut |b| {
+        out.push(b.clone());
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Shows `f` every batch of the named columns of a Parquet file, in file order, holding only
+/// a few row groups at a time (decoded in parallel, two per thread).
+pub fn scan_parquet(
+    path: &Path,
+    columns: &[&str],
+    f: &mut dyn FnMut(&RecordBatch) -> Result<()>,
+) -> Result<()> {
+    let wave = 2 * rayon::current_num_threads().max(1);
+    scan_parquet_with(path, Some(columns), wave, f)
+}
+
+/// [`scan_parquet`] with `wave` row groups decoded at a time.
+fn scan_parquet_with(
+    path: &Path,
+    columns: Option<&[&str]>,
+    wave: usize,
+    f: &mut dyn FnMut(&RecordBatch) -> Result<()>,
+) -> Result<()> {
     use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
     use rayon::prelude::*;
     let read_err = |e: &dyn std::fmt::Display| Error::Read {
@@ -884,26 +1080,33 @@ pub fn read_parquet(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordB
         .map_err(|e| read_err(&e))?;
     let mask = columns
         .map(|names| ProjectionMask::roots(meta.parquet_schema(), positions(meta.schema(), names)));
-    // Row groups are decoded in parallel, then kept in file order.
-    let groups: Vec<Vec<RecordBatch>> = (0..meta.metadata().num_row_groups())
-        .into_par_iter()
-        .map(|g| {
-            // Its own handle: clones of one handle share the read position.
-            let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
-                .with_row_groups(vec![g])
-                .with_batch_size(65536);
-            if let Some(m) = &mask {
-                builder = builder.with_projection(m.clone());
-            }
-            builder
-                .build()
-                .map_err(|e| read_err(&e))?
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| read_err(&e))
-        })
-        .collect::<Result<_>>()?;
-    Ok(groups.into_iter().flatten().collect())
+    let all: Vec<usize> = (0..meta.metadata().num_row_groups()).collect();
+    for groups in all.chunks(wave.max(1)) {
+        // Row groups are decoded in parallel, then shown in file order.
+        let decoded: Vec<Vec<RecordBatch>> = groups
+            .par_iter()
+            .map(|&g| {
+                // Its own handle: clones of one handle share the read position.
+                let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+                let mut builder =
+                    ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
+                        .with_row_groups(vec![g])
+                        .with_batch_size(65536);
+                if let Some(m) = &mask {
+                    builder = builder.with_projection(m.clone());
+                }
+                builder
+                    .build()
+                    .map_err(|e| read_err(&e))?
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| read_err(&e))
+            })
+            .collect::<Result<_>>()?;
+        for b in decoded.iter().flatten() {
+            f(b)?;
+        }
+    }
+    Ok(())
 }
 
 /// Positions in `schema` of the columns named (those it has).
@@ -1111,6 +1314,35 @@ mod tests {
         assert_eq!(kept, whole);
         assert_eq!(kept, join(&pieces).unwrap());
         assert_eq!(kept.null_count(), 3);
+        // The same pieces written one after another as they are made.
+        let mut text = spill.text().unwrap();
+        for p in &pieces {
+            text.push(p).unwrap();
+        }
+        let streamed = text.finish().unwrap();
+        assert_eq!(streamed, whole);
+        assert_eq!(streamed.null_count(), 3);
+        // Nothing but empty values, and nothing at all.
+        let mut text = spill.text().unwrap();
+        text.push(&StringArray::from(vec!["", ""])).unwrap();
+        assert_eq!(text.finish().unwrap(), StringArray::from(vec!["", ""]));
+        assert!(spill.text().unwrap().finish().unwrap().is_empty());
+        // Batches of pairs, written out and mapped back in order.
+        let batch = |l: Vec<u32>, w: Vec<f64>| {
+            RecordBatch::try_from_iter([
+                ("left", Arc::new(arrow_array::UInt32Array::from(l)) as _),
+                ("match_weight", Arc::new(arrow_array::Float64Array::from(w)) as _),
+            ])
+            .unwrap()
+        };
+        let batches = vec![
+            batch(vec![1, 2], vec![0.5, -3.0]),
+            batch(vec![], vec![]),
+            batch(vec![7], vec![12.25]),
+        ];
+        let kept = spill.keep_batches(&batches[0].schema(), &batches).unwrap();
+        let rows = |b: &[RecordBatch]| arrow_select::concat::concat_batches(&b[0].schema(), b).unwrap();
+        assert_eq!(rows(&kept), rows(&batches));
         // Without nulls, and a single piece.
         let plain = StringArray::from(vec!["a", "bb", "丙"]);
         assert_eq!(spill.keep(std::slice::from_ref(&plain)).unwrap(), plain);
