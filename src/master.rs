@@ -720,8 +720,8 @@ pub fn master_index_with(
             let mut ids = spill.text()?;
             for start in (0..n).step_by(STRETCH) {
                 let len = STRETCH.min(n - start);
-                let part = crate::mem::par_text_of(len, |j| id_of_record(start + j))
-                    .map_err(too_long)?;
+                let part =
+                    crate::mem::par_text_of(len, |j| id_of_record(start + j)).map_err(too_long)?;
                 ids.push(&part)?;
             }
             ids.finish()?

@@ -620,7 +620,8 @@ impl SpillText {
             maps.push(match map {
                 Some(m) => {
                     let (ptr, len) = (m.as_ptr().cast_mut(), m.len());
-                    let ptr = std::ptr::NonNull::new(ptr).ok_or_else(|| io(std::io::ErrorKind::InvalidData.into()))?;
+                    let ptr = std::ptr::NonNull::new(ptr)
+                        .ok_or_else(|| io(std::io::ErrorKind::InvalidData.into()))?;
                     // SAFETY: the pointer is valid for `len` bytes for as long as `m`, which
                     // the buffer owns.
                     unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, len, Arc::new(m)) }
@@ -628,8 +629,12 @@ impl SpillText {
                 None => arrow_buffer::Buffer::from_vec(Vec::<u8>::new()),
             });
         }
-        let values = maps.pop().unwrap_or_else(|| arrow_buffer::Buffer::from_vec(Vec::<u8>::new()));
-        let offsets = maps.pop().unwrap_or_else(|| arrow_buffer::Buffer::from_vec(Vec::<u8>::new()));
+        let values = maps
+            .pop()
+            .unwrap_or_else(|| arrow_buffer::Buffer::from_vec(Vec::<u8>::new()));
+        let offsets = maps
+            .pop()
+            .unwrap_or_else(|| arrow_buffer::Buffer::from_vec(Vec::<u8>::new()));
         if offsets.len() != 4 * (rows + 1) || values.len() != at as usize {
             return Err(Error::Read {
                 path: paths[0].clone(),
@@ -659,7 +664,8 @@ impl Spill {
     /// A text column to be written out part by part ([`SpillText`]).
     pub fn text(&self) -> Result<SpillText> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let paths = ["ends", "bytes"].map(|p| self.dir.join(format!(".spill-{}-{n}.{p}", self.tag)));
+        let paths =
+            ["ends", "bytes"].map(|p| self.dir.join(format!(".spill-{}-{n}.{p}", self.tag)));
         let create = |p: &PathBuf| -> Result<std::io::BufWriter<std::fs::File>> {
             let f = std::fs::File::create(p).map_err(|e| Error::io(p, e))?;
             Ok(std::io::BufWriter::with_capacity(1 << 20, f))
@@ -683,7 +689,11 @@ impl Spill {
     /// cache and handed back mapped from it, in the same order: the kernel may page them out
     /// under memory pressure and read them again from disk. The file's name is removed at
     /// once, as [`Spill::keep`]'s.
-    pub fn keep_batches(&self, schema: &Schema, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+    pub fn keep_batches(
+        &self,
+        schema: &Schema,
+        batches: &[RecordBatch],
+    ) -> Result<Vec<RecordBatch>> {
         if batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(batches.to_vec());
         }
@@ -1331,7 +1341,10 @@ mod tests {
         let batch = |l: Vec<u32>, w: Vec<f64>| {
             RecordBatch::try_from_iter([
                 ("left", Arc::new(arrow_array::UInt32Array::from(l)) as _),
-                ("match_weight", Arc::new(arrow_array::Float64Array::from(w)) as _),
+                (
+                    "match_weight",
+                    Arc::new(arrow_array::Float64Array::from(w)) as _,
+                ),
             ])
             .unwrap()
         };
@@ -1341,7 +1354,8 @@ mod tests {
             batch(vec![7], vec![12.25]),
         ];
         let kept = spill.keep_batches(&batches[0].schema(), &batches).unwrap();
-        let rows = |b: &[RecordBatch]| arrow_select::concat::concat_batches(&b[0].schema(), b).unwrap();
+        let rows =
+            |b: &[RecordBatch]| arrow_select::concat::concat_batches(&b[0].schema(), b).unwrap();
         assert_eq!(rows(&kept), rows(&batches));
         // Without nulls, and a single piece.
         let plain = StringArray::from(vec!["a", "bb", "丙"]);
