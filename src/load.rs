@@ -361,8 +361,12 @@ pub fn load_delta(plan: &Plan, dir: &Path) -> Result<(Loaded, Vec<Deletion>)> {
 /// Peak memory of a run per record, measured (`scripts/bench.sh`: 0.67 GB at 1M and 5.5 GB at
 /// 10M person records, 2 threads, everything in memory) with a margin.
 pub const PEAK_BYTES_PER_RECORD: u64 = 700;
-/// Memory a run takes whatever its size (code, thread stacks, buffers).
-const PEAK_BYTES_BASE: u64 = 64 << 20;
+/// Memory a run takes whatever its size: code, thread stacks, and the stages' own working
+/// sets that do not grow with the records (a block of golden records and its encoded row
+/// groups, a stretch of master ids, Parquet buffers). Measured in the spilled run, where it
+/// shows most (2026-12-06: 229-275 MB at 1.01M person records, 311-333 MB at 2.02M,
+/// 758-856 MB at 10.09M: ~215 MB plus ~60 bytes a record), with a margin.
+const PEAK_BYTES_BASE: u64 = 256 << 20;
 /// Bytes of a row in a file whose row count is not in its metadata (CSV, Arrow IPC), a
 /// generous guess so that the estimate errs high.
 const FILE_BYTES_PER_ROW: u64 = 100;
@@ -401,10 +405,13 @@ pub fn count_records(plan: &Plan) -> Result<u64> {
 pub const MAPPED_BYTES_PER_RECORD: u64 = 400;
 
 /// Peak memory per record when, on top of that, every loaded and standardised column is moved
-/// to disk as soon as it is made ([`MemoryMode::Spilled`]): the peak is then the master ids
-/// (cluster groups and settling beside them) or the pair rows. Measured likewise (0.15 GB at
-/// 1M, 0.81-0.99 GB at 10M: 73-92 bytes per record above the base), with a margin.
-pub const SPILLED_BYTES_PER_RECORD: u64 = 140;
+/// to disk as soon as it is made, and so are the scored pairs and the master ids
+/// ([`MemoryMode::Spilled`]): the peak is then blocking, settling the master ids or golden
+/// records. Measured likewise (see [`PEAK_BYTES_BASE`]; 10.09M records: 0.76-0.86 GB, ~60
+/// bytes a record above the base), with a margin: 0.98 GB at 10M (the estimate was 140 bytes a
+/// record on a 64 MB base until 2026-12-06: 1.47 GB at 10M, yet 0.2 GB at 1M, under the 0.23-0.31
+/// GB measured).
+pub const SPILLED_BYTES_PER_RECORD: u64 = 72;
 
 /// How a run holds its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -443,14 +450,16 @@ pub fn estimated_peak_bytes(records: u64, mode: MemoryMode) -> u64 {
 /// should read the records it maps back from their state file (`file_bytes` long) in sweeps,
 /// front to back, wherever a stage reads them in an order of its own (compare: windows of
 /// pairs; the u sample and the review rows; golden records: partitions of clusters): when the
-/// page cache the limit leaves beside the run's own memory (its estimate) is under an eighth
-/// of the file. Placed between two measured points (10M records, a 2.76 GB file, spilled:
-/// under a 2.0 GB cap, 0.52 GB left, reads in the stages' own order complete in 61 s; under
-/// 1.6 GB, 0.12 GB left, compare stalled, read-ahead evicting the pages about to be used; in
-/// sweeps the run completes in 65 s).
+/// page cache the limit leaves beside the run's own memory (its estimate) is under a third of
+/// the file. Placed between measured points (10M records, a 2.76 GB file, spilled, estimate
+/// 0.98 GB): under a 2.0 GB cap (1.02 GB left by the estimate, ~1.1 GB in fact) reads in the
+/// stages' own order complete in 59-65 s, as in sweeps; under 1.6 GB (~0.7 GB left in fact, with
+/// the run's own memory then at 0.93 GB) compare stalled, read-ahead evicting the pages about to
+/// be used, while in sweeps the run completes in 64 s. (Until the estimate was remeasured on
+/// 2026-12-06 the rule was an eighth of the file against 140 bytes a record: the same choices.)
 pub fn reads_in_sweeps(limit: u64, records: u64, mode: MemoryMode, file_bytes: u64) -> bool {
     let left = limit.saturating_sub(estimated_peak_bytes(records, mode));
-    left < file_bytes / 8
+    left < file_bytes / 3
 }
 
 /// Chooses how a run of `records` records holds them under the job's `memory_limit`: in
