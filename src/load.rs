@@ -366,7 +366,7 @@ pub const PEAK_BYTES_PER_RECORD: u64 = 700;
 /// groups, a stretch of master ids, Parquet buffers). Measured in the spilled run, where it
 /// shows most (2026-12-06: 229-275 MB at 1.01M person records, 311-333 MB at 2.02M,
 /// 758-856 MB at 10.09M: ~215 MB plus ~60 bytes a record), with a margin.
-const PEAK_BYTES_BASE: u64 = 256 << 20;
+pub const PEAK_BYTES_BASE: u64 = 256 << 20;
 /// Bytes of a row in a file whose row count is not in its metadata (CSV, Arrow IPC), a
 /// generous guess so that the estimate errs high.
 const FILE_BYTES_PER_ROW: u64 = 100;
