@@ -15,6 +15,7 @@
 use std::hash::{BuildHasher, Hasher};
 
 use arrow_array::Array;
+use arrow_buffer::ScalarBuffer;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -66,8 +67,9 @@ pub struct Options<'a> {
     pub sizes: Option<&'a (dyn Fn(usize, u64) -> Option<u64> + Sync)>,
     /// Handed each rule's key list in rule order, as soon as it is made: the records with a
     /// key, sorted by (key hash, record), as (the top 32 bits of each key hash, the records).
-    /// What the persistent index ([`crate::store`]) finds a record's block with.
-    pub keyed: Option<&'a mut dyn FnMut(Vec<u32>, Vec<u32>)>,
+    /// What the persistent index ([`crate::store`]) finds a record's block with. The records
+    /// are blocking's own list, shared (not copied).
+    pub keyed: Option<&'a mut dyn FnMut(Vec<u32>, ScalarBuffer<u32>)>,
 }
 
 impl Candidates {
@@ -207,7 +209,10 @@ pub fn block_with(
             let ki = k[i];
             ki != 0 && touched.as_ref().is_none_or(|t| t.contains(&ki))
         });
-        let mut runs = Vec::new();
+        // The keys are in `order` now.
+        drop((k, touched));
+        // Blocks as (start, end) in `order` (under 2^32 records).
+        let mut runs: Vec<(u32, u32)> = Vec::new();
         let mut skipped = Vec::new();
         let mut largest = 0u64;
         let mut start = 0;
@@ -233,7 +238,7 @@ pub fn block_with(
                     pairs: (size as u64) * (size as u64 - 1) / 2,
                 });
             } else if size > 1 {
-                runs.push((start, end));
+                runs.push((start as u32, end as u32));
             }
             start = end;
         }
@@ -244,31 +249,29 @@ pub fn block_with(
             largest_block: largest,
             skipped,
         };
-        let keyed = if keep_keyed {
-            (
-                order.iter().map(|&(k, _)| (k >> 32) as u32).collect(),
-                order.iter().map(|&(_, i)| i).collect(),
-            )
-        } else {
-            Default::default()
+        // The top 32 bits of each key for the persistent index; the records in key order are
+        // phase 2's list and the index's alike.
+        let tags: Vec<u32> = match keep_keyed {
+            true => order.iter().map(|&(k, _)| (k >> 32) as u32).collect(),
+            false => Vec::new(),
         };
-        let order: Vec<u32> = order.into_iter().map(|(_, i)| i).collect();
+        let order: ScalarBuffer<u32> = order.into_iter().map(|(_, i)| i).collect();
         // What phase 2 needs of the keys is which records share one: the block each record
         // is in (1 + its place among the blocks), 0 for none (no key, a skipped block, a key
-        // no other record has). Half the size of the key hashes, which are dropped here.
-        drop(k);
+        // no other record has). Half the size of the key hashes.
         let mut block_of = vec![0u32; n];
         for (b, &(s, e)) in runs.iter().enumerate() {
-            for &i in &order[s..e] {
+            for &i in &order[s as usize..e as usize] {
                 block_of[i as usize] = b as u32 + 1;
             }
         }
+        let keyed = keep_keyed.then(|| (tags, order.clone()));
         (block_of, runs, order, stats, keyed)
     };
     // Per rule, the block of every record (see phase 1).
     let mut block_ids: Vec<Vec<u32>> = Vec::with_capacity(rules.len());
-    let mut blocks_of: Vec<Vec<(usize, usize)>> = Vec::with_capacity(rules.len());
-    let mut order_of: Vec<Vec<u32>> = Vec::with_capacity(rules.len());
+    let mut blocks_of: Vec<Vec<(u32, u32)>> = Vec::with_capacity(rules.len());
+    let mut order_of: Vec<ScalarBuffer<u32>> = Vec::with_capacity(rules.len());
     let mut stats = Vec::with_capacity(rules.len());
     // As many rules at once as threads: each holds its sort's working memory meanwhile.
     let threads = rayon::current_num_threads().max(1);
@@ -279,8 +282,8 @@ pub fn block_with(
             blocks_of.push(runs);
             order_of.push(order);
             stats.push(st);
-            if let Some(sink) = opts.keyed.as_mut() {
-                sink(kept.0, kept.1);
+            if let (Some(sink), Some((tags, rows))) = (opts.keyed.as_mut(), kept) {
+                sink(tags, rows);
             }
         }
     }
@@ -317,11 +320,11 @@ pub fn block_with(
                 for (z, &(s, e)) in some.iter().enumerate() {
                     // The records of a block a few blocks on, asked for ahead of use.
                     if let Some(&(s2, e2)) = some.get(z + 8) {
-                        for &m in &order[s2..e2.min(s2 + 4)] {
+                        for &m in &order[s2 as usize..e2.min(s2 + 4) as usize] {
                             crate::mem::prefetch(&rows[m as usize * width]);
                         }
                     }
-                    let members = &order[s..e];
+                    let members = &order[s as usize..e as usize];
                     for (x, &a) in members.iter().enumerate() {
                         for &b in &members[x + 1..] {
                             let (a, b) = (a.min(b), a.max(b));
@@ -437,7 +440,8 @@ mod tests {
         // One rule sorted at a time or several: the lists come in rule order.
         for threads in [1, 3] {
             let mut got = Vec::new();
-            let mut sink = |tags: Vec<u32>, rows: Vec<u32>| got.push((tags, rows));
+            let mut sink =
+                |tags: Vec<u32>, rows: ScalarBuffer<u32>| got.push((tags, rows.to_vec()));
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()

@@ -286,6 +286,9 @@ pub struct RunFiles {
     pub pairs: ParallelWriter,
     pub review: ParallelWriter,
     pub events: ParallelWriter,
+    /// Events handed to [`RunFiles::write_events`] not yet written (under a block's rows).
+    events_pending: Vec<crate::master::Events>,
+    events_rows: usize,
     /// The run's id and start time, on every event row.
     run_id: String,
     unix_time: u64,
@@ -311,6 +314,8 @@ impl RunFiles {
             pairs: file("pairs.parquet", pairs_schema(level_fields, false))?,
             review: file("review.parquet", pairs_schema(level_fields, true))?,
             events: file("events.parquet", events_schema())?,
+            events_pending: Vec::new(),
+            events_rows: 0,
             run_id: run_id.to_string(),
             unix_time: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -318,37 +323,36 @@ impl RunFiles {
         })
     }
 
-    /// Appends a kind's lineage events, [`ROWS_PER_BLOCK`] at a time, as soon as the master
-    /// stage has made them: held as structs until the end of the run, a first night's
-    /// `created` events took ~1 GB at 10M records.
-    /// `runs` follow one another; the file's row groups do not depend on where one ends.
+    /// Appends a kind's lineage events (runs in order; may be called again with the next
+    /// ones), [`ROWS_PER_BLOCK`] rows at a time, so the file's row groups do not depend on how
+    /// the events were handed over; [`RunFiles::flush_events`] writes the rest.
     pub fn write_events(&mut self, kind: &str, runs: &[crate::master::Events]) -> Result<()> {
-        let mut block: Vec<crate::master::Events> = Vec::new();
-        let mut rows = 0usize;
-        let mut flush = |block: &mut Vec<crate::master::Events>| -> Result<()> {
-            let path = self.events.path.clone();
-            let joined = crate::master::Events::concat(block)?;
-            block.clear();
-            let batch = events_batch(&self.run_id, self.unix_time, kind, &joined)
-                .map_err(|e| Error::write(&path, e))?;
-            self.events.write(std::slice::from_ref(&batch))
-        };
         for run in runs {
             let mut at = 0;
             while at < run.len() {
-                let take = (ROWS_PER_BLOCK - rows).min(run.len() - at);
-                block.push(run.slice(at, take));
-                (at, rows) = (at + take, rows + take);
-                if rows == ROWS_PER_BLOCK {
-                    flush(&mut block)?;
-                    rows = 0;
+                let take = (ROWS_PER_BLOCK - self.events_rows).min(run.len() - at);
+                self.events_pending.push(run.slice(at, take));
+                (at, self.events_rows) = (at + take, self.events_rows + take);
+                if self.events_rows == ROWS_PER_BLOCK {
+                    self.flush_events(kind)?;
                 }
             }
         }
-        if rows > 0 {
-            flush(&mut block)?;
-        }
         Ok(())
+    }
+
+    /// Writes the kind's events [`RunFiles::write_events`] holds back.
+    pub fn flush_events(&mut self, kind: &str) -> Result<()> {
+        if self.events_rows == 0 {
+            return Ok(());
+        }
+        let path = self.events.path.clone();
+        let joined = crate::master::Events::concat(&self.events_pending)?;
+        self.events_pending.clear();
+        self.events_rows = 0;
+        let batch = events_batch(&self.run_id, self.unix_time, kind, &joined)
+            .map_err(|e| Error::write(&path, e))?;
+        self.events.write(std::slice::from_ref(&batch))
     }
 
     /// Appends a kind's rows to the master index, [`ROWS_PER_BLOCK`] at a time; returns how

@@ -336,7 +336,8 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             None => Some(store::KeysFile::create(out.dir(), kp.kind, &run_id)?),
             Some(_) => None,
         };
-        let (to_keys, keys_in) = std::sync::mpsc::sync_channel::<(Vec<u32>, Vec<u32>)>(1);
+        let (to_keys, keys_in) =
+            std::sync::mpsc::sync_channel::<(Vec<u32>, arrow_buffer::ScalarBuffer<u32>)>(1);
         let keys_writer = keys_file.map(|mut f| {
             std::thread::spawn(move || -> Result<()> {
                 // After an error the lists are still taken, so that blocking never waits.
@@ -349,7 +350,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 written.and_then(|()| f.finish())
             })
         });
-        let mut write_keys = |tags: Vec<u32>, rows: Vec<u32>| {
+        let mut write_keys = |tags: Vec<u32>, rows: arrow_buffer::ScalarBuffer<u32>| {
             let _ = to_keys.send((tags, rows));
         };
         let (cands, secs) = p.stage(&format!("{k}: block"), || {
@@ -421,6 +422,9 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             Ok::<_, Error>((comparators, compared, again))
         });
         let (comparators, compared, compared_again) = compared?;
+        // The levels are made: the fingerprints (8 bytes per record and comparison, ~0.5 GB
+        // at 10M records) are needed neither to train nor to score.
+        let comparators = comparators.into_list();
         stage("compare", k, secs, cands.len() as u64);
 
         let reused = saved.as_ref().and_then(|m| m.model(kp.kind)).cloned();
@@ -471,9 +475,6 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             decisions.must_link.clone()
         };
         score::refine_with_labels(&mut model, &comparators, &learn_from);
-        // Levels made and the model trained: the fingerprints (8 bytes per record and
-        // comparison, ~0.5 GB at 10M records) are not needed to score.
-        let comparators = comparators.into_list();
         let no_counts = Default::default();
         let counts = prepared.as_ref().map_or(&no_counts, |a| &a.counts);
         let (scored, secs) = p.stage(&format!("{k}: score"), || {
@@ -636,6 +637,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             master::master_index_with(&table, &clusters, previous, run, events_to, ids_to)
         });
         let mi = mi?;
+        files.flush_events(k)?;
         stage("master", k, secs, mi.clusters);
 
         let changes = prepared.as_ref().map(|a| output::Changes {

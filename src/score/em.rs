@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use super::model::{ComparisonModel, FLOOR, Model, rule_covers};
-use crate::compare::{Comparators, level_names};
+use crate::compare::{Comparator, level_names};
 use crate::config::{KindPlan, Mode};
 
 /// A small seeded generator (SplitMix64): the same seed gives the same sample everywhere.
@@ -32,7 +32,7 @@ impl SplitMix {
 }
 
 /// How many of `pairs` fall at each level (0-15) of each comparison.
-fn level_counts(comparators: &Comparators, pairs: &[(u32, u32)]) -> Vec<Vec<u64>> {
+fn level_counts(comparators: &[Comparator], pairs: &[(u32, u32)]) -> Vec<Vec<u64>> {
     // Counts do not depend on the order pairs are compared in, nor on which comparison goes
     // first: one comparison at a time, the sampled records' values are read front to back
     // (the records lie anywhere; read at random they were read a page each, 21 s of a run of
@@ -82,7 +82,7 @@ fn level_counts(comparators: &Comparators, pairs: &[(u32, u32)]) -> Vec<Vec<u64>
 
 /// Level counts per comparison over random record pairs allowed by the mode.
 pub fn estimate_u(
-    comparators: &Comparators,
+    comparators: &[Comparator],
     source: &[u16],
     mode: Mode,
     sample: usize,

@@ -15,14 +15,14 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, UInt8Array};
 use arrow_schema::{DataType, Field, Schema};
 
-use crate::compare::{Comparator, Comparators};
+use crate::compare::Comparator;
 use tf::TermFrequencies;
 
 /// Trains a model on the compared candidate pairs of one kind: u from random record pairs,
 /// m and λ by EM.
 pub fn train(
     plan: &crate::config::KindPlan,
-    comparators: &Comparators,
+    comparators: &[Comparator],
     source: &[u16],
     compared: &crate::compare::Compared,
     agree: &[u32],
