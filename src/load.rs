@@ -363,10 +363,11 @@ pub fn load_delta(plan: &Plan, dir: &Path) -> Result<(Loaded, Vec<Deletion>)> {
 pub const PEAK_BYTES_PER_RECORD: u64 = 700;
 /// Memory a run takes whatever its size: code, thread stacks, and the stages' own working
 /// sets that do not grow with the records (a block of golden records and its encoded row
-/// groups, a stretch of master ids, Parquet buffers). Measured in the spilled run, where it
-/// shows most (2026-12-06: 229-275 MB at 1.01M person records, 311-333 MB at 2.02M,
-/// 758-856 MB at 10.09M: ~215 MB plus ~60 bytes a record), with a margin.
-pub const PEAK_BYTES_BASE: u64 = 256 << 20;
+/// groups, a wave of master ids, Parquet buffers). Measured in the spilled run, where it shows
+/// most (2026-12-06, late: 262-301 MB at 1.01M person records, 326-349 MB at 2.02M, 718-728 MB
+/// at 10.09M, golden records the peak at the two smaller sizes: ~240 MB plus ~50 bytes a
+/// record), with a margin.
+pub const PEAK_BYTES_BASE: u64 = 320 << 20;
 /// Bytes of a row in a file whose row count is not in its metadata (CSV, Arrow IPC), a
 /// generous guess so that the estimate errs high.
 const FILE_BYTES_PER_ROW: u64 = 100;
@@ -406,12 +407,11 @@ pub const MAPPED_BYTES_PER_RECORD: u64 = 400;
 
 /// Peak memory per record when, on top of that, every loaded and standardised column is moved
 /// to disk as soon as it is made, and so are the scored pairs and the master ids
-/// ([`MemoryMode::Spilled`]): the peak is then blocking, settling the master ids or golden
-/// records. Measured likewise (see [`PEAK_BYTES_BASE`]; 10.09M records: 0.76-0.86 GB, ~60
-/// bytes a record above the base), with a margin: 0.98 GB at 10M (the estimate was 140 bytes a
-/// record on a 64 MB base until 2026-12-06: 1.47 GB at 10M, yet 0.2 GB at 1M, under the 0.23-0.31
-/// GB measured).
-pub const SPILLED_BYTES_PER_RECORD: u64 = 72;
+/// ([`MemoryMode::Spilled`]): the peak is then golden records, compare (the fingerprints),
+/// standardising or blocking, all close. Measured likewise (see [`PEAK_BYTES_BASE`]), with a
+/// margin: 0.97 GB at 10M, 0.39 GB at 1M (until 2026-12-06 the estimate was 140 bytes a record
+/// on a 64 MB base: 1.47 GB at 10M, yet 0.21 GB at 1M, under the 0.23-0.31 GB measured then).
+pub const SPILLED_BYTES_PER_RECORD: u64 = 64;
 
 /// How a run holds its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -452,7 +452,7 @@ pub fn estimated_peak_bytes(records: u64, mode: MemoryMode) -> u64 {
 /// pairs; the u sample and the review rows; golden records: partitions of clusters): when the
 /// page cache the limit leaves beside the run's own memory (its estimate) is under a third of
 /// the file. Placed between measured points (10M records, a 2.76 GB file, spilled, estimate
-/// 0.98 GB): under a 2.0 GB cap (1.02 GB left by the estimate, ~1.1 GB in fact) reads in the
+/// 0.97 GB): under a 2.0 GB cap (1.03 GB left by the estimate, ~1.1 GB in fact) reads in the
 /// stages' own order complete in 59-65 s, as in sweeps; under 1.6 GB (~0.7 GB left in fact, with
 /// the run's own memory then at 0.93 GB) compare stalled, read-ahead evicting the pages about to
 /// be used, while in sweeps the run completes in 64 s. (Until the estimate was remeasured on
