@@ -77,6 +77,7 @@ pub fn export(
             &merged.master_id,
             &groups,
             crate::golden::Reads::Blocks,
+            None,
             &mut |batch| file.write(std::slice::from_ref(batch)),
         )?;
         file.close()?;

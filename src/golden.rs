@@ -180,6 +180,84 @@ impl Taken {
     }
 }
 
+impl Taken {
+    /// [`Taken::read`] in row order, from the partition's values already read (`read`: the
+    /// columns golden records read, in order, each holding the values of `rows` in row order:
+    /// [`to_buckets`]).
+    fn of_buckets(
+        table: &StdTable,
+        fields: &[Golden],
+        rows: &[u32],
+        read: Vec<StringArray>,
+    ) -> Result<Taken, ArrowError> {
+        let (sorted, at) = crate::mem::in_row_order(rows);
+        let missing = || ArrowError::InvalidArgumentError("internal: a bucket is missing".into());
+        let mut read = read.into_iter();
+        let record_id = read.next().ok_or_else(missing)?;
+        let updated = match table.column("updated_at") {
+            Some(_) => Some(read.next().ok_or_else(missing)?),
+            None => None,
+        };
+        let mut taken_fields = Vec::with_capacity(fields.len());
+        for f in fields {
+            taken_fields.push(match f.empty {
+                true => None,
+                false => {
+                    let col = read.next().ok_or_else(missing)?;
+                    let shown = match f.shown {
+                        Some(_) => Some(read.next().ok_or_else(missing)?),
+                        None => None,
+                    };
+                    Some((col, shown))
+                }
+            });
+        }
+        if record_id.len() != sorted.len() {
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "internal: a bucket of {} values for {} records",
+                record_id.len(),
+                sorted.len()
+            )));
+        }
+        Ok(Taken {
+            at: at.into_iter().map(|k| k as usize).collect(),
+            source: sorted.iter().map(|&i| table.source[i as usize]).collect(),
+            record_id,
+            updated,
+            fields: taken_fields,
+        })
+    }
+}
+
+/// One sweep of `col`, front to back: the values of each of `parts` partitions (`part_of`
+/// a row), in row order, written to files of their own and mapped back.
+fn to_buckets(
+    col: &StringArray,
+    parts: usize,
+    part_of: &(dyn Fn(usize) -> usize + Sync),
+    spill: &crate::state::Spill,
+) -> crate::error::Result<Vec<StringArray>> {
+    const ROWS: usize = 1 << 16;
+    let mut out = (0..parts)
+        .map(|_| spill.text_buffered(1 << 18))
+        .collect::<crate::error::Result<Vec<_>>>()?;
+    for from in (0..col.len()).step_by(ROWS) {
+        let to = (from + ROWS).min(col.len());
+        let mut built: Vec<arrow_array::builder::StringBuilder> = (0..parts)
+            .map(|_| arrow_array::builder::StringBuilder::new())
+            .collect();
+        for i in from..to {
+            if let Some(b) = built.get_mut(part_of(i)) {
+                b.append_option(col.is_valid(i).then(|| col.value(i)));
+            }
+        }
+        for (o, mut b) in out.iter_mut().zip(built) {
+            o.push(&b.finish())?;
+        }
+    }
+    out.into_iter().map(|o| o.finish()).collect()
+}
+
 /// The bytes a record's values take in `cols`.
 fn bytes_per_record(cols: &[&StringArray], records: usize) -> u64 {
     let bytes: usize = cols
@@ -200,6 +278,7 @@ pub fn golden_records(
     master_id: &StringArray,
     groups: &crate::cluster::Groups,
     reads: Reads,
+    buckets: Option<&crate::state::Spill>,
     sink: &mut dyn FnMut(&RecordBatch) -> crate::error::Result<()>,
 ) -> crate::error::Result<u64> {
     let block = crate::output::ROWS_PER_BLOCK;
@@ -209,7 +288,7 @@ pub fn golden_records(
         job_sources,
         master_id,
         groups,
-        reads,
+        (reads, buckets),
         block,
         sink,
     )
@@ -223,7 +302,7 @@ fn golden_in_blocks(
     job_sources: &[String],
     master_id: &StringArray,
     groups: &crate::cluster::Groups,
-    reads: Reads,
+    (reads, buckets): (Reads, Option<&crate::state::Spill>),
     block: usize,
     sink: &mut dyn FnMut(&RecordBatch) -> crate::error::Result<()>,
 ) -> crate::error::Result<u64> {
@@ -271,15 +350,16 @@ fn golden_in_blocks(
         .step_by(block)
         .map(|a| a..(a + block).min(n_clusters))
         .collect();
+    // The columns golden records read, in the order `Taken` keeps them.
+    let mut cols: Vec<&StringArray> = vec![&table.record_id];
+    cols.extend(table.column("updated_at"));
+    for f in fields.iter().filter(|f| !f.empty) {
+        cols.push(f.col);
+        cols.extend(f.shown);
+    }
     let partitions: Vec<Range<usize>> = match reads {
         Reads::Blocks => (0..blocks.len()).map(|k| k..k + 1).collect(),
         Reads::Partitions(limit) => {
-            let mut cols: Vec<&StringArray> = vec![&table.record_id];
-            cols.extend(table.column("updated_at"));
-            for f in fields.iter().filter(|f| !f.empty) {
-                cols.push(f.col);
-                cols.extend(f.shown);
-            }
             for col in &cols {
                 crate::mem::read_ahead(col);
             }
@@ -299,7 +379,32 @@ fn golden_in_blocks(
             partitions
         }
     };
-    for part in partitions {
+    // With buckets, one sweep of each column hands every partition its members' values, in
+    // row order, each partition's to files of its own, mapped back.
+    let mut bucketed: Vec<Vec<StringArray>> = match (reads, buckets) {
+        (Reads::Partitions(_), Some(spill)) if partitions.len() > 1 => {
+            let first_cluster: Vec<usize> =
+                partitions.iter().map(|p| blocks[p.start].start).collect();
+            let part_of = |i: usize| {
+                let c = groups.cluster_of[i] as usize;
+                first_cluster.partition_point(|&f| f <= c).saturating_sub(1)
+            };
+            let per_column = cols
+                .par_iter()
+                .map(|col| to_buckets(col, partitions.len(), &part_of, spill))
+                .collect::<crate::error::Result<Vec<Vec<StringArray>>>>()?;
+            // Per partition, its columns in order.
+            let mut per_part: Vec<Vec<StringArray>> = vec![Vec::new(); partitions.len()];
+            for column in per_column {
+                for (p, a) in column.into_iter().enumerate() {
+                    per_part[p].push(a);
+                }
+            }
+            per_part
+        }
+        _ => Vec::new(),
+    };
+    for (k, part) in partitions.into_iter().enumerate() {
         let blocks = &blocks[part];
         let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
             continue;
@@ -307,7 +412,11 @@ fn golden_in_blocks(
         let (from, to) = (start(first.start), start(last.end));
         let rows = &groups.member[from..to];
         let in_row_order = matches!(reads, Reads::Partitions(_));
-        let taken = Taken::read(table, &fields, rows, in_row_order).map_err(arrow)?;
+        let taken = match bucketed.get_mut(k).map(std::mem::take) {
+            Some(read) => Taken::of_buckets(table, &fields, rows, read),
+            None => Taken::read(table, &fields, rows, in_row_order),
+        }
+        .map_err(arrow)?;
         for block in blocks {
             let batch = Block {
                 clusters: block.clone(),
@@ -484,7 +593,10 @@ mod tests {
         let groups = crate::cluster::Groups::of(&label);
         let master_id = text(&|i| Some(format!("M{}", i % 23)));
         let sources = ["a".to_string(), "b".to_string()];
-        let rows = |reads: Reads, block: usize| {
+        let dir = std::env::temp_dir().join(format!("yiku-golden-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch folder");
+        let spill = crate::state::Spill::new(&dir, "t");
+        let rows_with = |reads: Reads, buckets: Option<&crate::state::Spill>, block: usize| {
             let mut batches = Vec::new();
             golden_in_blocks(
                 &table,
@@ -492,7 +604,7 @@ mod tests {
                 &sources,
                 &master_id,
                 &groups,
-                reads,
+                (reads, buckets),
                 block,
                 &mut |b| {
                     batches.push(b.clone());
@@ -501,7 +613,7 @@ mod tests {
             )
             .map(|_| batches)
         };
-        let Ok(one) = rows(Reads::Blocks, 1000) else {
+        let Ok(one) = rows_with(Reads::Blocks, None, 1000) else {
             panic!("golden records in one block");
         };
         assert_eq!(one.len(), 1);
@@ -513,15 +625,22 @@ mod tests {
             Reads::Partitions(2000),
             Reads::Partitions(1 << 30),
         ] {
-            let Ok(got) = rows(reads, 5) else {
-                panic!("golden records {reads:?}");
-            };
-            // Batches of 5 clusters whatever the partitions, and the same rows.
-            assert_eq!(got.len(), 5, "{reads:?}");
-            assert!(got[..4].iter().all(|b| b.num_rows() == 5), "{reads:?}");
-            let joined = arrow_select::concat::concat_batches(&one[0].schema(), &got);
-            assert_eq!(joined.ok().as_ref(), Some(&one[0]), "{reads:?}");
+            // Partitions read by sweeps of their own, or from buckets made in one sweep.
+            for buckets in [None, Some(&spill)] {
+                let Ok(got) = rows_with(reads, buckets, 5) else {
+                    panic!("golden records {reads:?}");
+                };
+                // Batches of 5 clusters whatever the partitions, and the same rows.
+                let case = format!("{reads:?}, buckets: {}", buckets.is_some());
+                assert_eq!(got.len(), 5, "{case}");
+                assert!(got[..4].iter().all(|b| b.num_rows() == 5), "{case}");
+                let joined = arrow_select::concat::concat_batches(&one[0].schema(), &got);
+                assert_eq!(joined.ok().as_ref(), Some(&one[0]), "{case}");
+            }
         }
+        // No bucket file is left behind.
+        assert_eq!(std::fs::read_dir(&dir).map(|d| d.count()).ok(), Some(0));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

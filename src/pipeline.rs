@@ -733,6 +733,8 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 &mi.master_id,
                 &clusters.groups,
                 reads,
+                // Under a cap, each partition's values from bucket files made in one sweep.
+                sweeps.then_some(&spill),
                 &mut |batch| match &changed {
                     None => file.write(std::slice::from_ref(batch)),
                     Some(changed) => {

@@ -663,12 +663,17 @@ impl SpillText {
 impl Spill {
     /// A text column to be written out part by part ([`SpillText`]).
     pub fn text(&self) -> Result<SpillText> {
+        self.text_buffered(1 << 20)
+    }
+
+    /// [`Spill::text`] with `buffer` bytes of write buffer per file (many at once: smaller).
+    pub fn text_buffered(&self, buffer: usize) -> Result<SpillText> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let paths =
             ["ends", "bytes"].map(|p| self.dir.join(format!(".spill-{}-{n}.{p}", self.tag)));
         let create = |p: &PathBuf| -> Result<std::io::BufWriter<std::fs::File>> {
             let f = std::fs::File::create(p).map_err(|e| Error::io(p, e))?;
-            Ok(std::io::BufWriter::with_capacity(1 << 20, f))
+            Ok(std::io::BufWriter::with_capacity(buffer, f))
         };
         let mut offsets = create(&paths[0])?;
         // The first value starts at 0.
