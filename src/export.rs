@@ -76,8 +76,7 @@ pub fn export(
             &job_sources,
             &merged.master_id,
             &groups,
-            crate::golden::Reads::Blocks,
-            None,
+            (crate::golden::Reads::Blocks, None),
             &mut |batch| file.write(std::slice::from_ref(batch)),
         )?;
         file.close()?;

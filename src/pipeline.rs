@@ -732,9 +732,8 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 &job_sources,
                 &mi.master_id,
                 &clusters.groups,
-                reads,
                 // Under a cap, each partition's values from bucket files made in one sweep.
-                sweeps.then_some(&spill),
+                (reads, sweeps.then_some(&spill)),
                 &mut |batch| match &changed {
                     None => file.write(std::slice::from_ref(batch)),
                     Some(changed) => {
