@@ -193,9 +193,7 @@ pub fn block_with(
     let focused = |i: u32| focus.is_none_or(|f| f.get(i as usize).copied().unwrap_or(false));
     // Phase 1: keys and blocks per rule; records in skipped blocks are in none of the rule's
     // blocks, so that later rules do not think this rule produced their pairs.
-    // Rules are independent here: run side by side, so that one's sequential steps (the
-    // counting pass of the sort, the scan for blocks) overlap another's parallel ones.
-    let phase1 = |(r, rule): (usize, &Vec<String>)| {
+    let phase1 = |r: usize, rule: &Vec<String>| {
         let k = rule_keys(table, rule);
         // Keys of the focused records: only their blocks are gathered.
         let touched: Option<std::collections::HashSet<u64, foldhash::fast::FixedState>> = focus
@@ -268,52 +266,52 @@ pub fn block_with(
         let keyed = keep_keyed.then(|| (tags, order.clone()));
         (block_of, runs, order, stats, keyed)
     };
-    // Per rule, the block of every record (see phase 1).
-    let mut block_ids: Vec<Vec<u32>> = Vec::with_capacity(rules.len());
-    let mut blocks_of: Vec<Vec<(u32, u32)>> = Vec::with_capacity(rules.len());
-    let mut order_of: Vec<ScalarBuffer<u32>> = Vec::with_capacity(rules.len());
-    let mut stats = Vec::with_capacity(rules.len());
-    // As many rules at once as threads: each holds its sort's working memory meanwhile.
-    let threads = rayon::current_num_threads().max(1);
-    let numbered: Vec<(usize, &Vec<String>)> = rules.iter().enumerate().collect();
-    for some in numbered.chunks(threads) {
-        for (k, runs, order, st, kept) in some.par_iter().copied().map(phase1).collect::<Vec<_>>() {
-            block_ids.push(k);
-            blocks_of.push(runs);
-            order_of.push(order);
-            stats.push(st);
-            if let (Some(sink), Some((tags, rows))) = (opts.keyed.as_mut(), kept) {
-                sink(tags, rows);
-            }
-        }
-    }
-    // Phase 2: pairs per rule, minus those an earlier rule found. A pair's check reads both
-    // records' source and every rule's block: laid out record by record, [source, blocks...],
-    // those are one cache line per record instead of one per rule.
-    let width = block_ids.len() + 1;
+    // Phase 2 checks a pair by both records' source and every rule's block: laid out record
+    // by record, [source, blocks...], those are one cache line per record instead of one per
+    // rule. Each rule's blocks go in as phase 1 makes them (not kept per rule, then copied).
+    let width = rules.len() + 1;
     let mut rows = vec![0u32; n * width];
     const ROWS: usize = 1 << 12;
     rows.par_chunks_mut(width * ROWS)
         .enumerate()
         .for_each(|(c, chunk)| {
             for (j, row) in chunk.chunks_mut(width).enumerate() {
-                let i = c * ROWS + j;
-                row[0] = u32::from(table.source[i]);
-                for (slot, k) in row[1..].iter_mut().zip(&block_ids) {
-                    *slot = k[i];
-                }
+                row[0] = u32::from(table.source[c * ROWS + j]);
             }
         });
-    drop(block_ids);
+    let mut blocks_of: Vec<Vec<(u32, u32)>> = Vec::with_capacity(rules.len());
+    let mut order_of: Vec<ScalarBuffer<u32>> = Vec::with_capacity(rules.len());
+    let mut stats = Vec::with_capacity(rules.len());
+    // One rule at a time, each sort in parallel: two side by side held two sorts' working
+    // memory (24 bytes a record each: ~0.5 GB at 10M records) for no faster a stage.
+    for (r, rule) in rules.iter().enumerate() {
+        let (k, runs, order, st, kept) = phase1(r, rule);
+        rows.par_chunks_mut(width * ROWS)
+            .zip(k.par_chunks(ROWS))
+            .for_each(|(chunk, k)| {
+                for row in chunk.chunks_mut(width).zip(k) {
+                    row.0[r + 1] = *row.1;
+                }
+            });
+        drop(k);
+        blocks_of.push(runs);
+        order_of.push(order);
+        stats.push(st);
+        if let (Some(sink), Some((tags, rows))) = (opts.keyed.as_mut(), kept) {
+            sink(tags, rows);
+        }
+    }
+    // Phase 2: pairs per rule, minus those an earlier rule found.
     let row_of = |i: u32| {
         let at = i as usize * width;
         &rows[at..at + width]
     };
-    let mut all: Vec<(u32, u32, u8, u32)> = Vec::new();
-    for (r, runs) in blocks_of.iter().enumerate() {
-        let order = &order_of[r];
+    // (left, right, rules agreed): the rule that found a pair is the first it agrees on.
+    let mut all: Vec<(u32, u32, u32)> = Vec::new();
+    // Each rule's blocks are let go once its pairs are found.
+    for (r, (runs, order)) in blocks_of.into_iter().zip(order_of).enumerate() {
         // Blocks a thousand at a time: most hold two records, too little work for a task.
-        let found: Vec<Vec<(u32, u32, u8, u32)>> = runs
+        let found: Vec<Vec<(u32, u32, u32)>> = runs
             .par_chunks(1024)
             .map(|some| {
                 let mut out = Vec::new();
@@ -349,7 +347,7 @@ pub fn block_with(
                                 });
                             // Found by an earlier rule already.
                             if agree & ((1u32 << r) - 1) == 0 {
-                                out.push((a, b, r as u8, agree));
+                                out.push((a, b, agree));
                             }
                         }
                     }
@@ -357,27 +355,46 @@ pub fn block_with(
                 out
             })
             .collect();
-        stats[r].pairs = found.iter().map(|f| f.len() as u64).sum();
+        let pairs: usize = found.iter().map(Vec::len).sum();
+        stats[r].pairs = pairs as u64;
+        // Exactly as large as needed: grown in place (a large block is remapped, not copied).
+        all.reserve_exact(pairs);
         for f in found {
             all.extend(f);
         }
     }
     // Only the pairs are needed from here: the blocks go before the pairs are sorted and laid
     // out as columns (at 10M records they are ~0.4 GB).
-    drop((rows, order_of, blocks_of));
+    drop(rows);
     all.par_sort_unstable();
+    into_columns(all, stats)
+}
+
+/// The sorted pairs as columns, filled from the back while the pairs are given back a slice
+/// at a time: the two are never held whole together (at 10M records ~100 MB each).
+fn into_columns(mut all: Vec<(u32, u32, u32)>, stats: Vec<RuleStats>) -> Candidates {
+    const SLICE: usize = 1 << 20;
+    let len = all.len();
     let mut c = Candidates {
-        left: Vec::with_capacity(all.len()),
-        right: Vec::with_capacity(all.len()),
-        rule: Vec::with_capacity(all.len()),
-        agree: Vec::with_capacity(all.len()),
+        left: vec![0; len],
+        right: vec![0; len],
+        rule: vec![0; len],
+        agree: vec![0; len],
         stats,
     };
-    for (a, b, r, m) in all {
-        c.left.push(a);
-        c.right.push(b);
-        c.rule.push(r);
-        c.agree.push(m);
+    let mut end = len;
+    while end > 0 {
+        let from = end.saturating_sub(SLICE);
+        for (k, &(a, b, m)) in all[from..end].iter().enumerate() {
+            let at = from + k;
+            c.left[at] = a;
+            c.right[at] = b;
+            c.rule[at] = m.trailing_zeros() as u8;
+            c.agree[at] = m;
+        }
+        all.truncate(from);
+        all.shrink_to_fit();
+        end = from;
     }
     c
 }

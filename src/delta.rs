@@ -298,7 +298,7 @@ enum Row {
 /// Prepares one kind's delta night: tonight's `changes` and `deletions` against the `store`
 /// of the previous run `run`; `named` are the records tonight's clerks' decisions name (they
 /// join the table, so that their decisions apply). Every column of the table is passed
-/// through `keep` as it is made (see [`crate::standardise::Keep`]).
+/// through `keep` as it is made (see [`crate::state::Keep`]).
 pub fn prepare(
     store: &KindStore,
     run: u64,
@@ -306,7 +306,7 @@ pub fn prepare(
     deletions: &[Deletion],
     named: &[(String, String)],
     plan: &crate::config::KindPlan,
-    keep: crate::standardise::Keep,
+    keep: crate::state::Keep,
 ) -> Result<Prepared> {
     let kind = store.kind;
     let stored_columns = store.columns();

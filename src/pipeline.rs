@@ -244,12 +244,12 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         // Spilled: every column is moved to disk as soon as it is made (the heap would
         // otherwise hold the loaded and the standardised records together).
         let spill = state::Spill::new(out.dir(), k);
-        let keep = |parts: &[arrow_array::StringArray]| match memory {
-            load::MemoryMode::Spilled => spill.keep(parts),
-            _ => state::join(parts),
+        let to = match memory {
+            load::MemoryMode::Spilled => state::Columns::Disk(&spill),
+            _ => state::Columns::Heap,
         };
         let (table, secs) = p.stage(&format!("{k}: standardise"), || {
-            standardise::standardise_with(raw, kp, &golden::raw_fields(kp), &keep)
+            standardise::standardise_with(raw, kp, &golden::raw_fields(kp), to)
         });
         let table = table?;
         stage("standardise", k, secs, table.len() as u64);
@@ -269,7 +269,15 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         let (table, focus, carried, mut prepared) = match &kstore {
             Some(ks) => {
                 let (applied, secs) = p.stage(&format!("{k}: apply delta"), || {
-                    delta::prepare(ks, run - 1, table, &deletions, &tonight_named, kp, &keep)
+                    delta::prepare(
+                        ks,
+                        run - 1,
+                        table,
+                        &deletions,
+                        &tonight_named,
+                        kp,
+                        &|parts| to.keep(parts),
+                    )
                 });
                 let mut a = applied?;
                 stage("delta", k, secs, a.table.len() as u64);
@@ -412,10 +420,19 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             n
         });
         let (compared, secs) = p.stage(&format!("{k}: compare"), || {
-            let comparators = compare::comparators_for(&table, &kp.comparisons, needed.as_deref())?;
-            let reads = match sweeps && focus.is_none() {
-                true => compare::Reads::Windows(compare::WINDOW),
-                false => compare::Reads::Pairs,
+            // Spilled, a first run compares one comparison at a time (fingerprints of one
+            // comparison held, not of all side by side); under a cap with the right-hand
+            // values taken front to back too.
+            let (comparators, reads) = match memory == load::MemoryMode::Spilled && focus.is_none()
+            {
+                true => (
+                    compare::comparators_to_sweep(&table, &kp.comparisons)?,
+                    compare::Reads::Windows(compare::WINDOW),
+                ),
+                false => (
+                    compare::comparators_for(&table, &kp.comparisons, needed.as_deref())?,
+                    compare::Reads::Pairs,
+                ),
             };
             let compared = compare::compare_in(&comparators, &kp.comparisons, &cands, reads)?;
             let again = compare::compare(&comparators, &kp.comparisons, &rescored)?;

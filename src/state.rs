@@ -422,6 +422,62 @@ pub fn join(parts: &[StringArray]) -> Result<StringArray> {
     }
 }
 
+/// Where a stage puts the text columns it makes part by part ([`Columns::parts`]) or whole
+/// ([`Columns::keep`]): in the heap, or written to disk as made and mapped back (a run under
+/// `memory_limit` in spilled mode), so that a column being made is never whole in the heap.
+#[derive(Clone, Copy)]
+pub enum Columns<'a> {
+    Heap,
+    Disk(&'a Spill),
+}
+
+impl Columns<'_> {
+    /// A column whose pieces are all at hand.
+    pub fn keep(&self, parts: &[StringArray]) -> Result<StringArray> {
+        match self {
+            Columns::Heap => join(parts),
+            Columns::Disk(spill) => spill.keep(parts),
+        }
+    }
+
+    /// A column to be made part by part.
+    pub fn parts(&self) -> Result<Parts> {
+        Ok(match self {
+            Columns::Heap => Parts::Held(Vec::new()),
+            Columns::Disk(spill) => Parts::Written(spill.text()?),
+        })
+    }
+}
+
+/// A text column being made part by part ([`Columns::parts`]).
+pub enum Parts {
+    /// Held until [`Parts::finish`] joins them.
+    Held(Vec<StringArray>),
+    /// Written out as they come ([`SpillText`]).
+    Written(SpillText),
+}
+
+impl Parts {
+    /// The next values of the column.
+    pub fn push(&mut self, part: StringArray) -> Result<()> {
+        match self {
+            Parts::Held(held) => {
+                held.push(part);
+                Ok(())
+            }
+            Parts::Written(w) => w.push(&part),
+        }
+    }
+
+    /// The whole column.
+    pub fn finish(self) -> Result<StringArray> {
+        match self {
+            Parts::Held(held) => join(&held),
+            Parts::Written(w) => w.finish(),
+        }
+    }
+}
+
 /// Moves text columns out of the heap as they are made, for a run under `memory_limit`
 /// ([`crate::load::MemoryMode::Spilled`]): each is written to a file of its own in the output
 /// folder, piece by piece, in Arrow's own layout (offsets, bytes, validity bits: through the

@@ -748,7 +748,7 @@ impl KindStore {
     /// The whole index as one table in (source, record id) order, with its master ids,
     /// components and links: what a full snapshot, a compaction and the readers of a whole
     /// index need. Costs O(records).
-    pub fn merged(&self, keep: crate::standardise::Keep) -> Result<Merged> {
+    pub fn merged(&self, keep: crate::state::Keep) -> Result<Merged> {
         let locs = self.live_rows();
         let n = locs.len();
         let mut sources: Vec<String> = self
@@ -1278,7 +1278,7 @@ pub fn compact(
     run_dir: &Path,
     kind: EntityKind,
     name: &str,
-    keep: crate::standardise::Keep,
+    keep: crate::state::Keep,
 ) -> Result<KindEntry> {
     let k = kind.as_str();
     let store = KindStore::open(run_dir, kind)?.ok_or_else(|| Error::Data {

@@ -297,32 +297,43 @@ impl<'c, 'a> IntoIterator for &'c Comparators<'a> {
 /// Seed of the value fingerprints (any fixed value: they live for one run).
 const PRINT_SEED: u64 = 0x5949_4b55_4350;
 
+/// The fingerprint of every record's value of comparison `c` (0 = null), for the records
+/// `needed` marks (all when `None`; 0 for the others).
+fn fingerprints(c: &Comparator, needed: Option<&[bool]>) -> Vec<u64> {
+    use rayon::prelude::*;
+    use std::hash::BuildHasher;
+    let hasher = foldhash::fast::FixedState::with_seed(PRINT_SEED);
+    let mut prints = vec![0u64; c.col.len()];
+    prints
+        .par_chunks_mut(4096)
+        .enumerate()
+        .for_each(|(chunk, out)| {
+            for (r, slot) in out.iter_mut().enumerate() {
+                let i = chunk * 4096 + r;
+                if needed.is_some_and(|n| !n.get(i).copied().unwrap_or(false)) {
+                    continue;
+                }
+                if let Some(v) = c.value(i) {
+                    *slot = hasher.hash_one(v).max(1);
+                }
+            }
+        });
+    prints
+}
+
 impl<'a> Comparators<'a> {
     /// Binds `list` and fingerprints the values of the records `needed` marks (all when
     /// `None`); the others are never compared through [`Comparators::levels`].
     fn new(list: Vec<Comparator<'a>>, n: usize, needed: Option<&[bool]>) -> Self {
         use rayon::prelude::*;
-        use std::hash::BuildHasher;
-        let hasher = foldhash::fast::FixedState::with_seed(PRINT_SEED);
         let w = list.len();
         let mut prints = vec![0u64; n * w];
-        if w > 0 {
+        for (k, c) in list.iter().enumerate() {
+            let one = fingerprints(c, needed);
             prints
-                .par_chunks_mut(w * 4096)
-                .enumerate()
-                .for_each(|(chunk, rows)| {
-                    for (r, row) in rows.chunks_mut(w).enumerate() {
-                        let i = chunk * 4096 + r;
-                        if needed.is_some_and(|n| !n.get(i).copied().unwrap_or(false)) {
-                            continue;
-                        }
-                        for (slot, c) in row.iter_mut().zip(&list) {
-                            if let Some(v) = c.value(i) {
-                                *slot = hasher.hash_one(v).max(1);
-                            }
-                        }
-                    }
-                });
+                .par_chunks_mut(w)
+                .zip(one.par_iter())
+                .for_each(|(row, &p)| row[k] = p);
         }
         Comparators { list, prints }
     }
@@ -336,8 +347,11 @@ impl<'a> Comparators<'a> {
             self.prints.get(j * w..(j + 1) * w),
         ) {
             (Some(a), Some(b)) => (a, b),
+            // Not fingerprinted side by side ([`comparators_to_sweep`]): compared as text.
             _ => {
-                out.fill(0);
+                for (o, c) in out.iter_mut().zip(&self.list) {
+                    *o = c.level(i, j);
+                }
                 return;
             }
         };
@@ -389,7 +403,29 @@ pub fn comparators_for<'a>(
     specs: &[ComparisonSpec],
     needed: Option<&[bool]>,
 ) -> Result<Comparators<'a>, crate::error::Error> {
-    let list = specs
+    Ok(Comparators::new(bind(table, specs)?, table.len(), needed))
+}
+
+/// The comparisons of [`comparators`] without the fingerprints side by side: for
+/// [`Reads::Windows`], which fingerprints one comparison at a time (8 bytes a record, not 8
+/// a record and comparison: ~80 instead of ~480 MB at 10M person records). Pairs compared
+/// through [`Comparators::levels`] are compared as text.
+pub fn comparators_to_sweep<'a>(
+    table: &'a StdTable,
+    specs: &[ComparisonSpec],
+) -> Result<Comparators<'a>, crate::error::Error> {
+    Ok(Comparators {
+        list: bind(table, specs)?,
+        prints: Vec::new(),
+    })
+}
+
+/// Every comparison bound to its columns; an error names a missing column.
+fn bind<'a>(
+    table: &'a StdTable,
+    specs: &[ComparisonSpec],
+) -> Result<Vec<Comparator<'a>>, crate::error::Error> {
+    specs
         .iter()
         .map(|s| {
             Comparator::new(s, table).ok_or_else(|| crate::error::Error::Data {
@@ -397,8 +433,7 @@ pub fn comparators_for<'a>(
                 message: format!("no column `{}` to compare", s.field),
             })
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Comparators::new(list, table.len(), needed))
+        .collect()
 }
 
 /// In what order [`compare_in`] reads the records of the candidate pairs; the levels are the
@@ -466,37 +501,51 @@ pub fn compare_in(
                 }
             }
             let window = window.div_ceil(BATCH).max(1) * BATCH;
-            let mut batches = Vec::new();
-            for from in (0..candidates.len()).step_by(window) {
-                let to = (from + window).min(candidates.len());
-                let (l, r, rule) = (
-                    &candidates.left[from..to],
-                    &candidates.right[from..to],
-                    &candidates.rule[from..to],
-                );
-                let levels = match levels_in_window(comparators, l, r) {
-                    Ok(levels) => levels,
-                    Err(e) => {
-                        batches.push(Err(e));
+            let (l, r, rule) = (&candidates.left, &candidates.right, &candidates.rule);
+            // One comparison at a time over every pair, a window of pairs at a time.
+            let w = comparators.len();
+            let mut levels = Vec::with_capacity(w);
+            let mut failed = None;
+            for (k, c) in comparators.list.iter().enumerate() {
+                let own;
+                let print = if comparators.prints.is_empty() {
+                    own = fingerprints(c, None);
+                    Prints::One(&own)
+                } else {
+                    Prints::SideBySide(&comparators.prints, w, k)
+                };
+                let mut lv = vec![0u8; l.len()];
+                for from in (0..l.len()).step_by(window) {
+                    let to = (from + window).min(l.len());
+                    if let Err(e) =
+                        levels_in_window(c, &print, &l[from..to], &r[from..to], &mut lv[from..to])
+                    {
+                        failed = Some(e);
                         break;
                     }
-                };
-                for at in (0..to - from).step_by(BATCH) {
-                    let end = (at + BATCH).min(to - from);
-                    let mut cols: Vec<ArrayRef> = vec![
-                        Arc::new(UInt32Array::from(l[at..end].to_vec())),
-                        Arc::new(UInt32Array::from(r[at..end].to_vec())),
-                        Arc::new(UInt8Array::from(rule[at..end].to_vec())),
-                    ];
-                    cols.extend(
-                        levels
-                            .iter()
-                            .map(|v| Arc::new(UInt8Array::from(v[at..end].to_vec())) as ArrayRef),
-                    );
-                    batches.push(RecordBatch::try_new(schema.clone(), cols));
+                }
+                levels.push(lv);
+            }
+            match failed {
+                Some(e) => Err(e),
+                None => {
+                    (0..l.len())
+                        .step_by(BATCH)
+                        .map(|at| {
+                            let end = (at + BATCH).min(l.len());
+                            let mut cols: Vec<ArrayRef> = vec![
+                                Arc::new(UInt32Array::from(l[at..end].to_vec())),
+                                Arc::new(UInt32Array::from(r[at..end].to_vec())),
+                                Arc::new(UInt8Array::from(rule[at..end].to_vec())),
+                            ];
+                            cols.extend(levels.iter().map(|v| {
+                                Arc::new(UInt8Array::from(v[at..end].to_vec())) as ArrayRef
+                            }));
+                            RecordBatch::try_new(schema.clone(), cols)
+                        })
+                        .collect::<Result<Vec<_>, _>>()
                 }
             }
-            batches.into_iter().collect::<Result<Vec<_>, _>>()
         }
     }
     .map_err(|e| crate::error::Error::Data {
@@ -506,75 +555,82 @@ pub fn compare_in(
     Ok(Compared { schema, batches })
 }
 
-/// The levels of the pairs `(l[p], r[p])`, one column per comparison in pair order: null and
+/// Where [`levels_in_window`] finds a record's fingerprint of its comparison.
+enum Prints<'p> {
+    /// One per record ([`fingerprints`]).
+    One(&'p [u64]),
+    /// [`Comparators`]' own: `w` per record side by side, this comparison's the `k`-th.
+    SideBySide(&'p [u64], usize, usize),
+}
+
+impl Prints<'_> {
+    fn of(&self, i: u32) -> u64 {
+        let at = |p: &[u64], x: usize| p.get(x).copied().unwrap_or(0);
+        match *self {
+            Prints::One(p) => at(p, i as usize),
+            Prints::SideBySide(p, w, k) => at(p, i as usize * w + k),
+        }
+    }
+}
+
+/// Comparison `c`'s levels of the pairs `(l[p], r[p])` into `lv`, in pair order: null and
 /// exact from the fingerprints; for the pairs whose values differ, the right-hand records'
-/// values are taken front to back ([`Comparator::take`]) one comparison at a time, and the
-/// pairs compared in pair order (left-hand records read front to back too).
+/// values are taken front to back ([`Comparator::take`]) and the pairs compared in pair order
+/// (left-hand records read front to back too).
 fn levels_in_window(
-    comparators: &Comparators,
+    c: &Comparator,
+    prints: &Prints,
     l: &[u32],
     r: &[u32],
-) -> Result<Vec<Vec<u8>>, arrow_schema::ArrowError> {
+    lv: &mut [u8],
+) -> Result<(), arrow_schema::ArrowError> {
     use rayon::prelude::*;
     const CHUNK: usize = 16384;
     const NONE: u32 = u32::MAX;
-    let w = comparators.len();
-    let mut levels = Vec::with_capacity(w);
-    for (k, c) in comparators.list.iter().enumerate() {
-        let print = |i: u32| {
-            comparators
-                .prints
-                .get(i as usize * w + k)
-                .copied()
-                .unwrap_or(0)
-        };
-        // Null and exact levels at once; the pairs that differ, by right-hand record.
-        let mut lv = vec![0u8; l.len()];
-        let differ: Vec<u32> = lv
-            .par_chunks_mut(CHUNK)
-            .enumerate()
-            .flat_map_iter(|(chunk, out)| {
-                let from = chunk * CHUNK;
-                let mut differ = Vec::new();
-                for (q, o) in out.iter_mut().enumerate() {
-                    let p = from + q;
-                    let (a, b) = (print(l[p]), print(r[p]));
-                    if a == 0 || b == 0 {
-                        *o = 0;
-                    } else if a == b {
-                        *o = c.top;
-                    } else {
-                        differ.push(p as u32);
-                    }
+    // Null and exact levels at once; the pairs that differ, by right-hand record.
+    let differ: Vec<u32> = lv
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .flat_map_iter(|(chunk, out)| {
+            let from = chunk * CHUNK;
+            let mut differ = Vec::new();
+            for (q, o) in out.iter_mut().enumerate() {
+                let p = from + q;
+                let (a, b) = (prints.of(l[p]), prints.of(r[p]));
+                if a == 0 || b == 0 {
+                    *o = 0;
+                } else if a == b {
+                    *o = c.top;
+                } else {
+                    differ.push(p as u32);
                 }
-                differ
-            })
-            .collect();
-        // The distinct right-hand records, and where each differing pair's is among them.
-        let wanted: Vec<u32> = differ.iter().map(|&p| r[p as usize]).collect();
-        let (rows, at) = crate::mem::in_row_order(&wanted);
-        drop(wanted);
-        let mut right_at = vec![NONE; l.len()];
-        for (&p, &k) in differ.iter().zip(&at) {
-            right_at[p as usize] = k;
-        }
-        drop((differ, at));
-        let taken = c.take(&rows)?;
-        drop(rows);
-        let right = c.over(&taken);
-        lv.par_chunks_mut(CHUNK)
-            .zip(right_at.par_chunks(CHUNK))
-            .enumerate()
-            .for_each(|(chunk, (out, at))| {
-                for (q, (o, &j)) in out.iter_mut().zip(at).enumerate() {
-                    if j != NONE {
-                        *o = c.level_between(l[chunk * CHUNK + q] as usize, &right, j as usize);
-                    }
-                }
-            });
-        levels.push(lv);
+            }
+            differ
+        })
+        .collect();
+    // The distinct right-hand records, and where each differing pair's is among them.
+    let wanted: Vec<u32> = differ.iter().map(|&p| r[p as usize]).collect();
+    let (rows, at) = crate::mem::in_row_order(&wanted);
+    drop(wanted);
+    let mut right_at = vec![NONE; l.len()];
+    for (&p, &k) in differ.iter().zip(&at) {
+        right_at[p as usize] = k;
     }
-    Ok(levels)
+    drop((differ, at));
+    let taken = c.take(&rows)?;
+    drop(rows);
+    let right = c.over(&taken);
+    lv.par_chunks_mut(CHUNK)
+        .zip(right_at.par_chunks(CHUNK))
+        .enumerate()
+        .for_each(|(chunk, (out, at))| {
+            for (q, (o, &j)) in out.iter_mut().zip(at).enumerate() {
+                if j != NONE {
+                    *o = c.level_between(l[chunk * CHUNK + q] as usize, &right, j as usize);
+                }
+            }
+        });
+    Ok(())
 }
 
 /// Schema of a batch of candidate pairs: `left`, `right` record indices and the blocking
@@ -727,11 +783,25 @@ mod tests {
             &candidates,
             Reads::Windows(BATCH),
         );
-        let (Ok(a), Ok(b)) = (by_pairs, by_windows) else {
+        // Fingerprinted one comparison at a time, windows or pairs (compared as text).
+        let Ok(unprinted) = comparators_to_sweep(&table, &plan.comparisons) else {
+            panic!("comparators");
+        };
+        assert!(unprinted.prints.is_empty());
+        let swept = compare_in(
+            &unprinted,
+            &plan.comparisons,
+            &candidates,
+            Reads::Windows(BATCH),
+        );
+        let as_text = compare_in(&unprinted, &plan.comparisons, &candidates, Reads::Pairs);
+        let (Ok(a), Ok(b), Ok(c), Ok(d)) = (by_pairs, by_windows, swept, as_text) else {
             panic!("compared");
         };
         assert_eq!(a.batches.len(), 3);
         assert_eq!(a.batches, b.batches);
+        assert_eq!(a.batches, c.batches);
+        assert_eq!(a.batches, d.batches);
         // Every level seen somewhere: the windows met nulls, exact and fuzzy agreement.
         let seen = |k: usize, lv: u8| {
             a.batches.iter().any(|batch| {
