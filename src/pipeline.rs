@@ -544,7 +544,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             .iter()
             .filter_map(|c| table.column(c))
             .collect();
-        let ((clusters, links), secs) = p.stage(&format!("{k}: cluster"), || {
+        let ((mut clusters, links), secs) = p.stage(&format!("{k}: cluster"), || {
             let mut edges = cluster::edges(&scored, model.match_probability);
             edges.extend(carried.edges);
             let edges = decisions.edges(edges);
@@ -576,7 +576,11 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         // A full run's links are in their file now (the store's base links it); only a delta
         // night's layer needs them again (~100 MB at 10M records).
         let links = match prepared {
-            None => Links::default(),
+            // (Dropped here, not at the end of the kind: a name shadowed lives on.)
+            None => {
+                drop(links);
+                Links::default()
+            }
             Some(_) => links,
         };
 
@@ -689,7 +693,14 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             );
             let tf_fields = store::tf_fields(kp);
             let (table, master_id) = (table.clone(), mi.master_id.clone());
-            let components = clusters.components().to_vec();
+            // Nothing after this reads a full run's labels or components: moved, not copied.
+            let components = match clusters.component.take() {
+                Some(c) => {
+                    clusters.label = Vec::new();
+                    c
+                }
+                None => std::mem::take(&mut clusters.label),
+            };
             std::thread::spawn(move || -> Result<store::KindEntry> {
                 let base = store::write_segment(
                     &dir,
