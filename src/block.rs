@@ -70,6 +70,10 @@ pub struct Options<'a> {
     /// What the persistent index ([`crate::store`]) finds a record's block with. The records
     /// are blocking's own list, shared (not copied).
     pub keyed: Option<&'a mut dyn FnMut(Vec<u32>, ScalarBuffer<u32>)>,
+    /// Where each rule's sorted records and blocks go until its pairs are found (~12 bytes a
+    /// record per rule, read front to back once): to disk, mapped back, for a run under a
+    /// `memory_limit` that spills; in memory otherwise (or when writing them fails).
+    pub spill: Option<&'a crate::state::Spill>,
 }
 
 impl Candidates {
@@ -190,6 +194,12 @@ pub fn block_with(
     let n = table.len();
     let keep_keyed = opts.keyed.is_some();
     let sizes = opts.sizes;
+    let to_disk = |list: Vec<u32>| -> ScalarBuffer<u32> {
+        match opts.spill.map(|s| s.keep_u32(&list)) {
+            Some(Ok(mapped)) => mapped,
+            _ => ScalarBuffer::from(list),
+        }
+    };
     let focused = |i: u32| focus.is_none_or(|f| f.get(i as usize).copied().unwrap_or(false));
     // Phase 1: keys and blocks per rule; records in skipped blocks are in none of the rule's
     // blocks, so that later rules do not think this rule produced their pairs.
@@ -209,8 +219,8 @@ pub fn block_with(
         });
         // The keys are in `order` now.
         drop((k, touched));
-        // Blocks as (start, end) in `order` (under 2^32 records).
-        let mut runs: Vec<(u32, u32)> = Vec::new();
+        // Blocks as start, end in `order`, one after another (under 2^32 records).
+        let mut runs: Vec<u32> = Vec::new();
         let mut skipped = Vec::new();
         let mut largest = 0u64;
         let mut start = 0;
@@ -236,14 +246,14 @@ pub fn block_with(
                     pairs: (size as u64) * (size as u64 - 1) / 2,
                 });
             } else if size > 1 {
-                runs.push((start as u32, end as u32));
+                runs.extend([start as u32, end as u32]);
             }
             start = end;
         }
         let stats = RuleStats {
             rule: rule_name(rule),
             pairs: 0,
-            blocks: runs.len() as u64,
+            blocks: runs.len() as u64 / 2,
             largest_block: largest,
             skipped,
         };
@@ -253,16 +263,17 @@ pub fn block_with(
             true => order.iter().map(|&(k, _)| (k >> 32) as u32).collect(),
             false => Vec::new(),
         };
-        let order: ScalarBuffer<u32> = order.into_iter().map(|(_, i)| i).collect();
+        let order: Vec<u32> = order.into_iter().map(|(_, i)| i).collect();
         // What phase 2 needs of the keys is which records share one: the block each record
         // is in (1 + its place among the blocks), 0 for none (no key, a skipped block, a key
         // no other record has). Half the size of the key hashes.
         let mut block_of = vec![0u32; n];
-        for (b, &(s, e)) in runs.iter().enumerate() {
-            for &i in &order[s as usize..e as usize] {
+        for (b, run) in runs.chunks_exact(2).enumerate() {
+            for &i in &order[run[0] as usize..run[1] as usize] {
                 block_of[i as usize] = b as u32 + 1;
             }
         }
+        let (order, runs) = (to_disk(order), to_disk(runs));
         let keyed = keep_keyed.then(|| (tags, order.clone()));
         (block_of, runs, order, stats, keyed)
     };
@@ -279,7 +290,7 @@ pub fn block_with(
                 row[0] = u32::from(table.source[c * ROWS + j]);
             }
         });
-    let mut blocks_of: Vec<Vec<(u32, u32)>> = Vec::with_capacity(rules.len());
+    let mut blocks_of: Vec<ScalarBuffer<u32>> = Vec::with_capacity(rules.len());
     let mut order_of: Vec<ScalarBuffer<u32>> = Vec::with_capacity(rules.len());
     let mut stats = Vec::with_capacity(rules.len());
     // One rule at a time, each sort in parallel: two side by side held two sorts' working
@@ -312,12 +323,13 @@ pub fn block_with(
     for (r, (runs, order)) in blocks_of.into_iter().zip(order_of).enumerate() {
         // Blocks a thousand at a time: most hold two records, too little work for a task.
         let found: Vec<Vec<(u32, u32, u32)>> = runs
-            .par_chunks(1024)
+            .par_chunks(2 * 1024)
             .map(|some| {
                 let mut out = Vec::new();
-                for (z, &(s, e)) in some.iter().enumerate() {
+                for (z, run) in some.chunks_exact(2).enumerate() {
+                    let (s, e) = (run[0], run[1]);
                     // The records of a block a few blocks on, asked for ahead of use.
-                    if let Some(&(s2, e2)) = some.get(z + 8) {
+                    if let (Some(&s2), Some(&e2)) = (some.get(2 * z + 16), some.get(2 * z + 17)) {
                         for &m in &order[s2 as usize..e2.min(s2 + 4) as usize] {
                             crate::mem::prefetch(&rows[m as usize * width]);
                         }
@@ -454,8 +466,13 @@ mod tests {
             vec!["b".to_string()],
             vec!["a".to_string(), "b".to_string()],
         ];
-        // One rule sorted at a time or several: the lists come in rule order.
-        for threads in [1, 3] {
+        let dir = std::env::temp_dir().join(format!("yiku-block-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch folder");
+        let spill = crate::state::Spill::new(&dir, "t");
+        let plain = block(&t, &rules, 10, Mode::Both, None);
+        // One thread or several, the lists in memory or on disk: the lists come in rule
+        // order, and the pairs are the same.
+        for (threads, spilled) in [(1, false), (3, false), (1, true), (3, true)] {
             let mut got = Vec::new();
             let mut sink =
                 |tags: Vec<u32>, rows: ScalarBuffer<u32>| got.push((tags, rows.to_vec()));
@@ -463,7 +480,7 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .expect("a pool");
-            pool.install(|| {
+            let found = pool.install(|| {
                 block_with(
                     &t,
                     &rules,
@@ -473,15 +490,19 @@ mod tests {
                     Options {
                         sizes: None,
                         keyed: Some(&mut sink),
+                        spill: spilled.then_some(&spill),
                     },
                 )
             });
+            assert_eq!(pairs(&found), pairs(&plain), "{threads} threads");
+            assert!(!found.is_empty());
             assert_eq!(
                 got,
                 crate::store::key_lists(&t, &rules),
                 "{threads} threads"
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn pairs(c: &Candidates) -> Vec<(u32, u32, u8, u32)> {

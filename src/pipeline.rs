@@ -371,6 +371,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 block::Options {
                     sizes: prepared.is_some().then_some(&sizes),
                     keyed: keys_writer.is_some().then_some(&mut write_keys),
+                    spill: (memory == load::MemoryMode::Spilled).then_some(&spill),
                 },
             )
         });
@@ -492,6 +493,15 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             decisions.must_link.clone()
         };
         score::refine_with_labels(&mut model, &comparators, &learn_from);
+        // The compared batches carry both records of every pair: of the candidates, only the
+        // rule that found each pair and the per-rule counts are still needed (~12 bytes a
+        // pair let go before scoring).
+        let candidate_pairs = cands.len() as u64;
+        let (rules, blocking) = (
+            std::mem::take(&mut cands.rule),
+            std::mem::take(&mut cands.stats),
+        );
+        drop(cands);
         let no_counts = Default::default();
         let counts = prepared.as_ref().map_or(&no_counts, |a| &a.counts);
         let (scored, secs) = p.stage(&format!("{k}: score"), || {
@@ -515,15 +525,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 cannot_link: carried.cannot_link,
             }
         };
-        stage("score", k, secs, cands.len() as u64);
-        // The scored batches carry both records of every pair: of the candidates, only the
-        // rule that found each pair and the per-rule counts are still needed.
-        let candidate_pairs = cands.len() as u64;
-        let (rules, blocking) = (
-            std::mem::take(&mut cands.rule),
-            std::mem::take(&mut cands.stats),
-        );
-        drop(cands);
+        stage("score", k, secs, candidate_pairs);
         drop((comparators, compared, compared_again));
         // Spilled: the scored pairs (~30 bytes a pair) are read from disk from here on, front
         // to back (clustering, pair rows) or a few rows (the report's samples).
@@ -727,6 +729,23 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 })
             })
         });
+        let join_base = |w: std::thread::JoinHandle<Result<store::KindEntry>>| {
+            w.join().map_err(|_| Error::Data {
+                stage: "write",
+                message: "the thread writing the persistent index stopped".into(),
+            })?
+        };
+        // Spilled: the base is written before golden records, not beside them: its working
+        // memory (the components grouped, term-frequency hashes: ~20 bytes a record for a
+        // moment) would add to golden records' own.
+        let (base_file, base_written) = match (memory, base_file) {
+            (load::MemoryMode::Spilled, Some(w)) => {
+                let (written, secs) = p.stage(&format!("{k}: write store base"), || join_base(w));
+                stage("write", k, secs, table.len() as u64);
+                (None, Some(written))
+            }
+            (_, w) => (w, None),
+        };
         let golden_file = match changes {
             None => format!("golden_{k}s.parquet"),
             Some(_) => format!("golden_{k}s_changes.parquet"),
@@ -827,12 +846,10 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                         store::carry(prev, out.dir(), kp.kind, &ks.entry)?;
                         Ok(store::after_layer(ks, &tombstones, layer))
                     }
-                    _ => match base_file {
-                        Some(w) => w.join().map_err(|_| Error::Data {
-                            stage: "write",
-                            message: "the thread writing the persistent index stopped".into(),
-                        })?,
-                        None => Err(Error::Data {
+                    _ => match (base_written, base_file) {
+                        (Some(written), _) => written,
+                        (None, Some(w)) => join_base(w),
+                        (None, None) => Err(Error::Data {
                             stage: "write",
                             message: "internal: a full run without its base".into(),
                         }),

@@ -662,28 +662,7 @@ impl SpillText {
         for (w, path) in [offsets, bytes].into_iter().zip(&paths) {
             let io = |e: std::io::Error| Error::io(path, e);
             drop(w.into_inner().map_err(|e| io(e.into_error()))?);
-            // Written through a handle that cannot be mapped: opened again to read.
-            let file = std::fs::File::open(path).map_err(io)?;
-            // An empty file (no text: no values, or only empty ones) cannot be mapped.
-            let map = match file.metadata().map_err(io)?.len() {
-                0 => None,
-                // SAFETY: the file was just written by this process into the run's own fresh
-                // output folder and is not written again; its name goes next, and the map
-                // lives as long as the buffers that point into it.
-                _ => Some(unsafe { memmap2::Mmap::map(&file) }.map_err(io)?),
-            };
-            std::fs::remove_file(path).map_err(io)?;
-            maps.push(match map {
-                Some(m) => {
-                    let (ptr, len) = (m.as_ptr().cast_mut(), m.len());
-                    let ptr = std::ptr::NonNull::new(ptr)
-                        .ok_or_else(|| io(std::io::ErrorKind::InvalidData.into()))?;
-                    // SAFETY: the pointer is valid for `len` bytes for as long as `m`, which
-                    // the buffer owns.
-                    unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, len, Arc::new(m)) }
-                }
-                None => arrow_buffer::Buffer::from_vec(Vec::<u8>::new()),
-            });
+            maps.push(map_written(path)?);
         }
         let values = maps
             .pop()
@@ -716,10 +695,72 @@ impl SpillText {
     }
 }
 
+/// The file at `path`, just written by this process into the run's own output folder and not
+/// written again, mapped as a buffer (empty for an empty file, which cannot be mapped); its
+/// name is removed, the map lives as long as the buffer.
+fn map_written(path: &Path) -> Result<arrow_buffer::Buffer> {
+    let io = |e: std::io::Error| Error::io(path, e);
+    // Written through a handle that cannot be mapped: opened again to read.
+    let file = std::fs::File::open(path).map_err(io)?;
+    let map = match file.metadata().map_err(io)?.len() {
+        0 => None,
+        // SAFETY: the file was just written by this process into the run's own fresh output
+        // folder and is not written again; its name goes next, and the map lives as long as
+        // the buffers that point into it.
+        _ => Some(unsafe { memmap2::Mmap::map(&file) }.map_err(io)?),
+    };
+    std::fs::remove_file(path).map_err(io)?;
+    Ok(match map {
+        Some(m) => {
+            let (ptr, len) = (m.as_ptr().cast_mut(), m.len());
+            let ptr = std::ptr::NonNull::new(ptr)
+                .ok_or_else(|| io(std::io::ErrorKind::InvalidData.into()))?;
+            // SAFETY: the pointer is valid for `len` bytes for as long as `m`, which the
+            // buffer owns.
+            unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, len, Arc::new(m)) }
+        }
+        None => arrow_buffer::Buffer::from_vec(Vec::<u8>::new()),
+    })
+}
+
 impl Spill {
     /// A text column to be written out part by part ([`SpillText`]).
     pub fn text(&self) -> Result<SpillText> {
         self.text_buffered(1 << 20)
+    }
+
+    /// `values` written out and handed back mapped from disk (the page cache's to keep or
+    /// drop): a list of record numbers a stage reads front to back later.
+    pub fn keep_u32(&self, values: &[u32]) -> Result<arrow_buffer::ScalarBuffer<u32>> {
+        use std::io::Write;
+        if values.is_empty() {
+            return Ok(arrow_buffer::ScalarBuffer::from(Vec::new()));
+        }
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.dir.join(format!(".spill-{}-{n}.u32", self.tag));
+        let io = |e: std::io::Error| Error::io(&path, e);
+        {
+            let file = std::fs::File::create(&path).map_err(io)?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            for some in values.chunks(1 << 16) {
+                let bytes: Vec<u8> = some.iter().flat_map(|v| v.to_le_bytes()).collect();
+                w.write_all(&bytes).map_err(io)?;
+            }
+            w.flush().map_err(io)?;
+        }
+        let buffer = map_written(&path)?;
+        if buffer.len() != 4 * values.len() {
+            return Err(Error::Read {
+                path,
+                message: format!(
+                    "spilled {} bytes, expected {}",
+                    buffer.len(),
+                    4 * values.len()
+                ),
+            });
+        }
+        // The map starts on a page: aligned for u32.
+        Ok(arrow_buffer::ScalarBuffer::new(buffer, 0, values.len()))
     }
 
     /// [`Spill::text`] with `buffer` bytes of write buffer per file (many at once: smaller).
@@ -1038,28 +1079,23 @@ pub fn links_batch(links: &Links) -> std::result::Result<RecordBatch, arrow_sche
             .cmp(&(b.0, b.1, b.3))
             .then(a.2.total_cmp(&b.2))
     };
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    let sorted = order
-        .windows(2)
-        .all(|w| order_of(&row(w[0]), &row(w[1])).is_le());
-    if !sorted {
+    // Sorted already (a full run's model links): no permutation at all.
+    let sorted = (1..n as u32).all(|i| order_of(&row(i - 1), &row(i)).is_le());
+    let order: Option<Vec<u32>> = (!sorted).then(|| {
+        let mut order: Vec<u32> = (0..n as u32).collect();
         order.par_sort_by(|&a, &b| order_of(&row(a), &row(b)));
-    }
+        order
+    });
+    let nth = |k: usize| row(order.as_ref().map_or(k as u32, |o| o[k]));
     const BY: [&str; 3] = ["match", "model", "non_match"];
     RecordBatch::try_new(
         links_schema(),
         vec![
-            Arc::new(UInt32Array::from_iter_values(
-                order.iter().map(|&i| row(i).0),
-            )),
-            Arc::new(UInt32Array::from_iter_values(
-                order.iter().map(|&i| row(i).1),
-            )),
-            Arc::new(Float64Array::from_iter_values(
-                order.iter().map(|&i| row(i).2),
-            )),
+            Arc::new(UInt32Array::from_iter_values((0..n).map(|k| nth(k).0))),
+            Arc::new(UInt32Array::from_iter_values((0..n).map(|k| nth(k).1))),
+            Arc::new(Float64Array::from_iter_values((0..n).map(|k| nth(k).2))),
             Arc::new(StringArray::from_iter_values(
-                order.iter().map(|&i| BY[usize::from(row(i).3)]),
+                (0..n).map(|k| BY[usize::from(nth(k).3)]),
             )),
         ],
     )
@@ -1423,6 +1459,12 @@ mod tests {
         assert_eq!(spill.keep(std::slice::from_ref(&plain)).unwrap(), plain);
         // Nothing to write.
         assert!(spill.keep(&[]).unwrap().is_empty());
+        // Record numbers, more than one write's worth, and none.
+        let numbers: Vec<u32> = (0..200_000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761))
+            .collect();
+        assert_eq!(spill.keep_u32(&numbers).unwrap().to_vec(), numbers);
+        assert!(spill.keep_u32(&[]).unwrap().is_empty());
         // No spill file is left behind.
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         std::fs::remove_dir_all(&dir).unwrap();
