@@ -206,7 +206,15 @@ impl UnionFind {
 /// The edges of scored batches: pairs whose probability reaches the threshold.
 pub fn edges(scored: &[arrow_array::RecordBatch], threshold: f64) -> Vec<Edge> {
     use arrow_array::{Float64Array, UInt32Array};
-    let mut out = Vec::new();
+    // Counted first: the list is made exactly as long as needed (~16 bytes an edge).
+    let reached = |b: &arrow_array::RecordBatch| {
+        b.column_by_name("match_probability")
+            .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
+            .map_or(0, |p| {
+                p.values().iter().filter(|&&v| v >= threshold).count()
+            })
+    };
+    let mut out = Vec::with_capacity(scored.par_iter().map(reached).sum());
     for b in scored {
         let get = |n: &str| b.column_by_name(n).map(|c| c.as_any());
         let (Some(l), Some(r), Some(w), Some(p)) = (
@@ -313,6 +321,7 @@ pub fn cluster(
     let uf = AtomicUnionFind::new(n);
     edges.par_iter().for_each(|e| uf.union(e.left, e.right));
     let mut label: Vec<u32> = (0..n as u32).into_par_iter().map(|i| uf.find(i)).collect();
+    drop(uf);
 
     // Components whose members disagree on a must-not-link column.
     let mut groups = Groups::of(&label);
@@ -376,12 +385,15 @@ pub fn cluster(
             .zip(comp_cannot.par_iter())
             .map(|((es, ms), cl)| recluster(ms, es, must_not_link, cl))
             .collect();
+        drop(slot);
         for (relabels, cut) in results {
             cut_edges += cut;
             for (i, l) in relabels {
                 label[i as usize] = l;
             }
         }
+        // The old groups go before the new are made (~12 bytes a record each).
+        drop(std::mem::take(&mut groups));
         groups = Groups::of(&label);
     }
     Clusters {

@@ -364,9 +364,9 @@ pub const PEAK_BYTES_PER_RECORD: u64 = 700;
 /// Memory a run takes whatever its size: code, thread stacks, and the stages' own working
 /// sets that do not grow with the records (a block of golden records and its encoded row
 /// groups, a wave of master ids, Parquet buffers). Measured in the spilled run, where it shows
-/// most (2026-12-06, late: 262-301 MB at 1.01M person records, 326-349 MB at 2.02M, 718-728 MB
-/// at 10.09M, golden records the peak at the two smaller sizes: ~240 MB plus ~50 bytes a
-/// record), with a margin.
+/// most (2026-12-06, seventeenth session: 295-301 MB at 2.02M person records, golden records'
+/// block the peak; 516 MB at 10.09M, clustering and writing the links: ~240 MB plus ~27 bytes
+/// a record), with a margin.
 pub const PEAK_BYTES_BASE: u64 = 320 << 20;
 /// Bytes of a row in a file whose row count is not in its metadata (CSV, Arrow IPC), a
 /// generous guess so that the estimate errs high.
@@ -406,12 +406,13 @@ pub fn count_records(plan: &Plan) -> Result<u64> {
 pub const MAPPED_BYTES_PER_RECORD: u64 = 400;
 
 /// Peak memory per record when, on top of that, every loaded and standardised column is moved
-/// to disk as soon as it is made, and so are the scored pairs and the master ids
-/// ([`MemoryMode::Spilled`]): the peak is then golden records, compare (the fingerprints),
-/// standardising or blocking, all close. Measured likewise (see [`PEAK_BYTES_BASE`]), with a
-/// margin: 0.97 GB at 10M, 0.39 GB at 1M (until 2026-12-06 the estimate was 140 bytes a record
-/// on a 64 MB base: 1.47 GB at 10M, yet 0.21 GB at 1M, under the 0.23-0.31 GB measured then).
-pub const SPILLED_BYTES_PER_RECORD: u64 = 64;
+/// to disk as soon as it is made (in waves of rows), and so are the scored pairs, the master
+/// ids and blocking's sorted lists ([`MemoryMode::Spilled`]): the peak is then clustering and
+/// writing the links (the edges, the clusters), golden records or blocking, all close.
+/// Measured likewise (see [`PEAK_BYTES_BASE`]), with a margin: 0.72 GB at 10M, 0.40 GB at 2M
+/// (64 bytes a record until the seventeenth session, when the spilled run took ~50; 140 on a
+/// 64 MB base before the sixteenth, under the peak measured at 1M).
+pub const SPILLED_BYTES_PER_RECORD: u64 = 40;
 
 /// How a run holds its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -568,19 +568,15 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             ));
             stage("write state", k, secs, table.len() as u64);
         }
-        if prepared.is_none() {
-            let (written, secs) = p.stage(&format!("{k}: write links"), || {
-                state::write_links(out.dir(), kp.kind, &links)
-            });
-            written?;
-            stage("write", k, secs, matches);
-        }
-        // A full run's links are in their file now (the store's base links it); only a delta
-        // night's layer needs them again (~100 MB at 10M records).
+        // A full run's links go to their file (the store's base links it) and are let go; only
+        // a delta night's layer needs them again (~16 bytes a link: ~115 MB at 10M records).
         let links = match prepared {
-            // (Dropped here, not at the end of the kind: a name shadowed lives on.)
             None => {
-                drop(links);
+                let (written, secs) = p.stage(&format!("{k}: write links"), || {
+                    state::write_links_once(out.dir(), kp.kind, links)
+                });
+                written?;
+                stage("write", k, secs, matches);
                 Links::default()
             }
             Some(_) => links,

@@ -1051,43 +1051,99 @@ fn links_schema() -> Arc<Schema> {
     ]))
 }
 
+/// Link `i` of `links` (the edges, then the cannot-links) as (left, right, weight, decided by:
+/// 0 match, 1 model, 2 non_match).
+fn link_row(links: &Links, i: usize) -> (u32, u32, f64, u8) {
+    match links.edges.get(i) {
+        Some(e) => (
+            e.left,
+            e.right,
+            e.weight,
+            if e.weight == f64::INFINITY { 0 } else { 1 },
+        ),
+        None => {
+            let (l, r) = links
+                .cannot_link
+                .get(i - links.edges.len())
+                .copied()
+                .unwrap_or_default();
+            (l, r, f64::NEG_INFINITY, 2)
+        }
+    }
+}
+
+/// A link's `decided_by` value by its number in [`link_row`].
+const DECIDED_BY: [&str; 3] = ["match", "model", "non_match"];
+
+/// The order of the links file's rows: (left, right, decided by), then weight.
+fn link_order(a: &(u32, u32, f64, u8), b: &(u32, u32, f64, u8)) -> std::cmp::Ordering {
+    (a.0, a.1, a.3)
+        .cmp(&(b.0, b.1, b.3))
+        .then(a.2.total_cmp(&b.2))
+}
+
+/// Whether `links` are in the links file's order already.
+fn links_sorted(links: &Links) -> bool {
+    let n = links.edges.len() + links.cannot_link.len();
+    (1..n).all(|i| link_order(&link_row(links, i - 1), &link_row(links, i)).is_le())
+}
+
+/// [`write_links`] for links nothing reads afterwards (a full run's: its store's base links
+/// the file). When they need no sorting (a full run's model links come sorted), the columns
+/// are made from the back while the edges are given back a slice at a time, so that the
+/// edges and the columns (~16 bytes a link each: ~115 MB at 10M person records) are never
+/// whole together. The file is the one [`write_links`] writes.
+pub fn write_links_once(run_dir: &Path, kind: EntityKind, mut links: Links) -> Result<()> {
+    if !links.cannot_link.is_empty() || !links_sorted(&links) {
+        return write_links(run_dir, kind, &links);
+    }
+    let path = links_path(run_dir, kind);
+    let n = links.edges.len();
+    let (mut left, mut right, mut weight) = (vec![0u32; n], vec![0u32; n], vec![0f64; n]);
+    let mut end = n;
+    while end > 0 {
+        let from = end.saturating_sub(1 << 20);
+        for (k, e) in links.edges[from..end].iter().enumerate() {
+            (left[from + k], right[from + k], weight[from + k]) = (e.left, e.right, e.weight);
+        }
+        links.edges.truncate(from);
+        links.edges.shrink_to_fit();
+        end = from;
+    }
+    let by = StringArray::from_iter_values(
+        weight
+            .iter()
+            .map(|&w| DECIDED_BY[usize::from(w != f64::INFINITY)]),
+    );
+    let batch = RecordBatch::try_new(
+        links_schema(),
+        vec![
+            Arc::new(UInt32Array::from(left)),
+            Arc::new(UInt32Array::from(right)),
+            Arc::new(Float64Array::from(weight)),
+            Arc::new(by),
+        ],
+    )
+    .map_err(|e| Error::write(&path, e))?;
+    write_ipc(&path, &batch)
+}
+
 /// `links_<kind>.arrow` rows, sorted by (left, right) (then clerks' decisions before the
 /// model's, then weight): the persistent index looks a record's links up by binary search.
 pub fn links_batch(links: &Links) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
     // Rows in order of (left, right, decided by: 0 match, 1 model, 2 non_match, weight): the
     // edges, then the cannot-links, as a permutation (4 bytes a row, not a sorted copy of
     // 24): a full run's model links come sorted already.
-    let (edges, cannot) = (&links.edges, &links.cannot_link);
-    let n = edges.len() + cannot.len();
-    let row = |i: u32| -> (u32, u32, f64, u8) {
-        let i = i as usize;
-        match edges.get(i) {
-            Some(e) => (
-                e.left,
-                e.right,
-                e.weight,
-                if e.weight == f64::INFINITY { 0 } else { 1 },
-            ),
-            None => {
-                let (l, r) = cannot[i - edges.len()];
-                (l, r, f64::NEG_INFINITY, 2)
-            }
-        }
-    };
-    let order_of = |a: &(u32, u32, f64, u8), b: &(u32, u32, f64, u8)| {
-        (a.0, a.1, a.3)
-            .cmp(&(b.0, b.1, b.3))
-            .then(a.2.total_cmp(&b.2))
-    };
+    let n = links.edges.len() + links.cannot_link.len();
+    let row = |i: u32| link_row(links, i as usize);
     // Sorted already (a full run's model links): no permutation at all.
-    let sorted = (1..n as u32).all(|i| order_of(&row(i - 1), &row(i)).is_le());
+    let sorted = links_sorted(links);
     let order: Option<Vec<u32>> = (!sorted).then(|| {
         let mut order: Vec<u32> = (0..n as u32).collect();
-        order.par_sort_by(|&a, &b| order_of(&row(a), &row(b)));
+        order.par_sort_by(|&a, &b| link_order(&row(a), &row(b)));
         order
     });
     let nth = |k: usize| row(order.as_ref().map_or(k as u32, |o| o[k]));
-    const BY: [&str; 3] = ["match", "model", "non_match"];
     RecordBatch::try_new(
         links_schema(),
         vec![
@@ -1095,7 +1151,7 @@ pub fn links_batch(links: &Links) -> std::result::Result<RecordBatch, arrow_sche
             Arc::new(UInt32Array::from_iter_values((0..n).map(|k| nth(k).1))),
             Arc::new(Float64Array::from_iter_values((0..n).map(|k| nth(k).2))),
             Arc::new(StringArray::from_iter_values(
-                (0..n).map(|k| BY[usize::from(nth(k).3)]),
+                (0..n).map(|k| DECIDED_BY[usize::from(nth(k).3)]),
             )),
         ],
     )
@@ -1347,6 +1403,24 @@ mod tests {
             cannot_link: vec![],
         };
         assert_eq!(links_batch(&sorted).expect("a batch").num_rows(), 3);
+        // Written once (the edges given back as the columns are made), sorted or not: the
+        // file write_links writes.
+        let dir = std::env::temp_dir().join(format!("yiku-links-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch folder");
+        let many = Links {
+            edges: (0..(3 << 19))
+                .map(|i| e(i / 3, i + 1, if i % 7 == 0 { f64::INFINITY } else { 0.5 }))
+                .collect(),
+            cannot_link: vec![],
+        };
+        let path = links_path(&dir, EntityKind::Person);
+        for links in [many, sorted, links] {
+            write_links(&dir, EntityKind::Person, &links).expect("written");
+            let want = std::fs::read(&path).expect("read");
+            write_links_once(&dir, EntityKind::Person, links).expect("written once");
+            assert!(std::fs::read(&path).expect("read") == want);
+        }
+        std::fs::remove_dir_all(&dir).expect("removed");
     }
 
     #[test]
