@@ -668,8 +668,15 @@ pub fn master_index_with(
     };
     let mut id_of: Vec<Id> = Vec::with_capacity(n_clusters);
     let mut parts = Vec::new();
-    // Each block's new ids, by block: `Id::New(b << BLOCK_BITS | k)` is `new_ids[b].value(k)`.
-    let mut new_ids = Vec::with_capacity(blocks);
+    // Every block's new ids one after another (~24 bytes a cluster: to disk as made when
+    // spilled): `Id::New(b << BLOCK_BITS | k)` is `new_ids.value(new_start[b] + k)`.
+    let to = match spill {
+        Some(spill) => crate::state::Columns::Disk(spill),
+        None => crate::state::Columns::Heap,
+    };
+    let mut new_text = to.parts()?;
+    let mut new_start: Vec<usize> = Vec::with_capacity(blocks);
+    let mut made = 0;
     for first in (0..blocks).step_by(wave) {
         let settled: Vec<(Vec<Id>, Events, StringArray)> = (first..(first + wave).min(blocks))
             .into_par_iter()
@@ -679,7 +686,9 @@ pub fn master_index_with(
         for (ids, e, new) in settled {
             id_of.extend(ids);
             evs.push(e);
-            new_ids.push(new);
+            new_start.push(made);
+            made += new.len();
+            new_text.push(new)?;
         }
         match (&mut events_to, streamed) {
             (Some(to), true) => to(&evs)?,
@@ -719,9 +728,12 @@ pub fn master_index_with(
         events = Vec::new();
     }
     let cluster_size: Vec<u32> = cluster_of.par_iter().map(|&c| sizes[c as usize]).collect();
+    let new_ids = new_text.finish()?;
     let text_of = |id: Id| match id {
         Id::Previous(p) => prev_ids[p as usize],
-        Id::New(s) => new_ids[(s >> BLOCK_BITS) as usize].value((s & (BLOCK as u32 - 1)) as usize),
+        Id::New(s) => {
+            new_ids.value(new_start[(s >> BLOCK_BITS) as usize] + (s & (BLOCK as u32 - 1)) as usize)
+        }
     };
     let too_long = |e: arrow_schema::ArrowError| Error::Data {
         stage: "master",

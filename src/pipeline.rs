@@ -775,8 +775,12 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 &job_sources,
                 &mi.master_id,
                 &clusters.groups,
-                // Under a cap, each partition's values from bucket files made in one sweep.
-                (reads, sweeps.then_some(&spill)),
+                // Spilled: smaller blocks; under a cap, each partition's values from bucket
+                // files made in one sweep.
+                (
+                    reads,
+                    (memory == load::MemoryMode::Spilled).then_some(&spill),
+                ),
                 &mut |batch| match &changed {
                     None => file.write(std::slice::from_ref(batch)),
                     Some(changed) => {
