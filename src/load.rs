@@ -451,16 +451,16 @@ pub fn estimated_peak_bytes(records: u64, mode: MemoryMode) -> u64 {
 /// should read the records it maps back from their state file (`file_bytes` long) in sweeps,
 /// front to back, wherever a stage reads them in an order of its own (compare: windows of
 /// pairs; the u sample and the review rows; golden records: partitions of clusters): when the
-/// page cache the limit leaves beside the run's own memory (its estimate) is under a third of
-/// the file. Placed between measured points (10M records, a 2.76 GB file, spilled, estimate
-/// 0.97 GB): under a 2.0 GB cap (1.03 GB left by the estimate, ~1.1 GB in fact) reads in the
-/// stages' own order complete in 59-65 s, as in sweeps; under 1.6 GB (~0.7 GB left in fact, with
-/// the run's own memory then at 0.93 GB) compare stalled, read-ahead evicting the pages about to
-/// be used, while in sweeps the run completes in 64 s. (Until the estimate was remeasured on
-/// 2026-12-06 the rule was an eighth of the file against 140 bytes a record: the same choices.)
+/// page cache the limit leaves beside the run's own memory (its estimate) cannot hold the
+/// file. Measured (10M records, a 2.76 GB file, spilled, the run's own memory ~0.4 GB, estimate
+/// 0.60 GB; 2026-12-06, seventeenth session): under a 1.6 GB cgroup golden records in blocks
+/// took 43 s (81 s in all), in sweeps 14 s (51 s); under 2.0 GB in blocks 23 s (60 s); with no
+/// cap, in blocks 7 s (35 s), in sweeps 11 s (41 s). (Until then the rule was a third of the
+/// file against an estimate of 0.97 GB, when the run's own memory was ~0.93 GB and golden
+/// records swept the columns once per partition.)
 pub fn reads_in_sweeps(limit: u64, records: u64, mode: MemoryMode, file_bytes: u64) -> bool {
     let left = limit.saturating_sub(estimated_peak_bytes(records, mode));
-    left < file_bytes / 3
+    left < file_bytes
 }
 
 /// Chooses how a run of `records` records holds them under the job's `memory_limit`: in
@@ -1400,30 +1400,17 @@ mod tests {
 
     #[test]
     fn sweeps_only_where_the_file_cannot_stay_in_the_page_cache() {
-        // The two measured points: 10M records spilled, a 2.76 GB file.
+        // The measured points: 10M records spilled, a 2.76 GB file.
         let (records, file) = (10_090_826, 2_762_875_394);
-        assert!(!reads_in_sweeps(
-            2_000_000_000,
-            records,
-            MemoryMode::Spilled,
-            file
-        ));
-        assert!(reads_in_sweeps(
-            1_600_000_000,
-            records,
-            MemoryMode::Spilled,
-            file
-        ));
+        let sweeps = |limit| reads_in_sweeps(limit, records, MemoryMode::Spilled, file);
+        assert!(sweeps(1_600_000_000) && sweeps(2_000_000_000));
         // Plenty of room, or a limit under the run's own estimate.
+        assert!(!sweeps(4_000_000_000) && !sweeps(64_000_000_000));
+        assert!(sweeps(500_000_000));
+        // Fewer records: the same file fits beside them sooner.
         assert!(!reads_in_sweeps(
-            64_000_000_000,
-            records,
-            MemoryMode::Spilled,
-            file
-        ));
-        assert!(reads_in_sweeps(
-            1_000_000_000,
-            records,
+            3_200_000_000,
+            1_000,
             MemoryMode::Spilled,
             file
         ));

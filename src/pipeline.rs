@@ -325,7 +325,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             });
             if sweeps {
                 p.note(&format!(
-                    "{k}: memory_limit leaves the page cache less than a third of the records' \
+                    "{k}: memory_limit leaves the page cache less room than the records' \
                      file ({:.1} GB): compare, the review queue and golden records read them in \
                      sweeps, front to back",
                     file_bytes as f64 / 1e9
