@@ -301,19 +301,23 @@ pub fn block_with(
         let keyed = keep_keyed.then(|| (tags, order.clone()));
         (block_of, runs, order, stats, keyed)
     };
-    // Phase 2 checks a pair by both records' source and every rule's block: laid out record
-    // by record, [source, blocks...], those are one cache line per record instead of one per
-    // rule. Each rule's blocks go in as phase 1 makes them (not kept per rule, then copied).
-    let width = rules.len() + 1;
+    // Phase 2 checks a pair by both records' source (unless every pair is wanted) and every
+    // rule's block: laid out record by record, [source, blocks...], those are one cache line
+    // per record instead of one per rule. Each rule's blocks go in as phase 1 makes them (not
+    // kept per rule, then copied).
+    let sourced = usize::from(mode != Mode::Both);
+    let width = rules.len() + sourced;
     let mut rows = vec![0u32; n * width];
     const ROWS: usize = 1 << 12;
-    rows.par_chunks_mut(width * ROWS)
-        .enumerate()
-        .for_each(|(c, chunk)| {
-            for (j, row) in chunk.chunks_mut(width).enumerate() {
-                row[0] = u32::from(table.source[c * ROWS + j]);
-            }
-        });
+    if sourced == 1 {
+        rows.par_chunks_mut(width * ROWS)
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                for (j, row) in chunk.chunks_mut(width).enumerate() {
+                    row[0] = u32::from(table.source[c * ROWS + j]);
+                }
+            });
+    }
     let mut blocks_of: Vec<ScalarBuffer<u32>> = Vec::with_capacity(rules.len());
     let mut order_of: Vec<ScalarBuffer<u32>> = Vec::with_capacity(rules.len());
     let mut stats = Vec::with_capacity(rules.len());
@@ -325,7 +329,7 @@ pub fn block_with(
             .zip(k.par_chunks(ROWS))
             .for_each(|(chunk, k)| {
                 for row in chunk.chunks_mut(width).zip(k) {
-                    row.0[r + 1] = *row.1;
+                    row.0[r + sourced] = *row.1;
                 }
             });
         drop(k);
@@ -366,16 +370,15 @@ pub fn block_with(
                                 continue;
                             }
                             let (ra, rb) = (row_of(a), row_of(b));
-                            let same = ra[0] == rb[0];
                             let wanted = match mode {
-                                Mode::Dedupe => same,
-                                Mode::Link => !same,
+                                Mode::Dedupe => ra[0] == rb[0],
+                                Mode::Link => ra[0] != rb[0],
                                 Mode::Both => true,
                             };
                             if !wanted {
                                 continue;
                             }
-                            let (ka, kb) = (&ra[1..], &rb[1..]);
+                            let (ka, kb) = (&ra[sourced..], &rb[sourced..]);
                             // Bit q: the two records are in one of rule q's blocks.
                             let agree =
                                 ka.iter().zip(kb).enumerate().fold(0u32, |m, (q, (x, y))| {
@@ -551,6 +554,23 @@ mod tests {
         (0..c.len())
             .map(|k| (c.left[k], c.right[k], c.rule[k], c.agree[k]))
             .collect()
+    }
+
+    #[test]
+    fn dedupe_and_link_split_both_by_source() {
+        let a = [Some("x"), Some("x"), Some("x"), Some("y"), Some("y"), None];
+        let b = [Some("1"), None, Some("1"), Some("2"), Some("2"), Some("2")];
+        let t = table(&[("a", &a), ("b", &b)]);
+        let rules = vec![vec!["a".to_string()], vec!["b".to_string()]];
+        let of = |mode| pairs(&block(&t, &rules, 10, mode, None));
+        let (both, dedupe, link) = (of(Mode::Both), of(Mode::Dedupe), of(Mode::Link));
+        let source = |i: u32| t.source[i as usize];
+        assert!(dedupe.iter().all(|p| source(p.0) == source(p.1)));
+        assert!(link.iter().all(|p| source(p.0) != source(p.1)));
+        assert!(!dedupe.is_empty() && !link.is_empty());
+        let mut joined = [dedupe, link].concat();
+        joined.sort_unstable();
+        assert_eq!(joined, both);
     }
 
     #[test]

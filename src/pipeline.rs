@@ -504,8 +504,18 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         drop(cands);
         let no_counts = Default::default();
         let counts = prepared.as_ref().map_or(&no_counts, |a| &a.counts);
-        let (scored, secs) = p.stage(&format!("{k}: score"), || {
-            score::score_with(&model, &comparators, &compared, counts)
+        // Spilled: the scored pairs (~30 bytes a pair) go to disk a few batches at a time as
+        // they are scored, the compared ones let go meanwhile, and are read from there from
+        // here on, front to back (clustering, pair rows) or a few rows (the report's samples).
+        let (scored, secs) = p.stage(&format!("{k}: score"), || match memory {
+            load::MemoryMode::Spilled => {
+                let mut out = spill.batches(&score::scored_schema(&compared.schema))?;
+                score::score_in_chunks(&model, &comparators, compared, counts, &mut |b| {
+                    out.push(b)
+                })?;
+                out.finish()
+            }
+            _ => score::score_with(&model, &comparators, &compared, counts),
         });
         let scored = scored?;
         // The previous model links, rescored: those still at or above the threshold hold,
@@ -526,20 +536,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             }
         };
         stage("score", k, secs, candidate_pairs);
-        drop((comparators, compared, compared_again));
-        // Spilled: the scored pairs (~30 bytes a pair) are read from disk from here on, front
-        // to back (clustering, pair rows) or a few rows (the report's samples).
-        let scored = match scored.first().map(arrow_array::RecordBatch::schema) {
-            Some(schema) if memory == load::MemoryMode::Spilled => {
-                let (kept, secs) = p.stage(&format!("{k}: spill scored pairs"), || {
-                    spill.keep_batches(&schema, &scored)
-                });
-                drop(scored);
-                stage("spill scored pairs", k, secs, candidate_pairs);
-                kept?
-            }
-            _ => scored,
-        };
+        drop((comparators, compared_again));
 
         let mnl: Vec<&arrow_array::StringArray> = kp
             .must_not_link

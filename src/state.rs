@@ -799,22 +799,65 @@ impl Spill {
         if batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(batches.to_vec());
         }
+        let mut out = self.batches(schema)?;
+        for b in batches {
+            out.push(b)?;
+        }
+        out.finish()
+    }
+
+    /// Batches of `schema` to be written out one by one as they are made ([`SpillBatches`]),
+    /// then handed back as [`Spill::keep_batches`] hands them.
+    pub fn batches(&self, schema: &Schema) -> Result<SpillBatches> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = self.dir.join(format!(".spill-{}-{n}.arrow", self.tag));
-        let io = |e: std::io::Error| Error::io(&path, e);
-        let file = std::fs::File::create(&path).map_err(io)?;
+        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
         let w = std::io::BufWriter::with_capacity(1 << 20, file);
-        ipc_into(w, &path, schema, batches)?
+        let writer = arrow_ipc::writer::FileWriter::try_new(w, schema)
+            .map_err(|e| Error::write(&path, e))?;
+        Ok(SpillBatches {
+            path,
+            writer,
+            rows: 0,
+        })
+    }
+}
+
+/// Batches written to disk one by one as they are made ([`Spill::batches`]), so that none is
+/// held once written; [`SpillBatches::finish`] maps them all back.
+pub struct SpillBatches {
+    path: PathBuf,
+    writer: arrow_ipc::writer::FileWriter<std::io::BufWriter<std::fs::File>>,
+    rows: usize,
+}
+
+impl SpillBatches {
+    /// The next batch.
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows();
+        self.writer
+            .write(batch)
+            .map_err(|e| Error::write(&self.path, e))
+    }
+
+    /// Every batch pushed, in order, mapped from the file (whose name is removed).
+    pub fn finish(mut self) -> Result<Vec<RecordBatch>> {
+        let path = self.path;
+        let io = |e: std::io::Error| Error::io(&path, e);
+        self.writer.finish().map_err(|e| Error::write(&path, e))?;
+        self.writer
+            .into_inner()
+            .map_err(|e| Error::write(&path, e))?
             .into_inner()
             .map_err(|e| io(e.into_error()))?;
         let kept = map_ipc(&path, None, &[], Written::ThisProcess);
         std::fs::remove_file(&path).map_err(io)?;
         let kept = kept?;
-        let rows = |b: &[RecordBatch]| b.iter().map(RecordBatch::num_rows).sum::<usize>();
-        if rows(&kept) != rows(batches) {
+        let rows: usize = kept.iter().map(RecordBatch::num_rows).sum();
+        if rows != self.rows {
             return Err(Error::Read {
                 path,
-                message: format!("spilled {} rows, read back {}", rows(batches), rows(&kept)),
+                message: format!("spilled {} rows, read back {rows}", self.rows),
             });
         }
         Ok(kept)

@@ -107,6 +107,42 @@ pub fn score_with(
         })
 }
 
+/// [`score_with`], consuming `compared` a few batches at a time: each scored batch is handed to
+/// `sink` and the compared batches it was made from are let go (a scored batch shares their
+/// columns), so that neither the compared nor the scored pairs are all held at once when the
+/// sink writes them out (16 bytes a pair of weights and probabilities, ~135 MB at 10M records).
+pub fn score_in_chunks(
+    model: &Model,
+    comparators: &[Comparator],
+    compared: crate::compare::Compared,
+    counts: &std::collections::BTreeMap<String, tf::Counts>,
+    sink: &mut dyn FnMut(&RecordBatch) -> Result<(), crate::error::Error>,
+) -> Result<(), crate::error::Error> {
+    use rayon::prelude::*;
+    // Enough batches to score in parallel (~65k pairs each).
+    const CHUNK: usize = 8;
+    let weights = Weights::of_with(model, comparators, counts);
+    let schema = scored_schema(&compared.schema);
+    let mut rest = compared.batches;
+    while !rest.is_empty() {
+        let tail = rest.split_off(CHUNK.min(rest.len()));
+        let scored = rest
+            .par_iter()
+            .map(|b| score_batch(&weights, &schema, b))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| crate::error::Error::Data {
+                stage: "score",
+                message: e.to_string(),
+            })?;
+        drop(rest);
+        for b in &scored {
+            sink(b)?;
+        }
+        rest = tail;
+    }
+    Ok(())
+}
+
 /// Schema of a scored batch: the compared batch plus `match_weight` and `match_probability`.
 pub fn scored_schema(levels: &Schema) -> Arc<Schema> {
     let mut fields: Vec<Field> = levels.fields().iter().map(|f| f.as_ref().clone()).collect();
