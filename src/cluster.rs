@@ -18,8 +18,6 @@ use rayon::prelude::*;
 /// The result of clustering one kind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clusters {
-    /// Smallest record index of each record's cluster.
-    pub label: Vec<u32>,
     /// Components that linked records with different must-not-link values.
     pub conflicts: u64,
     /// Edges cut to resolve them.
@@ -29,15 +27,25 @@ pub struct Clusters {
     /// The records of each cluster, for the stages that walk clusters.
     pub groups: Groups,
     /// The smallest record of each record's connected component over all the edges, before
-    /// must-not-link cut any: `None` when it is `label` (nothing was cut). A cluster lies
-    /// within one component; components are what a delta run re-clusters whole.
+    /// must-not-link cut any: `None` when it is the cluster's ([`Clusters::label`]: nothing was
+    /// cut). A cluster lies within one component; components are what a delta run re-clusters
+    /// whole.
     pub component: Option<Vec<u32>>,
 }
 
 impl Clusters {
+    /// The smallest record of each record's cluster, made from the groups when asked for (not
+    /// kept beside them: 4 bytes a record).
+    pub fn label(&self) -> Vec<u32> {
+        self.groups.labels()
+    }
+
     /// The smallest record of each record's component (see [`Clusters::component`]).
-    pub fn components(&self) -> &[u32] {
-        self.component.as_deref().unwrap_or(&self.label)
+    pub fn components(&self) -> std::borrow::Cow<'_, [u32]> {
+        match &self.component {
+            Some(c) => std::borrow::Cow::Borrowed(c),
+            None => std::borrow::Cow::Owned(self.label()),
+        }
     }
 }
 
@@ -113,6 +121,15 @@ impl Groups {
             member,
             cluster_of,
         }
+    }
+
+    /// The smallest record of each record's cluster (its first member: members are in record
+    /// order), the label [`Groups::of`] was given.
+    pub fn labels(&self) -> Vec<u32> {
+        self.cluster_of
+            .par_iter()
+            .map(|&c| self.members(c as usize).first().copied().unwrap_or(0))
+            .collect()
     }
 
     /// Number of clusters.
@@ -396,9 +413,9 @@ pub fn cluster(
         drop(std::mem::take(&mut groups));
         groups = Groups::of(&label);
     }
+    drop(label);
     Clusters {
         groups,
-        label,
         conflicts: conflicted.len() as u64,
         cut_edges,
         edges: edges.len() as u64,
@@ -503,6 +520,7 @@ mod tests {
         assert_eq!(g.members(1), &[1, 3]);
         assert_eq!(g.members(2), &[4]);
         assert_eq!(g.cluster_of, vec![0, 1, 0, 1, 2, 0]);
+        assert_eq!(g.labels(), vec![0, 1, 0, 1, 4, 0]);
         // Across chunk boundaries: every record its own cluster but pairs (i, i + 70000).
         let n = 140_000u32;
         let label: Vec<u32> = (0..n)
@@ -511,13 +529,14 @@ mod tests {
         let g = Groups::of(&label);
         assert_eq!(g.len(), 70_000);
         assert_eq!(g.members(69_999), &[69_999, 139_999]);
+        assert_eq!(g.labels(), label);
         assert!(Groups::of(&[]).is_empty());
     }
 
     #[test]
     fn components_are_labelled_by_their_smallest_member() {
         let c = cluster(5, &[e(3, 4, 5.0), e(1, 3, 5.0)], &[], &[]);
-        assert_eq!(c.label, vec![0, 1, 2, 1, 1]);
+        assert_eq!(c.label(), vec![0, 1, 2, 1, 1]);
         assert_eq!(c.conflicts, 0);
     }
 
@@ -526,7 +545,7 @@ mod tests {
         let ids = StringArray::from(vec![Some("A"), None, Some("B")]);
         // 0 -(9)- 1 -(2)- 2 : record 1 joins A, the weaker link to B is cut.
         let c = cluster(3, &[e(0, 1, 9.0), e(1, 2, 2.0)], &[&ids], &[]);
-        assert_eq!(c.label, vec![0, 0, 2]);
+        assert_eq!(c.label(), vec![0, 0, 2]);
         assert_eq!(c.conflicts, 1);
         assert_eq!(c.cut_edges, 1);
     }
@@ -535,7 +554,7 @@ mod tests {
     fn a_clerks_non_match_splits_the_weakest_link() {
         // 0 -(9)- 1 -(3)- 2, and a clerk said 0 and 2 are different.
         let c = cluster(3, &[e(0, 1, 9.0), e(1, 2, 3.0)], &[], &[(0, 2)]);
-        assert_eq!(c.label, vec![0, 0, 2]);
+        assert_eq!(c.label(), vec![0, 0, 2]);
         assert_eq!(c.cut_edges, 1);
     }
 }

@@ -815,7 +815,6 @@ mod tests {
     fn clusters(label: &[u32]) -> Clusters {
         Clusters {
             groups: crate::cluster::Groups::of(label),
-            label: label.to_vec(),
             conflicts: 0,
             cut_edges: 0,
             edges: 0,

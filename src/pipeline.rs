@@ -688,13 +688,11 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             );
             let tf_fields = store::tf_fields(kp);
             let (table, master_id) = (table.clone(), mi.master_id.clone());
-            // Nothing after this reads a full run's labels or components: moved, not copied.
+            // Nothing after this reads a full run's components: moved, not copied (or made
+            // from the clusters when none were cut).
             let components = match clusters.component.take() {
-                Some(c) => {
-                    clusters.label = Vec::new();
-                    c
-                }
-                None => std::mem::take(&mut clusters.label),
+                Some(c) => c,
+                None => clusters.label(),
             };
             std::thread::spawn(move || -> Result<store::KindEntry> {
                 let base = store::write_segment(
@@ -817,14 +815,10 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                             Some(c) => (0..table.len()).map(|i| c.row_changed(i)).collect(),
                             None => vec![true; table.len()],
                         };
-                        let (keep, tombstones) = a.layer(clusters.components(), &changed);
-                        let (t, ids, comps, l) = store::subset(
-                            &table,
-                            &mi.master_id,
-                            clusters.components(),
-                            &links,
-                            &keep,
-                        )?;
+                        let components = clusters.components();
+                        let (keep, tombstones) = a.layer(&components, &changed);
+                        let (t, ids, comps, l) =
+                            store::subset(&table, &mi.master_id, &components, &links, &keep)?;
                         let layer = store::write_segment(
                             out.dir(),
                             kp.kind,
