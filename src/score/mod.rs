@@ -93,13 +93,24 @@ pub fn score_with(
     compared: &crate::compare::Compared,
     counts: &std::collections::BTreeMap<String, tf::Counts>,
 ) -> Result<Vec<RecordBatch>, crate::error::Error> {
-    use rayon::prelude::*;
     let weights = Weights::of_with(model, comparators, counts);
-    let schema = scored_schema(&compared.schema);
-    compared
-        .batches
+    score_batches(
+        &weights,
+        &scored_schema(&compared.schema),
+        &compared.batches,
+    )
+}
+
+/// Compared batches scored in parallel, in order.
+fn score_batches(
+    weights: &Weights,
+    schema: &Arc<Schema>,
+    batches: &[RecordBatch],
+) -> Result<Vec<RecordBatch>, crate::error::Error> {
+    use rayon::prelude::*;
+    batches
         .par_iter()
-        .map(|b| score_batch(&weights, &schema, b))
+        .map(|b| score_batch(weights, schema, b))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| crate::error::Error::Data {
             stage: "score",
@@ -118,7 +129,6 @@ pub fn score_in_chunks(
     counts: &std::collections::BTreeMap<String, tf::Counts>,
     sink: &mut dyn FnMut(&RecordBatch) -> Result<(), crate::error::Error>,
 ) -> Result<(), crate::error::Error> {
-    use rayon::prelude::*;
     // Enough batches to score in parallel (~65k pairs each).
     const CHUNK: usize = 8;
     let weights = Weights::of_with(model, comparators, counts);
@@ -126,14 +136,7 @@ pub fn score_in_chunks(
     let mut rest = compared.batches;
     while !rest.is_empty() {
         let tail = rest.split_off(CHUNK.min(rest.len()));
-        let scored = rest
-            .par_iter()
-            .map(|b| score_batch(&weights, &schema, b))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| crate::error::Error::Data {
-                stage: "score",
-                message: e.to_string(),
-            })?;
+        let scored = score_batches(&weights, &schema, &rest)?;
         drop(rest);
         for b in &scored {
             sink(b)?;
