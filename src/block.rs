@@ -69,7 +69,7 @@ pub struct Options<'a> {
     /// key, sorted by (key hash, record), as (the top 32 bits of each key hash, the records).
     /// What the persistent index ([`crate::store`]) finds a record's block with. The records
     /// are blocking's own list, shared (not copied).
-    pub keyed: Option<&'a mut dyn FnMut(Vec<u32>, ScalarBuffer<u32>)>,
+    pub keyed: Option<&'a mut dyn FnMut(ScalarBuffer<u32>, ScalarBuffer<u32>)>,
     /// Where each rule's sorted records and blocks go until its pairs are found (~12 bytes a
     /// record per rule, read front to back once): to disk, mapped back, for a run under a
     /// `memory_limit` that spills; in memory otherwise (or when writing them fails).
@@ -93,12 +93,16 @@ pub fn rule_name(rule: &[String]) -> String {
 
 /// Key hash of every record for one rule; 0 where a key column is null.
 pub fn rule_keys(table: &StdTable, rule: &[String]) -> Vec<u64> {
+    rule_keys_of(table, rule, 0..table.len())
+}
+
+/// [`rule_keys`] of the records in `rows` only.
+fn rule_keys_of(table: &StdTable, rule: &[String], rows: std::ops::Range<usize>) -> Vec<u64> {
     let cols: Vec<_> = rule.iter().filter_map(|c| table.column(c)).collect();
     if cols.len() != rule.len() {
-        return vec![0; table.len()];
+        return vec![0; rows.len()];
     }
-    (0..table.len())
-        .into_par_iter()
+    rows.into_par_iter()
         .map(|i| {
             key_hash(
                 cols.iter()
@@ -298,7 +302,7 @@ pub fn block_with(
             }
         }
         let (order, runs) = (to_disk(order), to_disk(runs));
-        let keyed = keep_keyed.then(|| (tags, order.clone()));
+        let keyed = keep_keyed.then(|| (ScalarBuffer::from(tags), order.clone()));
         (block_of, runs, order, stats, keyed)
     };
     // Phase 2 checks a pair by both records' source (unless every pair is wanted) and every
@@ -407,6 +411,267 @@ pub fn block_with(
     drop(rows);
     all.par_sort_unstable();
     into_columns(all, stats)
+}
+
+/// Records a spilled run sorts at once for one rule: a rule's records are split by the top
+/// bits of their key hash into as many partitions as it takes (a power of two), each a
+/// complete set of the rule's blocks, written to disk and sorted one after another.
+const PARTITION_RECORDS: usize = 1 << 21;
+
+/// Pairs go to disk in buckets of left-hand records, at least this many records a bucket and
+/// no more than [`MAX_BUCKETS`] buckets.
+const BUCKET_RECORDS: usize = 1 << 16;
+const MAX_BUCKETS: usize = 256;
+
+/// [`block`] for a full run under a `memory_limit` that spills, in partitions by key hash:
+/// what it holds does not grow with the records but for the pairs' columns it returns.
+///
+/// Per rule, one pass hashes the keys a million records at a time and writes each record
+/// (key hash, record) to its partition's files; each partition is then mapped back and sorted
+/// on its own ([`sort_keyed`]), its blocks expanded into pairs, and every pair written as
+/// (left, right, the rule's bit) to the bucket of its left-hand record. Once every rule is
+/// done, each bucket is mapped back, sorted, and the copies of a pair that several rules found
+/// become one pair whose bits are the rules it agrees on: the same pairs, rules and bits as
+/// [`block`] finds (a pair agrees on a rule exactly when that rule's blocks hold it). The key
+/// lists go to `keyed` as mapped files.
+pub fn block_spilled(
+    table: &StdTable,
+    rules: &[Vec<String>],
+    max_block: usize,
+    mode: Mode,
+    spill: &crate::state::Spill,
+    keyed: Option<&mut dyn FnMut(ScalarBuffer<u32>, ScalarBuffer<u32>)>,
+) -> crate::error::Result<Candidates> {
+    block_partitioned(
+        table,
+        rules,
+        (max_block, mode),
+        spill,
+        keyed,
+        (PARTITION_RECORDS, BUCKET_RECORDS),
+    )
+}
+
+/// [`block_spilled`] with the partition and bucket sizes given (small ones in tests).
+fn block_partitioned(
+    table: &StdTable,
+    rules: &[Vec<String>],
+    (max_block, mode): (usize, Mode),
+    spill: &crate::state::Spill,
+    mut keyed: Option<&mut dyn FnMut(ScalarBuffer<u32>, ScalarBuffer<u32>)>,
+    (partition_records, bucket_records): (usize, usize),
+) -> crate::error::Result<Candidates> {
+    const CHUNK: usize = 1 << 20;
+    const PIECE: usize = 1 << 16;
+    const BUFFER: usize = 1 << 16;
+    let n = table.len();
+    if u32::try_from(n).is_err() || rules.len() > 32 {
+        return Ok(block(table, rules, max_block, mode, None));
+    }
+    let bits = n
+        .div_ceil(partition_records.max(1))
+        .next_power_of_two()
+        .trailing_zeros();
+    let part = |k: u64| {
+        if bits == 0 {
+            0
+        } else {
+            (k >> (64 - bits)) as usize
+        }
+    };
+    let shift = bucket_records
+        .max(n.div_ceil(MAX_BUCKETS))
+        .next_power_of_two()
+        .trailing_zeros();
+    let mut buckets = (0..(n >> shift) + 1)
+        .map(|_| spill.words::<u32>(BUFFER))
+        .collect::<crate::error::Result<Vec<_>>>()?;
+    let wanted = |a: u32, b: u32| {
+        let source = |i: u32| table.source.get(i as usize).copied();
+        match mode {
+            Mode::Dedupe => source(a) == source(b),
+            Mode::Link => source(a) != source(b),
+            Mode::Both => true,
+        }
+    };
+    let mut stats = Vec::with_capacity(rules.len());
+    for (r, rule) in rules.iter().enumerate() {
+        let mut keys_out = (0..1usize << bits)
+            .map(|_| spill.words::<u64>(BUFFER))
+            .collect::<crate::error::Result<Vec<_>>>()?;
+        let mut rows_out = (0..1usize << bits)
+            .map(|_| spill.words::<u32>(BUFFER))
+            .collect::<crate::error::Result<Vec<_>>>()?;
+        // A million records at a time, split in pieces by the threads, written in order.
+        for from in (0..n).step_by(CHUNK) {
+            let to = n.min(from + CHUNK);
+            let split = |s: usize| {
+                let rows = s..to.min(s + PIECE);
+                let keys = rule_keys_of(table, rule, rows.clone());
+                let mut split: Vec<(Vec<u64>, Vec<u32>)> = vec![Default::default(); 1 << bits];
+                for (k, i) in keys.into_iter().zip(rows) {
+                    if k != 0 {
+                        let q = &mut split[part(k)];
+                        q.0.push(k);
+                        q.1.push(i as u32);
+                    }
+                }
+                split
+            };
+            let pieces: Vec<Vec<(Vec<u64>, Vec<u32>)>> = (from..to)
+                .into_par_iter()
+                .step_by(PIECE)
+                .map(split)
+                .collect();
+            for piece in pieces {
+                for (q, (k, i)) in piece.iter().enumerate() {
+                    keys_out[q].push(k)?;
+                    rows_out[q].push(i)?;
+                }
+            }
+        }
+        let (mut tags_all, mut rows_all) = match keyed.is_some() {
+            true => (
+                Some(spill.words::<u32>(BUFFER)?),
+                Some(spill.words::<u32>(BUFFER)?),
+            ),
+            false => (None, None),
+        };
+        let mut st = RuleStats {
+            rule: rule_name(rule),
+            pairs: 0,
+            blocks: 0,
+            largest_block: 0,
+            skipped: Vec::new(),
+        };
+        let bit = 1u32 << r;
+        for (keys, rows) in keys_out.into_iter().zip(rows_out) {
+            let (keys, rows) = (keys.finish()?, rows.finish()?);
+            let Sorted {
+                mut order,
+                starts,
+                tags,
+            } = sort_keyed(&keys, |_| true, tags_all.is_some());
+            drop(keys);
+            // Places in the partition to records (the partition's records ascend: the same
+            // order by key and record).
+            order.par_iter_mut().for_each(|x| *x = rows[*x as usize]);
+            drop(rows);
+            if let (Some(t), Some(o)) = (tags_all.as_mut(), rows_all.as_mut()) {
+                t.push(&tags)?;
+                o.push(&order)?;
+            }
+            drop(tags);
+            let mut runs: Vec<u32> = Vec::new();
+            let mut start = 0;
+            while start < order.len() {
+                let mut end = start + 1;
+                while end < order.len() && !starts[end] {
+                    end += 1;
+                }
+                let size = end - start;
+                st.largest_block = st.largest_block.max(size as u64);
+                if size > max_block {
+                    let first = order[start] as usize;
+                    let key: Vec<String> = rule
+                        .iter()
+                        .filter_map(|c| table.column(c).map(|a| mask(a.value(first))))
+                        .collect();
+                    st.skipped.push(SkippedBlock {
+                        rule: rule_name(rule),
+                        key: key.join("+"),
+                        records: size as u64,
+                        pairs: (size as u64) * (size as u64 - 1) / 2,
+                    });
+                } else if size > 1 {
+                    runs.extend([start as u32, end as u32]);
+                }
+                start = end;
+            }
+            drop(starts);
+            st.blocks += runs.len() as u64 / 2;
+            let found: Vec<Vec<u32>> = runs
+                .par_chunks(2 * 1024)
+                .map(|some| {
+                    let mut out = Vec::new();
+                    for run in some.chunks_exact(2) {
+                        let members = &order[run[0] as usize..run[1] as usize];
+                        for (x, &a) in members.iter().enumerate() {
+                            for &b in &members[x + 1..] {
+                                let (a, b) = (a.min(b), a.max(b));
+                                if wanted(a, b) {
+                                    out.extend([a, b, bit]);
+                                }
+                            }
+                        }
+                    }
+                    out
+                })
+                .collect();
+            drop((order, runs));
+            for f in found {
+                for p in f.chunks_exact(3) {
+                    if let Some(b) = buckets.get_mut((p[0] >> shift) as usize) {
+                        b.push(p)?;
+                    }
+                }
+            }
+        }
+        if let (Some(sink), Some(t), Some(o)) = (keyed.as_mut(), tags_all, rows_all) {
+            sink(t.finish()?, o.finish()?);
+        }
+        stats.push(st);
+    }
+    // Each bucket's pairs sorted and merged, a few buckets at a time (as many as threads),
+    // appended in bucket order: sorted by (left, right) throughout.
+    let mut c = Candidates::default();
+    let mut counts = vec![0u64; rules.len()];
+    let mut buckets = buckets.into_iter();
+    let wave = rayon::current_num_threads().max(1);
+    loop {
+        let some = buckets
+            .by_ref()
+            .take(wave)
+            .map(|b| b.finish())
+            .collect::<crate::error::Result<Vec<_>>>()?;
+        if some.is_empty() {
+            break;
+        }
+        let merged: Vec<Vec<(u32, u32, u32)>> = some
+            .into_par_iter()
+            .map(|words| {
+                let mut v: Vec<(u32, u32, u32)> =
+                    words.chunks_exact(3).map(|w| (w[0], w[1], w[2])).collect();
+                drop(words);
+                v.sort_unstable();
+                v.dedup_by(|later, kept| {
+                    let same = (later.0, later.1) == (kept.0, kept.1);
+                    if same {
+                        kept.2 |= later.2;
+                    }
+                    same
+                });
+                v
+            })
+            .collect();
+        for v in merged {
+            let first = |m: u32| m.trailing_zeros() as u8;
+            for &(_, _, m) in &v {
+                if let Some(k) = counts.get_mut(first(m) as usize) {
+                    *k += 1;
+                }
+            }
+            c.left.extend(v.iter().map(|p| p.0));
+            c.right.extend(v.iter().map(|p| p.1));
+            c.rule.extend(v.iter().map(|p| first(p.2)));
+            c.agree.extend(v.iter().map(|p| p.2));
+        }
+    }
+    for (st, k) in stats.iter_mut().zip(counts) {
+        st.pairs = k;
+    }
+    c.stats = stats;
+    Ok(c)
 }
 
 /// The sorted pairs as columns, filled from the back while the pairs are given back a slice
@@ -519,14 +784,17 @@ mod tests {
         // order, and the pairs are the same.
         for (threads, spilled) in [(1, false), (3, false), (1, true), (3, true)] {
             let mut got = Vec::new();
-            let mut sink =
-                |tags: Vec<u32>, rows: ScalarBuffer<u32>| got.push((tags, rows.to_vec()));
+            let mut sink = |tags: ScalarBuffer<u32>, rows: ScalarBuffer<u32>| {
+                got.push((tags.to_vec(), rows.to_vec()))
+            };
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .expect("a pool");
-            let found = pool.install(|| {
-                block_with(
+            let found = pool.install(|| match spilled {
+                true => block_spilled(&t, &rules, 10, Mode::Both, &spill, Some(&mut sink))
+                    .expect("blocking in partitions"),
+                false => block_with(
                     &t,
                     &rules,
                     10,
@@ -535,9 +803,9 @@ mod tests {
                     Options {
                         sizes: None,
                         keyed: Some(&mut sink),
-                        spill: spilled.then_some(&spill),
+                        spill: None,
                     },
-                )
+                ),
             });
             assert_eq!(pairs(&found), pairs(&plain), "{threads} threads");
             assert!(!found.is_empty());
@@ -546,6 +814,69 @@ mod tests {
                 crate::store::key_lists(&t, &rules),
                 "{threads} threads"
             );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn partitions_find_the_pairs_blocking_at_once_finds() {
+        // Keys from small alphabets: blocks of every size, some over the cap, and many pairs
+        // that several rules find.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let n = 3000;
+        let mut col = |m: u64, nulls: u64| -> Vec<Option<String>> {
+            (0..n)
+                .map(|_| (next(100) >= nulls).then(|| next(m).to_string()))
+                .collect()
+        };
+        let (a, b, c) = (col(900, 10), col(40, 0), col(2000, 50));
+        fn view(v: &[Option<String>]) -> Vec<Option<&str>> {
+            v.iter().map(|s| s.as_deref()).collect()
+        }
+        let t = table(&[("a", &view(&a)), ("b", &view(&b)), ("c", &view(&c))]);
+        let rules = vec![
+            vec!["a".to_string()],
+            vec!["b".to_string(), "c".to_string()],
+            vec!["b".to_string()],
+            vec!["c".to_string()],
+        ];
+        let dir = std::env::temp_dir().join(format!("yiku-parts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch folder");
+        let spill = crate::state::Spill::new(&dir, "t");
+        for mode in [Mode::Both, Mode::Dedupe, Mode::Link] {
+            let plain = block(&t, &rules, 60, mode, None);
+            assert!(plain.stats[2].skipped.len() > 1, "some blocks skipped");
+            assert!(plain.agree.iter().any(|m| m.count_ones() > 1));
+            for (threads, sizes) in [
+                (1, (100, 64)),
+                (3, (100, 64)),
+                (2, (7, 1)),
+                (2, (5000, 4096)),
+            ] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("a pool");
+                let mut got = Vec::new();
+                let mut sink = |tags: ScalarBuffer<u32>, rows: ScalarBuffer<u32>| {
+                    got.push((tags.to_vec(), rows.to_vec()))
+                };
+                let found = pool
+                    .install(|| {
+                        block_partitioned(&t, &rules, (60, mode), &spill, Some(&mut sink), sizes)
+                    })
+                    .expect("blocking in partitions");
+                let at = format!("{mode:?}, {threads} threads, sizes {sizes:?}");
+                assert_eq!(pairs(&found), pairs(&plain), "{at}");
+                assert_eq!(found.stats, plain.stats, "{at}");
+                assert_eq!(got, crate::store::key_lists(&t, &rules), "{at}");
+            }
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -344,8 +344,10 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             None => Some(store::KeysFile::create(out.dir(), kp.kind, &run_id)?),
             Some(_) => None,
         };
-        let (to_keys, keys_in) =
-            std::sync::mpsc::sync_channel::<(Vec<u32>, arrow_buffer::ScalarBuffer<u32>)>(1);
+        let (to_keys, keys_in) = std::sync::mpsc::sync_channel::<(
+            arrow_buffer::ScalarBuffer<u32>,
+            arrow_buffer::ScalarBuffer<u32>,
+        )>(1);
         let keys_writer = keys_file.map(|mut f| {
             std::thread::spawn(move || -> Result<()> {
                 // After an error the lists are still taken, so that blocking never waits.
@@ -358,11 +360,24 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 written.and_then(|()| f.finish())
             })
         });
-        let mut write_keys = |tags: Vec<u32>, rows: arrow_buffer::ScalarBuffer<u32>| {
+        let mut write_keys = |tags: arrow_buffer::ScalarBuffer<u32>,
+                              rows: arrow_buffer::ScalarBuffer<u32>| {
             let _ = to_keys.send((tags, rows));
         };
-        let (cands, secs) = p.stage(&format!("{k}: block"), || {
-            block::block_with(
+        // A full run under a limit that spills blocks in partitions by key hash; a delta run
+        // (blocks sized over the whole index, a focus) and a run in memory block at once.
+        let partitioned =
+            memory == load::MemoryMode::Spilled && prepared.is_none() && focus.is_none();
+        let (cands, secs) = p.stage(&format!("{k}: block"), || match partitioned {
+            true => block::block_spilled(
+                &table,
+                &kp.blocking,
+                kp.max_block_size,
+                plan.mode,
+                &spill,
+                keys_writer.is_some().then_some(&mut write_keys),
+            ),
+            false => Ok(block::block_with(
                 &table,
                 &kp.blocking,
                 kp.max_block_size,
@@ -373,7 +388,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                     keyed: keys_writer.is_some().then_some(&mut write_keys),
                     spill: (memory == load::MemoryMode::Spilled).then_some(&spill),
                 },
-            )
+            )),
         });
         drop(to_keys);
         if let Some(w) = keys_writer {
@@ -382,7 +397,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 message: "the thread writing the key lists stopped".into(),
             })??;
         }
-        let mut cands = cands;
+        let mut cands = cands?;
         stage("block", k, secs, cands.len() as u64);
         for r in &cands.stats {
             p.note(&format!(

@@ -763,6 +763,21 @@ impl Spill {
         Ok(arrow_buffer::ScalarBuffer::new(buffer, 0, values.len()))
     }
 
+    /// A list of numbers to be written out piece by piece as it is made ([`SpillWords`]),
+    /// with `buffer` bytes of write buffer, and handed back mapped as [`Spill::keep_u32`]
+    /// hands its list.
+    pub fn words<T: arrow_buffer::ArrowNativeType>(&self, buffer: usize) -> Result<SpillWords<T>> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.dir.join(format!(".spill-{}-{n}.words", self.tag));
+        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(SpillWords {
+            out: std::io::BufWriter::with_capacity(buffer, file),
+            path,
+            len: 0,
+            kind: std::marker::PhantomData,
+        })
+    }
+
     /// [`Spill::text`] with `buffer` bytes of write buffer per file (many at once: smaller).
     pub fn text_buffered(&self, buffer: usize) -> Result<SpillText> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -820,6 +835,57 @@ impl Spill {
             writer,
             rows: 0,
         })
+    }
+}
+
+/// Numbers written to disk piece by piece as they are made ([`Spill::words`]), so that no
+/// piece is held once written; [`SpillWords::finish`] maps them all back as one list.
+pub struct SpillWords<T> {
+    out: std::io::BufWriter<std::fs::File>,
+    path: PathBuf,
+    len: usize,
+    kind: std::marker::PhantomData<T>,
+}
+
+impl<T: arrow_buffer::ArrowNativeType> SpillWords<T> {
+    /// The next numbers of the list.
+    pub fn push(&mut self, values: &[T]) -> Result<()> {
+        use arrow_buffer::ToByteSlice;
+        std::io::Write::write_all(&mut self.out, values.to_byte_slice())
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.len += values.len();
+        Ok(())
+    }
+
+    /// Numbers pushed so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every number pushed, in order, mapped from the file (whose name is removed).
+    pub fn finish(self) -> Result<arrow_buffer::ScalarBuffer<T>> {
+        let SpillWords { out, path, len, .. } = self;
+        drop(
+            out.into_inner()
+                .map_err(|e| Error::io(&path, e.into_error()))?,
+        );
+        let buffer = map_written(&path)?;
+        if len == 0 {
+            return Ok(arrow_buffer::ScalarBuffer::from(Vec::new()));
+        }
+        let want = len * std::mem::size_of::<T>();
+        if buffer.len() != want {
+            return Err(Error::Read {
+                path,
+                message: format!("spilled {} bytes, expected {want}", buffer.len()),
+            });
+        }
+        // The map starts on a page: aligned for any number type.
+        Ok(arrow_buffer::ScalarBuffer::new(buffer, 0, len))
     }
 }
 

@@ -1026,11 +1026,15 @@ impl KeysFile {
 
     /// The next rule's list (the lists go in rule order); the vectors become the batch's
     /// columns as they are, without a copy.
-    pub fn write(&mut self, tags: Vec<u32>, rows: arrow_buffer::ScalarBuffer<u32>) -> Result<()> {
+    pub fn write(
+        &mut self,
+        tags: arrow_buffer::ScalarBuffer<u32>,
+        rows: arrow_buffer::ScalarBuffer<u32>,
+    ) -> Result<()> {
         let batch = RecordBatch::try_new(
             self.schema.clone(),
             vec![
-                Arc::new(UInt32Array::from(tags)) as ArrayRef,
+                Arc::new(UInt32Array::new(tags, None)) as ArrayRef,
                 Arc::new(UInt32Array::new(rows, None)),
             ],
         )
@@ -1061,7 +1065,7 @@ pub fn write_keys(
 ) -> Result<()> {
     let mut f = KeysFile::create(run_dir, kind, name)?;
     for (tags, rows) in keyed {
-        f.write(tags, rows.into())?;
+        f.write(tags.into(), rows.into())?;
     }
     f.finish()
 }
