@@ -49,12 +49,12 @@ pub struct RuleStats {
 /// The candidate pairs of one kind.
 #[derive(Debug, Clone, Default)]
 pub struct Candidates {
-    pub left: Vec<u32>,
-    pub right: Vec<u32>,
+    pub left: ScalarBuffer<u32>,
+    pub right: ScalarBuffer<u32>,
     /// Index of the rule that found the pair.
-    pub rule: Vec<u8>,
+    pub rule: ScalarBuffer<u8>,
     /// Bit `r` set when the pair shares rule `r`'s key (in a block that was not skipped).
-    pub agree: Vec<u32>,
+    pub agree: ScalarBuffer<u32>,
     pub stats: Vec<RuleStats>,
 }
 
@@ -428,7 +428,7 @@ const MAX_BUCKETS: usize = 256;
 ///
 /// Per rule, one pass hashes the keys a million records at a time and writes each record
 /// (key hash, record) to its partition's files; each partition is then mapped back and sorted
-/// on its own ([`sort_keyed`]), its blocks expanded into pairs, and every pair written as
+/// on its own, its blocks expanded into pairs, and every pair written as
 /// (left, right, the rule's bit) to the bucket of its left-hand record. Once every rule is
 /// done, each bucket is mapped back, sorted, and the copies of a pair that several rules found
 /// become one pair whose bits are the rules it agrees on: the same pairs, rules and bits as
@@ -623,8 +623,9 @@ fn block_partitioned(
         stats.push(st);
     }
     // Each bucket's pairs sorted and merged, a few buckets at a time (as many as threads),
-    // appended in bucket order: sorted by (left, right) throughout.
-    let mut c = Candidates::default();
+    // appended in bucket order (sorted by (left, right) throughout) to columns on disk.
+    let (mut left, mut right) = (spill.words::<u32>(BUFFER)?, spill.words::<u32>(BUFFER)?);
+    let (mut rule, mut agree) = (spill.words::<u8>(BUFFER)?, spill.words::<u32>(BUFFER)?);
     let mut counts = vec![0u64; rules.len()];
     let mut buckets = buckets.into_iter();
     let wave = rayon::current_num_threads().max(1);
@@ -661,17 +662,22 @@ fn block_partitioned(
                     *k += 1;
                 }
             }
-            c.left.extend(v.iter().map(|p| p.0));
-            c.right.extend(v.iter().map(|p| p.1));
-            c.rule.extend(v.iter().map(|p| first(p.2)));
-            c.agree.extend(v.iter().map(|p| p.2));
+            left.push(&v.iter().map(|p| p.0).collect::<Vec<_>>())?;
+            right.push(&v.iter().map(|p| p.1).collect::<Vec<_>>())?;
+            rule.push(&v.iter().map(|p| first(p.2)).collect::<Vec<_>>())?;
+            agree.push(&v.iter().map(|p| p.2).collect::<Vec<_>>())?;
         }
     }
     for (st, k) in stats.iter_mut().zip(counts) {
         st.pairs = k;
     }
-    c.stats = stats;
-    Ok(c)
+    Ok(Candidates {
+        left: left.finish()?,
+        right: right.finish()?,
+        rule: rule.finish()?,
+        agree: agree.finish()?,
+        stats,
+    })
 }
 
 /// The sorted pairs as columns, filled from the back while the pairs are given back a slice
@@ -679,28 +685,29 @@ fn block_partitioned(
 fn into_columns(mut all: Vec<(u32, u32, u32)>, stats: Vec<RuleStats>) -> Candidates {
     const SLICE: usize = 1 << 20;
     let len = all.len();
-    let mut c = Candidates {
-        left: vec![0; len],
-        right: vec![0; len],
-        rule: vec![0; len],
-        agree: vec![0; len],
-        stats,
-    };
+    let (mut left, mut right, mut rule, mut agree) =
+        (vec![0; len], vec![0; len], vec![0; len], vec![0; len]);
     let mut end = len;
     while end > 0 {
         let from = end.saturating_sub(SLICE);
         for (k, &(a, b, m)) in all[from..end].iter().enumerate() {
             let at = from + k;
-            c.left[at] = a;
-            c.right[at] = b;
-            c.rule[at] = m.trailing_zeros() as u8;
-            c.agree[at] = m;
+            left[at] = a;
+            right[at] = b;
+            rule[at] = m.trailing_zeros() as u8;
+            agree[at] = m;
         }
         all.truncate(from);
         all.shrink_to_fit();
         end = from;
     }
-    c
+    Candidates {
+        left: left.into(),
+        right: right.into(),
+        rule: rule.into(),
+        agree: agree.into(),
+        stats,
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use arrow_array::{Array, StringArray};
+use arrow_buffer::ScalarBuffer;
 use rayon::prelude::*;
 
 /// The result of clustering one kind.
@@ -30,7 +31,7 @@ pub struct Clusters {
     /// must-not-link cut any: `None` when it is the cluster's ([`Clusters::label`]: nothing was
     /// cut). A cluster lies within one component; components are what a delta run re-clusters
     /// whole.
-    pub component: Option<Vec<u32>>,
+    pub component: Option<ScalarBuffer<u32>>,
 }
 
 impl Clusters {
@@ -38,6 +39,26 @@ impl Clusters {
     /// kept beside them: 4 bytes a record).
     pub fn label(&self) -> Vec<u32> {
         self.groups.labels()
+    }
+
+    /// The groups and components written to disk and mapped back (the page cache's to keep:
+    /// ~14 bytes a record not held from clustering to the end of a spilled run).
+    pub fn spill(&mut self, spill: &crate::state::Spill) -> crate::error::Result<()> {
+        let to_disk = |v: &ScalarBuffer<u32>| -> crate::error::Result<ScalarBuffer<u32>> {
+            let mut w = spill.words::<u32>(1 << 20)?;
+            w.push(v)?;
+            w.finish()
+        };
+        let g = &self.groups;
+        self.groups = Groups {
+            start: to_disk(&g.start)?,
+            member: to_disk(&g.member)?,
+            cluster_of: to_disk(&g.cluster_of)?,
+        };
+        if let Some(c) = &self.component {
+            self.component = Some(to_disk(c)?);
+        }
+        Ok(())
     }
 
     /// The smallest record of each record's component (see [`Clusters::component`]).
@@ -54,10 +75,10 @@ impl Clusters {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Groups {
     /// `member[start[c]..start[c + 1]]` are the records of cluster `c`.
-    pub start: Vec<u32>,
-    pub member: Vec<u32>,
+    pub start: ScalarBuffer<u32>,
+    pub member: ScalarBuffer<u32>,
     /// The cluster of each record.
-    pub cluster_of: Vec<u32>,
+    pub cluster_of: ScalarBuffer<u32>,
 }
 
 impl Groups {
@@ -117,9 +138,9 @@ impl Groups {
             fill[c as usize] += 1;
         }
         Groups {
-            start,
-            member,
-            cluster_of,
+            start: start.into(),
+            member: member.into(),
+            cluster_of: cluster_of.into(),
         }
     }
 
@@ -328,6 +349,82 @@ impl Decisions {
     }
 }
 
+/// The edges of scored batches as columns written to disk as they are found and mapped back
+/// ([`edges`] for a run under a `memory_limit` that spills: the page cache's to keep, not 16
+/// bytes an edge held). The same edges in the same order.
+pub fn edge_columns(
+    scored: &[arrow_array::RecordBatch],
+    threshold: f64,
+    spill: &crate::state::Spill,
+) -> crate::error::Result<EdgeColumns> {
+    use arrow_array::{Float64Array, UInt32Array};
+    const BUFFER: usize = 1 << 18;
+    let (mut left, mut right) = (spill.words::<u32>(BUFFER)?, spill.words::<u32>(BUFFER)?);
+    let mut weight = spill.words::<f64>(BUFFER)?;
+    for b in scored {
+        let get = |n: &str| b.column_by_name(n).map(|c| c.as_any());
+        let (Some(l), Some(r), Some(w), Some(p)) = (
+            get("left").and_then(|c| c.downcast_ref::<UInt32Array>()),
+            get("right").and_then(|c| c.downcast_ref::<UInt32Array>()),
+            get("match_weight").and_then(|c| c.downcast_ref::<Float64Array>()),
+            get("match_probability").and_then(|c| c.downcast_ref::<Float64Array>()),
+        ) else {
+            continue;
+        };
+        let rows: Vec<usize> = (0..b.num_rows())
+            .filter(|&i| p.value(i) >= threshold)
+            .collect();
+        left.push(&rows.iter().map(|&i| l.value(i)).collect::<Vec<_>>())?;
+        right.push(&rows.iter().map(|&i| r.value(i)).collect::<Vec<_>>())?;
+        weight.push(&rows.iter().map(|&i| w.value(i)).collect::<Vec<_>>())?;
+    }
+    Ok(EdgeColumns {
+        left: left.finish()?,
+        right: right.finish()?,
+        weight: weight.finish()?,
+    })
+}
+
+/// Edges as three columns ([`edge_columns`]).
+#[derive(Debug, Clone, Default)]
+pub struct EdgeColumns {
+    pub left: arrow_buffer::ScalarBuffer<u32>,
+    pub right: arrow_buffer::ScalarBuffer<u32>,
+    pub weight: arrow_buffer::ScalarBuffer<f64>,
+}
+
+/// The edges clustering takes: a list, or columns.
+#[derive(Clone, Copy)]
+pub enum Edges<'a> {
+    Rows(&'a [Edge]),
+    Columns(&'a EdgeColumns),
+}
+
+impl Edges<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Edges::Rows(e) => e.len(),
+            Edges::Columns(c) => c.left.len().min(c.right.len()).min(c.weight.len()),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Edge `i` (below [`Edges::len`]).
+    fn at(&self, i: usize) -> Edge {
+        match self {
+            Edges::Rows(e) => e[i],
+            Edges::Columns(c) => Edge {
+                left: c.left[i],
+                right: c.right[i],
+                weight: c.weight[i],
+            },
+        }
+    }
+}
+
 /// Clusters `n` records from the edges (pairs at or above the threshold).
 pub fn cluster(
     n: usize,
@@ -335,8 +432,24 @@ pub fn cluster(
     must_not_link: &[&StringArray],
     cannot_link: &[(u32, u32)],
 ) -> Clusters {
+    cluster_edges(n, Edges::Rows(edges), must_not_link, cannot_link)
+}
+
+/// [`cluster`], the edges a list or columns.
+pub fn cluster_edges(
+    n: usize,
+    edges: Edges,
+    must_not_link: &[&StringArray],
+    cannot_link: &[(u32, u32)],
+) -> Clusters {
     let uf = AtomicUnionFind::new(n);
-    edges.par_iter().for_each(|e| uf.union(e.left, e.right));
+    (0..edges.len())
+        .into_par_iter()
+        .with_min_len(1 << 12)
+        .for_each(|i| {
+            let e = edges.at(i);
+            uf.union(e.left, e.right)
+        });
     let mut label: Vec<u32> = (0..n as u32).into_par_iter().map(|i| uf.find(i)).collect();
     drop(uf);
 
@@ -369,7 +482,7 @@ pub fn cluster(
     conflicted.sort_unstable();
     conflicted.dedup();
     let mut cut_edges = 0u64;
-    let component = (!conflicted.is_empty()).then(|| label.clone());
+    let component = (!conflicted.is_empty()).then(|| ScalarBuffer::from(label.clone()));
     if !conflicted.is_empty() {
         // The conflicted cluster of each label (a record's index), `u32::MAX` for none.
         let mut slot = vec![u32::MAX; n];
@@ -381,9 +494,10 @@ pub fn cluster(
             k => Some(k as usize),
         };
         let mut comp_edges: Vec<Vec<Edge>> = vec![Vec::new(); conflicted.len()];
-        for e in edges {
+        for i in 0..edges.len() {
+            let e = edges.at(i);
             if let Some(k) = slot_of(e.left) {
-                comp_edges[k].push(*e);
+                comp_edges[k].push(e);
             }
         }
         let members: Vec<&[u32]> = conflicted
@@ -503,6 +617,7 @@ fn recluster(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn e(left: u32, right: u32, weight: f64) -> Edge {
         Edge {
@@ -548,6 +663,93 @@ mod tests {
         assert_eq!(c.label(), vec![0, 0, 2]);
         assert_eq!(c.conflicts, 1);
         assert_eq!(c.cut_edges, 1);
+    }
+
+    #[test]
+    fn edges_as_columns_on_disk_cluster_as_the_list_and_make_the_same_links_file() {
+        use arrow_array::{Float64Array, RecordBatch, UInt32Array};
+        // Scored batches of pairs in (left, right) order, some under the threshold, and ID
+        // numbers that clash inside some components (cuts).
+        let n = 2000u32;
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let mut pairs: Vec<(u32, u32)> = (0..3000)
+            .map(|_| {
+                let a = next(u64::from(n)) as u32;
+                let b = (a + 1 + next(6) as u32).min(n - 1);
+                (a.min(b), a.max(b))
+            })
+            .filter(|(a, b)| a < b)
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        let weights: Vec<f64> = pairs
+            .iter()
+            .map(|_| next(200) as f64 / 10.0 - 5.0)
+            .collect();
+        let batch = |from: usize, to: usize| {
+            let w = &weights[from..to];
+            RecordBatch::try_from_iter([
+                (
+                    "left",
+                    Arc::new(UInt32Array::from_iter_values(
+                        pairs[from..to].iter().map(|p| p.0),
+                    )) as arrow_array::ArrayRef,
+                ),
+                (
+                    "right",
+                    Arc::new(UInt32Array::from_iter_values(
+                        pairs[from..to].iter().map(|p| p.1),
+                    )),
+                ),
+                ("match_weight", Arc::new(Float64Array::from(w.to_vec()))),
+                (
+                    "match_probability",
+                    Arc::new(Float64Array::from_iter_values(
+                        w.iter().map(|&v| 1.0 / (1.0 + (-v).exp2())),
+                    )),
+                ),
+            ])
+            .expect("a batch")
+        };
+        let half = pairs.len() / 2;
+        let scored = [batch(0, half), batch(half, half), batch(half, pairs.len())];
+        let ids = StringArray::from_iter((0..n).map(|i| (i % 7 == 0).then(|| (i % 3).to_string())));
+        let dir = std::env::temp_dir().join(format!("yiku-edges-{}", std::process::id()));
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        for d in [&a, &b] {
+            std::fs::create_dir_all(d).expect("a scratch folder");
+        }
+        let spill = crate::state::Spill::new(&dir, "t");
+        let list = edges(&scored, 0.5);
+        let columns = edge_columns(&scored, 0.5, &spill).expect("edges on disk");
+        assert!(list.len() > 100 && list.len() < pairs.len());
+        let by_list = cluster(n as usize, &list, &[&ids], &[]);
+        let by_columns = cluster_edges(n as usize, Edges::Columns(&columns), &[&ids], &[]);
+        assert!(by_list.cut_edges > 0);
+        assert_eq!(by_columns, by_list);
+        // Groups and components on disk are the same.
+        let mut spilled = by_columns.clone();
+        spilled.spill(&spill).expect("groups on disk");
+        assert!(spilled.component.is_some());
+        assert_eq!(spilled, by_list);
+        let kind = crate::config::EntityKind::Person;
+        let links = crate::state::Links {
+            edges: list,
+            cannot_link: Vec::new(),
+        };
+        crate::state::write_links_once(&a, kind, links).expect("links written");
+        crate::state::write_edge_columns(&b, kind, &columns, &spill).expect("links written");
+        let read = |d: &std::path::Path| {
+            std::fs::read(crate::state::links_path(d, kind)).expect("a links file")
+        };
+        assert_eq!(read(&a), read(&b));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

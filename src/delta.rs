@@ -205,14 +205,13 @@ impl Prepared {
         }
         pairs.sort_unstable();
         pairs.dedup_by_key(|p| (p.0, p.1));
-        let mut c = crate::block::Candidates::default();
-        for (l, r, rule, agree) in pairs {
-            c.left.push(l);
-            c.right.push(r);
-            c.rule.push(rule);
-            c.agree.push(agree);
+        crate::block::Candidates {
+            left: pairs.iter().map(|p| p.0).collect(),
+            right: pairs.iter().map(|p| p.1).collect(),
+            rule: pairs.iter().map(|p| p.2).collect(),
+            agree: pairs.iter().map(|p| p.3).collect(),
+            stats: Vec::new(),
         }
-        c
     }
 
     fn focus_len(&self) -> usize {

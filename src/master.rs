@@ -363,10 +363,16 @@ fn new_id(kind: EntityKind, run: u64, seq: u64) -> String {
 struct Matched<'p> {
     /// Distinct previous master ids, sorted (so older first).
     ids: Vec<&'p str>,
-    /// Per record: index into `ids` of its previous master id.
+    /// Per record: index into `ids` of its previous master id (empty when there are no
+    /// previous ids: see `prev_of_at`).
     of_record: Vec<Option<u32>>,
     /// Previous rows no record matched: (source, record id, id index).
     removed: Vec<(&'p str, &'p str, u32)>,
+}
+
+/// Record `i`'s previous id in [`Matched::of_record`] (none when the list is empty).
+fn prev_of_at(of_record: &[Option<u32>], i: u32) -> Option<u32> {
+    of_record.get(i as usize).copied().flatten()
 }
 
 /// Matches the previous rows of the table's kind to its records: both are sorted by (source,
@@ -376,7 +382,8 @@ fn match_previous<'p>(table: &StdTable, prev: Option<&'p PreviousKind>) -> Match
     let Some(p) = prev else {
         return Matched {
             ids: Vec::new(),
-            of_record: vec![None; n],
+            // No previous ids: none to look up (not `None` for every record, 8 bytes each).
+            of_record: Vec::new(),
             removed: Vec::new(),
         };
     };
@@ -495,7 +502,7 @@ pub fn master_index_with(
                 let mut v: Vec<u32> = Vec::new();
                 for c in clusters_of(b) {
                     v.clear();
-                    v.extend(members(c).iter().filter_map(|&i| prev_of[i as usize]));
+                    v.extend(members(c).iter().filter_map(|&i| prev_of_at(&prev_of, i)));
                     v.sort_unstable();
                     let before = out.len();
                     for &p in &v {
@@ -570,7 +577,7 @@ pub fn master_index_with(
                         other_id: Some(prev_ids[survivor as usize].to_string()),
                         records: join(
                             ms.iter()
-                                .filter(|&&i| prev_of[i as usize] == Some(other))
+                                .filter(|&&i| prev_of_at(&prev_of, i) == Some(other))
                                 .map(|&i| key(i)),
                         ),
                     });
@@ -603,7 +610,7 @@ pub fn master_index_with(
                         other_id: Some(prev_ids[o as usize].to_string()),
                         records: join(
                             ms.iter()
-                                .filter(|&&i| prev_of[i as usize] == Some(o))
+                                .filter(|&&i| prev_of_at(&prev_of, i) == Some(o))
                                 .map(|&i| key(i)),
                         ),
                     });
@@ -617,7 +624,7 @@ pub fn master_index_with(
         let mut added = Vec::new();
         let mut moved: BTreeMap<u32, Vec<String>> = BTreeMap::new();
         for &i in ms {
-            match prev_of[i as usize] {
+            match prev_of_at(&prev_of, i) {
                 None => added.push(key(i)),
                 // Records of an id merged into this one are covered by `merged_into`.
                 Some(o) if prev_ids[o as usize] != id && !won(c).contains(&o) => {

@@ -558,7 +558,24 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             .iter()
             .filter_map(|c| table.column(c))
             .collect();
-        let ((mut clusters, links), secs) = p.stage(&format!("{k}: cluster"), || {
+        // A spilled full run with the model's links alone (no clerk's decisions) keeps its
+        // edges as columns on disk, clusters from them and writes them as its links file.
+        let model_links_only = memory == load::MemoryMode::Spilled
+            && prepared.is_none()
+            && carried == Links::default()
+            && decisions.must_link.is_empty()
+            && decisions.cannot_link.is_empty();
+        let (clustered, secs) = p.stage(&format!("{k}: cluster"), || {
+            if model_links_only {
+                let columns = cluster::edge_columns(&scored, model.match_probability, &spill)?;
+                let clusters = cluster::cluster_edges(
+                    table.len(),
+                    cluster::Edges::Columns(&columns),
+                    &mnl,
+                    &[],
+                );
+                return Ok((clusters, Links::default(), Some(columns)));
+            }
             let mut edges = cluster::edges(&scored, model.match_probability);
             edges.extend(carried.edges);
             let edges = decisions.edges(edges);
@@ -566,13 +583,18 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             cannot_link.extend(&decisions.cannot_link);
             cannot_link.sort_unstable();
             cannot_link.dedup();
-            (
+            Ok::<_, Error>((
                 cluster::cluster(table.len(), &edges, &mnl, &cannot_link),
                 Links { edges, cannot_link },
-            )
+                None,
+            ))
         });
+        let (mut clusters, links, edge_columns) = clustered?;
+        if memory == load::MemoryMode::Spilled {
+            clusters.spill(&spill)?;
+        }
         stage("cluster", k, secs, clusters.edges);
-        let matches = links.edges.len() as u64;
+        let matches = clusters.edges;
         if let Some(writing) = state_file.take() {
             let secs = writing.wait()?;
             p.note(&format!(
@@ -584,9 +606,13 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         // a delta night's layer needs them again (~16 bytes a link: ~115 MB at 10M records).
         let links = match prepared {
             None => {
-                let (written, secs) = p.stage(&format!("{k}: write links"), || {
-                    state::write_links_once(out.dir(), kp.kind, links)
-                });
+                let (written, secs) =
+                    p.stage(&format!("{k}: write links"), || match edge_columns {
+                        Some(columns) => {
+                            state::write_edge_columns(out.dir(), kp.kind, &columns, &spill)
+                        }
+                        None => state::write_links_once(out.dir(), kp.kind, links),
+                    });
                 written?;
                 stage("write", k, secs, matches);
                 Links::default()
@@ -707,7 +733,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             // from the clusters when none were cut).
             let components = match clusters.component.take() {
                 Some(c) => c,
-                None => clusters.label(),
+                None => clusters.label().into(),
             };
             std::thread::spawn(move || -> Result<store::KindEntry> {
                 let base = store::write_segment(

@@ -1237,6 +1237,39 @@ pub fn write_links_once(run_dir: &Path, kind: EntityKind, mut links: Links) -> R
     write_ipc(&path, &batch)
 }
 
+/// [`write_links_once`] for a spilled full run's model links as columns mapped from disk
+/// ([`crate::cluster::edge_columns`]: sorted, no clerk's decisions): the same file, its
+/// `decided_by` column written to disk as made too, so that no column is held.
+pub fn write_edge_columns(
+    run_dir: &Path,
+    kind: EntityKind,
+    edges: &crate::cluster::EdgeColumns,
+    spill: &Spill,
+) -> Result<()> {
+    let path = links_path(run_dir, kind);
+    let n = edges.left.len();
+    let mut by = spill.text()?;
+    for from in (0..n).step_by(1 << 20) {
+        let to = n.min(from + (1 << 20));
+        by.push(&StringArray::from_iter_values(
+            edges.weight[from..to]
+                .iter()
+                .map(|&w| DECIDED_BY[usize::from(w != f64::INFINITY)]),
+        ))?;
+    }
+    let batch = RecordBatch::try_new(
+        links_schema(),
+        vec![
+            Arc::new(UInt32Array::new(edges.left.clone(), None)),
+            Arc::new(UInt32Array::new(edges.right.clone(), None)),
+            Arc::new(Float64Array::new(edges.weight.clone(), None)),
+            Arc::new(by.finish()?),
+        ],
+    )
+    .map_err(|e| Error::write(&path, e))?;
+    write_ipc(&path, &batch)
+}
+
 /// `links_<kind>.arrow` rows, sorted by (left, right) (then clerks' decisions before the
 /// model's, then weight): the persistent index looks a record's links up by binary search.
 pub fn links_batch(links: &Links) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {

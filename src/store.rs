@@ -1159,8 +1159,8 @@ pub fn write_segment(
         ]),
         vec![
             Arc::new(parts.master_id.clone()),
-            Arc::new(UInt32Array::from(groups.cluster_of)),
-            Arc::new(UInt32Array::from(groups.member)),
+            Arc::new(UInt32Array::new(groups.cluster_of, None)),
+            Arc::new(UInt32Array::new(groups.member, None)),
         ],
     )
     .map_err(|e| Error::write(path("index"), e))?;

@@ -773,7 +773,7 @@ mod tests {
                     ((state >> 33) % n as u64) as u32
                 })
                 .collect(),
-            rule: vec![0; pairs],
+            rule: vec![0; pairs].into(),
             ..Default::default()
         };
         let by_pairs = compare_in(&comparators, &plan.comparisons, &candidates, Reads::Pairs);
