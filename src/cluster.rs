@@ -83,46 +83,22 @@ pub struct Groups {
 
 impl Groups {
     /// Groups records by `label` (each record's smallest fellow member). Cluster numbers are
-    /// ranks of the records that are their own label, a prefix count made in parallel chunks;
-    /// only the final placing of members is a sequential pass.
+    /// ranks of the records that are their own label. A label above its record (not a
+    /// smallest member) starts a cluster of its own.
     pub fn of(label: &[u32]) -> Groups {
-        const CHUNK: usize = 1 << 16;
-        let n = label.len();
-        let is_rep = |c: usize, k: usize, l: u32| l as usize == c * CHUNK + k;
-        let reps: Vec<u32> = label
-            .par_chunks(CHUNK)
-            .enumerate()
-            .map(|(c, ch)| {
-                ch.iter()
-                    .enumerate()
-                    .filter(|&(k, &l)| is_rep(c, k, l))
-                    .count() as u32
-            })
-            .collect();
-        let mut base = Vec::with_capacity(reps.len());
+        // Each record's cluster in one pass: a label is never above its record, so a
+        // record's label's cluster is known when the record is reached (no list of ranks).
+        let mut cluster_of = vec![0u32; label.len()];
         let mut clusters = 0u32;
-        for r in reps {
-            base.push(clusters);
-            clusters += r;
-        }
-        let mut rank = vec![0u32; n];
-        rank.par_chunks_mut(CHUNK)
-            .zip(label.par_chunks(CHUNK))
-            .enumerate()
-            .for_each(|(c, (rk, ch))| {
-                let mut next = base[c];
-                for (k, &l) in ch.iter().enumerate() {
-                    if is_rep(c, k, l) {
-                        rk[k] = next;
-                        next += 1;
-                    }
+        for (i, &l) in label.iter().enumerate() {
+            cluster_of[i] = match cluster_of.get(l as usize) {
+                Some(&c) if (l as usize) < i => c,
+                _ => {
+                    clusters += 1;
+                    clusters - 1
                 }
-            });
-        let cluster_of: Vec<u32> = label
-            .par_iter()
-            .map(|&l| rank.get(l as usize).copied().unwrap_or(0))
-            .collect();
-        drop(rank);
+            };
+        }
         let clusters = clusters as usize;
         let mut start = vec![0u32; clusters + 1];
         for &c in &cluster_of {
@@ -131,11 +107,16 @@ impl Groups {
         for c in 0..clusters {
             start[c + 1] += start[c];
         }
-        let mut fill = start.clone();
-        let mut member = vec![0u32; n];
+        // Each cluster's start serves as its fill cursor, then takes its place back: at the
+        // end it is the next cluster's start, so all move up one (no copy of the starts).
+        let mut member = vec![0u32; label.len()];
         for (i, &c) in cluster_of.iter().enumerate() {
-            member[fill[c as usize] as usize] = i as u32;
-            fill[c as usize] += 1;
+            member[start[c as usize] as usize] = i as u32;
+            start[c as usize] += 1;
+        }
+        start.copy_within(0..clusters, 1);
+        if let Some(s) = start.first_mut() {
+            *s = 0;
         }
         Groups {
             start: start.into(),
@@ -186,6 +167,20 @@ impl AtomicUnionFind {
         AtomicUnionFind {
             parent: (0..n as u32).map(AtomicU32::new).collect(),
         }
+    }
+
+    /// The root of every record, made in place of the parents (no second list): a parent is
+    /// never above its child (a set's root is its smallest record, and halving only moves a
+    /// record nearer it), so in record order each parent already holds its root.
+    fn into_labels(self) -> Vec<u32> {
+        let mut label: Vec<u32> = self.parent.into_iter().map(AtomicU32::into_inner).collect();
+        for i in 0..label.len() {
+            let p = label[i] as usize;
+            if p < i {
+                label[i] = label[p];
+            }
+        }
+        label
     }
 
     fn find(&self, mut x: u32) -> u32 {
@@ -432,15 +427,17 @@ pub fn cluster(
     must_not_link: &[&StringArray],
     cannot_link: &[(u32, u32)],
 ) -> Clusters {
-    cluster_edges(n, Edges::Rows(edges), must_not_link, cannot_link)
+    cluster_edges(n, Edges::Rows(edges), must_not_link, cannot_link, None)
 }
 
-/// [`cluster`], the edges a list or columns.
+/// [`cluster`], the edges a list or columns; with a `spill`, the components (when cuts make
+/// them differ from the clusters) written to disk as soon as made.
 pub fn cluster_edges(
     n: usize,
     edges: Edges,
     must_not_link: &[&StringArray],
     cannot_link: &[(u32, u32)],
+    spill: Option<&crate::state::Spill>,
 ) -> Clusters {
     let uf = AtomicUnionFind::new(n);
     (0..edges.len())
@@ -450,8 +447,7 @@ pub fn cluster_edges(
             let e = edges.at(i);
             uf.union(e.left, e.right)
         });
-    let mut label: Vec<u32> = (0..n as u32).into_par_iter().map(|i| uf.find(i)).collect();
-    drop(uf);
+    let mut label = uf.into_labels();
 
     // Components whose members disagree on a must-not-link column.
     let mut groups = Groups::of(&label);
@@ -482,17 +478,27 @@ pub fn cluster_edges(
     conflicted.sort_unstable();
     conflicted.dedup();
     let mut cut_edges = 0u64;
-    let component = (!conflicted.is_empty()).then(|| ScalarBuffer::from(label.clone()));
-    if !conflicted.is_empty() {
-        // The conflicted cluster of each label (a record's index), `u32::MAX` for none.
-        let mut slot = vec![u32::MAX; n];
-        for (k, &r) in conflicted.iter().enumerate() {
-            slot[r as usize] = k as u32;
+    // On disk when a spill is given (in memory should writing it fail).
+    let component = (!conflicted.is_empty()).then(|| {
+        let on_disk = spill.map(|s| {
+            let mut w = s.words::<u32>(1 << 20)?;
+            w.push(&label)?;
+            w.finish()
+        });
+        match on_disk {
+            Some(Ok(c)) => c,
+            _ => ScalarBuffer::from(label.clone()),
         }
-        let slot_of = |i: u32| match slot[label[i as usize] as usize] {
-            u32::MAX => None,
-            k => Some(k as usize),
-        };
+    });
+    if !conflicted.is_empty() {
+        // The conflicted cluster of each label (a record's index): a map of the few, not a
+        // list over every record.
+        let slot: HashMap<u32, u32, foldhash::fast::FixedState> = conflicted
+            .iter()
+            .enumerate()
+            .map(|(k, &r)| (r, k as u32))
+            .collect();
+        let slot_of = |i: u32| slot.get(&label[i as usize]).map(|&k| k as usize);
         let mut comp_edges: Vec<Vec<Edge>> = vec![Vec::new(); conflicted.len()];
         for i in 0..edges.len() {
             let e = edges.at(i);
@@ -730,7 +736,13 @@ mod tests {
         let columns = edge_columns(&scored, 0.5, &spill).expect("edges on disk");
         assert!(list.len() > 100 && list.len() < pairs.len());
         let by_list = cluster(n as usize, &list, &[&ids], &[]);
-        let by_columns = cluster_edges(n as usize, Edges::Columns(&columns), &[&ids], &[]);
+        let by_columns = cluster_edges(
+            n as usize,
+            Edges::Columns(&columns),
+            &[&ids],
+            &[],
+            Some(&spill),
+        );
         assert!(by_list.cut_edges > 0);
         assert_eq!(by_columns, by_list);
         // Groups and components on disk are the same.

@@ -885,9 +885,6 @@ fn read_batches(
         Some(keep) => spill_batch(&src.path, b, keep),
         None => Ok(b),
     };
-    let spilled = |batches: Vec<RecordBatch>| -> Result<Vec<RecordBatch>> {
-        batches.into_iter().map(spilled_one).collect()
-    };
     let file = File::open(&src.path).map_err(|e| Error::io(&src.path, e))?;
     match src.format {
         Format::Parquet => {
@@ -917,9 +914,9 @@ fn read_batches(
                         .with_batch_size(65536)
                         .build()
                         .map_err(|e| read_err(&src.path, e))?
-                        .collect::<std::result::Result<Vec<_>, _>>()
-                        .map_err(|e| read_err(&src.path, e))
-                        .and_then(spilled)
+                        // Each batch spilled as decoded, not once the run is whole.
+                        .map(|b| spilled_one(b.map_err(|e| read_err(&src.path, e))?))
+                        .collect::<Result<Vec<_>>>()
                 })
                 .collect::<Result<Vec<Vec<RecordBatch>>>>()?;
             let projected = Arc::new(

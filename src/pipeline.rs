@@ -573,6 +573,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                     cluster::Edges::Columns(&columns),
                     &mnl,
                     &[],
+                    Some(&spill),
                 );
                 return Ok((clusters, Links::default(), Some(columns)));
             }
