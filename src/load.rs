@@ -1017,13 +1017,18 @@ fn from_batches(
         }
         let column = b.finish();
         Ok(Chunked::new(vec![match spill {
-            // The record ids are joined and held anyway.
+            // The record ids are spilled once joined.
             Some(keep) if k > 0 => keep(&[column])?,
             _ => column,
         }]))
     };
-    // The record ids are joined now: screening sorts by them.
-    let record_id = crate::state::join(&text_column(0, &src.record_id)?.parts)?;
+    // The record ids are joined now (screening sorts by them): on disk when spilling.
+    let ids = text_column(0, &src.record_id)?.parts;
+    let record_id = match spill {
+        Some(keep) => keep(&ids)?,
+        None => crate::state::join(&ids)?,
+    };
+    drop(ids);
     let mut fields = Vec::with_capacity(src.columns.len());
     for (k, (col, _)) in src.columns.iter().enumerate() {
         fields.push(text_column(k + 1, col)?);
