@@ -450,7 +450,9 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                     compare::Reads::Pairs,
                 ),
             };
-            let compared = compare::compare_in(&comparators, &kp.comparisons, &cands, reads)?;
+            let levels_to = (memory == load::MemoryMode::Spilled).then_some(&spill);
+            let compared =
+                compare::compare_in(&comparators, &kp.comparisons, &cands, reads, levels_to)?;
             let again = compare::compare(&comparators, &kp.comparisons, &rescored)?;
             Ok::<_, Error>((comparators, compared, again))
         });

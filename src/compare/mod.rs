@@ -463,15 +463,18 @@ pub fn compare(
     specs: &[ComparisonSpec],
     candidates: &crate::block::Candidates,
 ) -> Result<Compared, crate::error::Error> {
-    compare_in(comparators, specs, candidates, Reads::Pairs)
+    compare_in(comparators, specs, candidates, Reads::Pairs, None)
 }
 
-/// [`compare`], reading the records as `reads` says.
+/// [`compare`], reading the records as `reads` says. In windows, the compared batches are
+/// slices of the candidates' columns and of each comparison's levels (no copies), the levels
+/// written to disk as made and mapped back when `levels_to` is given.
 pub fn compare_in(
     comparators: &Comparators,
     specs: &[ComparisonSpec],
     candidates: &crate::block::Candidates,
     reads: Reads,
+    levels_to: Option<&crate::state::Spill>,
 ) -> Result<Compared, crate::error::Error> {
     use rayon::prelude::*;
     let schema = levels_schema(specs);
@@ -524,27 +527,34 @@ pub fn compare_in(
                         break;
                     }
                 }
-                levels.push(lv);
+                // On disk when asked (in memory should writing them fail).
+                let on_disk = levels_to.map(|s| {
+                    let mut w = s.words::<u8>(1 << 20)?;
+                    w.push(&lv)?;
+                    w.finish()
+                });
+                levels.push(match on_disk {
+                    Some(Ok(mapped)) => mapped,
+                    _ => arrow_buffer::ScalarBuffer::from(lv),
+                });
             }
             match failed {
                 Some(e) => Err(e),
-                None => {
-                    (0..l.len())
-                        .step_by(BATCH)
-                        .map(|at| {
-                            let end = (at + BATCH).min(l.len());
-                            let mut cols: Vec<ArrayRef> = vec![
-                                Arc::new(UInt32Array::from(l[at..end].to_vec())),
-                                Arc::new(UInt32Array::from(r[at..end].to_vec())),
-                                Arc::new(UInt8Array::from(rule[at..end].to_vec())),
-                            ];
-                            cols.extend(levels.iter().map(|v| {
-                                Arc::new(UInt8Array::from(v[at..end].to_vec())) as ArrayRef
-                            }));
-                            RecordBatch::try_new(schema.clone(), cols)
-                        })
-                        .collect::<Result<Vec<_>, _>>()
-                }
+                None => (0..l.len())
+                    .step_by(BATCH)
+                    .map(|at| {
+                        let len = (at + BATCH).min(l.len()) - at;
+                        let mut cols: Vec<ArrayRef> = vec![
+                            Arc::new(UInt32Array::new(l.slice(at, len), None)),
+                            Arc::new(UInt32Array::new(r.slice(at, len), None)),
+                            Arc::new(UInt8Array::new(rule.slice(at, len), None)),
+                        ];
+                        cols.extend(levels.iter().map(|v| {
+                            Arc::new(UInt8Array::new(v.slice(at, len), None)) as ArrayRef
+                        }));
+                        RecordBatch::try_new(schema.clone(), cols)
+                    })
+                    .collect::<Result<Vec<_>, _>>(),
             }
         }
     }
@@ -776,25 +786,44 @@ mod tests {
             rule: vec![0; pairs].into(),
             ..Default::default()
         };
-        let by_pairs = compare_in(&comparators, &plan.comparisons, &candidates, Reads::Pairs);
+        let by_pairs = compare_in(
+            &comparators,
+            &plan.comparisons,
+            &candidates,
+            Reads::Pairs,
+            None,
+        );
         let by_windows = compare_in(
             &comparators,
             &plan.comparisons,
             &candidates,
             Reads::Windows(BATCH),
+            None,
         );
         // Fingerprinted one comparison at a time, windows or pairs (compared as text).
         let Ok(unprinted) = comparators_to_sweep(&table, &plan.comparisons) else {
             panic!("comparators");
         };
         assert!(unprinted.prints.is_empty());
+        // Levels on disk: the same batches.
+        let dir = std::env::temp_dir().join(format!("yiku-levels-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch folder");
+        let spill = crate::state::Spill::new(&dir, "t");
         let swept = compare_in(
             &unprinted,
             &plan.comparisons,
             &candidates,
             Reads::Windows(BATCH),
+            Some(&spill),
         );
-        let as_text = compare_in(&unprinted, &plan.comparisons, &candidates, Reads::Pairs);
+        let _ = std::fs::remove_dir_all(&dir);
+        let as_text = compare_in(
+            &unprinted,
+            &plan.comparisons,
+            &candidates,
+            Reads::Pairs,
+            None,
+        );
         let (Ok(a), Ok(b), Ok(c), Ok(d)) = (by_pairs, by_windows, swept, as_text) else {
             panic!("compared");
         };
