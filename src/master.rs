@@ -29,7 +29,7 @@ use crate::standardise::StdTable;
 #[derive(Debug, Clone, PartialEq)]
 pub struct MasterIndex {
     pub master_id: arrow_array::StringArray,
-    pub cluster_size: Vec<u32>,
+    pub cluster_size: arrow_buffer::ScalarBuffer<u32>,
     pub clusters: u64,
     /// Lineage events in runs that follow one another in [`Event`] order (a first run's
     /// events come in cluster order and are not copied into one run).
@@ -734,7 +734,18 @@ pub fn master_index_with(
         to(&events)?;
         events = Vec::new();
     }
-    let cluster_size: Vec<u32> = cluster_of.par_iter().map(|&c| sizes[c as usize]).collect();
+    let size_of = |i: &u32| sizes[*i as usize];
+    let cluster_size: arrow_buffer::ScalarBuffer<u32> = match spill {
+        None => cluster_of.par_iter().map(size_of).collect::<Vec<_>>().into(),
+        // On disk, ~1M records at a time.
+        Some(spill) => {
+            let mut out = spill.words::<u32>(1 << 20)?;
+            for some in cluster_of.chunks(1 << 20) {
+                out.push(&some.par_iter().map(size_of).collect::<Vec<_>>())?;
+            }
+            out.finish()?
+        }
+    };
     let new_ids = new_text.finish()?;
     let text_of = |id: Id| match id {
         Id::Previous(p) => prev_ids[p as usize],
