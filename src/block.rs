@@ -196,6 +196,49 @@ struct Sorted {
     tags: Vec<u32>,
 }
 
+/// The blocks of one rule's sorted records (`order`, with `starts` where a key starts): the
+/// (start, end) in `order` of every block of 2 to `max_block` records, one after another (under
+/// 2^32 records), the largest block's size, and the blocks over the cap, skipped. A block's
+/// size is `size(start, end)` (more than its records here when known from outside).
+fn runs_of(
+    table: &StdTable,
+    rule: &[String],
+    order: &[u32],
+    starts: &[bool],
+    max_block: usize,
+    size: impl Fn(usize, usize) -> usize,
+) -> (Vec<u32>, u64, Vec<SkippedBlock>) {
+    let mut runs: Vec<u32> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut largest = 0u64;
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && !starts[end] {
+            end += 1;
+        }
+        let size = size(start, end);
+        largest = largest.max(size as u64);
+        if size > max_block {
+            let first = order[start] as usize;
+            let key: Vec<String> = rule
+                .iter()
+                .filter_map(|c| table.column(c).map(|a| mask(a.value(first))))
+                .collect();
+            skipped.push(SkippedBlock {
+                rule: rule_name(rule),
+                key: key.join("+"),
+                records: size as u64,
+                pairs: (size as u64) * (size as u64 - 1) / 2,
+            });
+        } else if size > 1 {
+            runs.extend([start as u32, end as u32]);
+        }
+        start = end;
+    }
+    (runs, largest, skipped)
+}
+
 /// Finds the candidate pairs of a table; with a `focus`, only pairs with a focused record.
 pub fn block(
     table: &StdTable,
@@ -252,38 +295,12 @@ pub fn block_with(
             starts,
             tags,
         } = sorted;
-        // Blocks as start, end in `order`, one after another (under 2^32 records).
-        let mut runs: Vec<u32> = Vec::new();
-        let mut skipped = Vec::new();
-        let mut largest = 0u64;
-        let mut start = 0;
-        while start < order.len() {
-            let mut end = start + 1;
-            while end < order.len() && !starts[end] {
-                end += 1;
-            }
-            let key = k[order[start] as usize];
-            let size = sizes
-                .and_then(|f| f(r, key))
-                .map_or(end - start, |s| (s as usize).max(end - start));
-            largest = largest.max(size as u64);
-            if size > max_block {
-                let first = order[start] as usize;
-                let key: Vec<String> = rule
-                    .iter()
-                    .filter_map(|c| table.column(c).map(|a| mask(a.value(first))))
-                    .collect();
-                skipped.push(SkippedBlock {
-                    rule: rule_name(rule),
-                    key: key.join("+"),
-                    records: size as u64,
-                    pairs: (size as u64) * (size as u64 - 1) / 2,
-                });
-            } else if size > 1 {
-                runs.extend([start as u32, end as u32]);
-            }
-            start = end;
-        }
+        let size_of = |start: usize, end: usize| {
+            sizes
+                .and_then(|f| f(r, k[order[start] as usize]))
+                .map_or(end - start, |s| (s as usize).max(end - start))
+        };
+        let (runs, largest, skipped) = runs_of(table, rule, &order, &starts, max_block, size_of);
         drop((k, starts));
         let stats = RuleStats {
             rule: rule_name(rule),
@@ -562,32 +579,10 @@ fn block_partitioned(
                 o.push(&order)?;
             }
             drop(tags);
-            let mut runs: Vec<u32> = Vec::new();
-            let mut start = 0;
-            while start < order.len() {
-                let mut end = start + 1;
-                while end < order.len() && !starts[end] {
-                    end += 1;
-                }
-                let size = end - start;
-                st.largest_block = st.largest_block.max(size as u64);
-                if size > max_block {
-                    let first = order[start] as usize;
-                    let key: Vec<String> = rule
-                        .iter()
-                        .filter_map(|c| table.column(c).map(|a| mask(a.value(first))))
-                        .collect();
-                    st.skipped.push(SkippedBlock {
-                        rule: rule_name(rule),
-                        key: key.join("+"),
-                        records: size as u64,
-                        pairs: (size as u64) * (size as u64 - 1) / 2,
-                    });
-                } else if size > 1 {
-                    runs.extend([start as u32, end as u32]);
-                }
-                start = end;
-            }
+            let (runs, largest, skipped) =
+                runs_of(table, rule, &order, &starts, max_block, |a, b| b - a);
+            st.largest_block = st.largest_block.max(largest);
+            st.skipped.extend(skipped);
             drop(starts);
             st.blocks += runs.len() as u64 / 2;
             let found: Vec<Vec<u32>> = runs

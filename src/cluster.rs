@@ -236,9 +236,28 @@ impl UnionFind {
     }
 }
 
+/// A scored batch's `left`, `right`, `match_weight` and `match_probability` columns.
+fn scored_columns(
+    b: &arrow_array::RecordBatch,
+) -> Option<(
+    &arrow_array::UInt32Array,
+    &arrow_array::UInt32Array,
+    &arrow_array::Float64Array,
+    &arrow_array::Float64Array,
+)> {
+    use arrow_array::{Float64Array, UInt32Array};
+    let get = |n: &str| b.column_by_name(n).map(|c| c.as_any());
+    Some((
+        get("left")?.downcast_ref::<UInt32Array>()?,
+        get("right")?.downcast_ref::<UInt32Array>()?,
+        get("match_weight")?.downcast_ref::<Float64Array>()?,
+        get("match_probability")?.downcast_ref::<Float64Array>()?,
+    ))
+}
+
 /// The edges of scored batches: pairs whose probability reaches the threshold.
 pub fn edges(scored: &[arrow_array::RecordBatch], threshold: f64) -> Vec<Edge> {
-    use arrow_array::{Float64Array, UInt32Array};
+    use arrow_array::Float64Array;
     // Counted first: the list is made exactly as long as needed (~16 bytes an edge).
     let reached = |b: &arrow_array::RecordBatch| {
         b.column_by_name("match_probability")
@@ -249,13 +268,7 @@ pub fn edges(scored: &[arrow_array::RecordBatch], threshold: f64) -> Vec<Edge> {
     };
     let mut out = Vec::with_capacity(scored.par_iter().map(reached).sum());
     for b in scored {
-        let get = |n: &str| b.column_by_name(n).map(|c| c.as_any());
-        let (Some(l), Some(r), Some(w), Some(p)) = (
-            get("left").and_then(|c| c.downcast_ref::<UInt32Array>()),
-            get("right").and_then(|c| c.downcast_ref::<UInt32Array>()),
-            get("match_weight").and_then(|c| c.downcast_ref::<Float64Array>()),
-            get("match_probability").and_then(|c| c.downcast_ref::<Float64Array>()),
-        ) else {
+        let Some((l, r, w, p)) = scored_columns(b) else {
             continue;
         };
         for i in 0..b.num_rows() {
@@ -352,18 +365,11 @@ pub fn edge_columns(
     threshold: f64,
     spill: &crate::state::Spill,
 ) -> crate::error::Result<EdgeColumns> {
-    use arrow_array::{Float64Array, UInt32Array};
     const BUFFER: usize = 1 << 18;
     let (mut left, mut right) = (spill.words::<u32>(BUFFER)?, spill.words::<u32>(BUFFER)?);
     let mut weight = spill.words::<f64>(BUFFER)?;
     for b in scored {
-        let get = |n: &str| b.column_by_name(n).map(|c| c.as_any());
-        let (Some(l), Some(r), Some(w), Some(p)) = (
-            get("left").and_then(|c| c.downcast_ref::<UInt32Array>()),
-            get("right").and_then(|c| c.downcast_ref::<UInt32Array>()),
-            get("match_weight").and_then(|c| c.downcast_ref::<Float64Array>()),
-            get("match_probability").and_then(|c| c.downcast_ref::<Float64Array>()),
-        ) else {
+        let Some((l, r, w, p)) = scored_columns(b) else {
             continue;
         };
         let rows: Vec<usize> = (0..b.num_rows())

@@ -364,9 +364,10 @@ pub const PEAK_BYTES_PER_RECORD: u64 = 700;
 /// Memory a run takes whatever its size: code, thread stacks, and the stages' own working
 /// sets that do not grow with the records (a block of golden records and its encoded row
 /// groups, a wave of master ids, Parquet buffers). Measured in the spilled run, where it shows
-/// most (2026-12-06, seventeenth session: 169-176 MB at 2.02M person records, golden records
-/// the peak; 398-407 MB at 10.09M, blocking: ~120 MB plus ~29 bytes a record), with a margin
-/// (320 MB until then).
+/// most (2026-12-06, eighteenth session: 92-96 MB at 2.02M person records, 207-210 MB at
+/// 10.09M, the master ids' settling: ~60 MB plus ~14 bytes a record; the seventeenth:
+/// 169-176 and 398-407 MB), with a margin kept for the page cache a capped run reads its
+/// mapped files through (320 MB until the seventeenth session).
 pub const PEAK_BYTES_BASE: u64 = 192 << 20;
 /// Bytes of a row in a file whose row count is not in its metadata (CSV, Arrow IPC), a
 /// generous guess so that the estimate errs high.
@@ -409,10 +410,10 @@ pub const MAPPED_BYTES_PER_RECORD: u64 = 400;
 /// to disk as soon as it is made (in waves of rows), and so are the scored pairs, the master
 /// ids and blocking's sorted lists ([`MemoryMode::Spilled`]): the peak is then blocking,
 /// scoring, clustering or the master ids at 10M records, all close, and golden records at 2M.
-/// Measured likewise (see [`PEAK_BYTES_BASE`]), with a margin: 0.60 GB at 10M, 0.28 GB at 2M
-/// (64 bytes a record until the seventeenth session, when the spilled run took ~50; 140 on a
-/// 64 MB base before the sixteenth, under the peak measured at 1M).
-pub const SPILLED_BYTES_PER_RECORD: u64 = 40;
+/// Measured likewise (see [`PEAK_BYTES_BASE`]), with a margin: 0.40 GB at 10M, 0.24 GB at 2M
+/// (40 bytes a record in the seventeenth session, when the spilled run took ~29; 64 until
+/// then, when it took ~50; 140 on a 64 MB base before the sixteenth).
+pub const SPILLED_BYTES_PER_RECORD: u64 = 20;
 
 /// How a run holds its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

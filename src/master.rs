@@ -736,7 +736,11 @@ pub fn master_index_with(
     }
     let size_of = |i: &u32| sizes[*i as usize];
     let cluster_size: arrow_buffer::ScalarBuffer<u32> = match spill {
-        None => cluster_of.par_iter().map(size_of).collect::<Vec<_>>().into(),
+        None => cluster_of
+            .par_iter()
+            .map(size_of)
+            .collect::<Vec<_>>()
+            .into(),
         // On disk, ~1M records at a time.
         Some(spill) => {
             let mut out = spill.words::<u32>(1 << 20)?;
