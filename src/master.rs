@@ -485,7 +485,10 @@ pub fn master_index_with(
     let cluster_of = &groups.cluster_of;
     let members = |c: usize| groups.members(c);
     let n_clusters = groups.len();
-    let sizes: Vec<u32> = (0..n_clusters).map(|c| members(c).len() as u32).collect();
+    // No previous ids (a first run, or the first of this kind): every cluster gets a new id,
+    // numbered in cluster order, and nothing per cluster is kept while settling (the lists
+    // below stay empty: ~24 bytes a cluster, the peak of a spilled first run).
+    let fresh = prev_ids.is_empty();
     // Per-cluster lists are kept flat (a list per cluster would cost 24 bytes per cluster
     // even when empty, as on a first run): `start[c]..start[c + 1]` of `data`.
     const BLOCK_BITS: u32 = 14;
@@ -494,7 +497,7 @@ pub fn master_index_with(
     let clusters_of = |b: usize| b * BLOCK..((b + 1) * BLOCK).min(n_clusters);
     // Records of each previous id per cluster: (id, count), by id.
     let (count_start, count_data) = flat(
-        (0..blocks)
+        (0..if fresh { 0 } else { blocks })
             .into_par_iter()
             .map(|b| {
                 let mut lens = Vec::with_capacity(BLOCK);
@@ -517,7 +520,10 @@ pub fn master_index_with(
             })
             .collect(),
     );
-    let counts = |c: usize| &count_data[count_start[c] as usize..count_start[c + 1] as usize];
+    let counts = |c: usize| match count_start.get(c..c + 2) {
+        Some(&[a, b]) => &count_data[a as usize..b as usize],
+        _ => &[],
+    };
     let count_in = |c: usize, p: u32| {
         let cs = counts(c);
         cs.binary_search_by_key(&p, |x| x.0).map_or(0, |k| cs[k].1)
@@ -532,17 +538,17 @@ pub fn master_index_with(
         }
     }
     // The previous ids each cluster won, ascending: a counting sort of `best` by cluster.
-    let mut won_start = vec![0u32; n_clusters + 1];
+    let mut won_start = vec![0u32; if fresh { 0 } else { n_clusters + 1 }];
     for &(_, c) in &best {
         if c != u32::MAX {
             won_start[c as usize + 1] += 1;
         }
     }
-    for c in 0..n_clusters {
+    for c in 0..won_start.len().saturating_sub(1) {
         won_start[c + 1] += won_start[c];
     }
-    let mut won_data = vec![0u32; won_start[n_clusters] as usize];
-    let mut fill: Vec<u32> = won_start[..n_clusters].to_vec();
+    let mut won_data = vec![0u32; won_start.last().map_or(0, |&w| w as usize)];
+    let mut fill: Vec<u32> = won_start[..won_start.len().saturating_sub(1)].to_vec();
     for (p, &(_, c)) in best.iter().enumerate() {
         if c != u32::MAX {
             won_data[fill[c as usize] as usize] = p as u32;
@@ -550,9 +556,13 @@ pub fn master_index_with(
         }
     }
     drop(fill);
-    let won = |c: usize| &won_data[won_start[c] as usize..won_start[c + 1] as usize];
-    // New ids are numbered in cluster order: a prefix count over the clusters that won none.
-    let mut seq_of = vec![0u32; n_clusters];
+    let won = |c: usize| match won_start.get(c..c + 2) {
+        Some(&[a, b]) => &won_data[a as usize..b as usize],
+        _ => &[],
+    };
+    // New ids are numbered in cluster order: a prefix count over the clusters that won none
+    // (with no previous ids, cluster `c`'s is `c + 1`).
+    let mut seq_of = vec![0u32; if fresh { 0 } else { n_clusters }];
     let mut seq = 0u32;
     for (c, s) in seq_of.iter_mut().enumerate() {
         if won(c).is_empty() {
@@ -560,6 +570,7 @@ pub fn master_index_with(
             *s = seq;
         }
     }
+    let seq_at = |c: usize| seq_of.get(c).map_or(c as u64 + 1, |&s| u64::from(s));
     // Each cluster's id and events depend on that cluster alone: settled in parallel blocks
     // of clusters, in order, each block with its own list of events.
     // A new id is appended to `new` as it is made.
@@ -585,7 +596,7 @@ pub fn master_index_with(
                 survivor
             }
             None => {
-                let id = new_id(table.kind, run, u64::from(seq_of[c]));
+                let id = new_id(table.kind, run, seq_at(c));
                 // The block's `k`-th new id.
                 let k = new.len() as u32;
                 new.append_value(&id);
@@ -673,7 +684,8 @@ pub fn master_index_with(
         true => 4 * rayon::current_num_threads().max(1),
         false => blocks.max(1),
     };
-    let mut id_of: Vec<Id> = Vec::with_capacity(n_clusters);
+    // Each cluster's id (with no previous ids, cluster `c`'s is the `c`-th new id: not kept).
+    let mut id_of: Vec<Id> = Vec::with_capacity(if fresh { 0 } else { n_clusters });
     let mut parts = Vec::new();
     // Every block's new ids one after another (~24 bytes a cluster: to disk as made when
     // spilled): `Id::New(b << BLOCK_BITS | k)` is `new_ids.value(new_start[b] + k)`.
@@ -691,7 +703,9 @@ pub fn master_index_with(
             .collect();
         let mut evs = Vec::with_capacity(settled.len());
         for (ids, e, new) in settled {
-            id_of.extend(ids);
+            if !fresh {
+                id_of.extend(ids);
+            }
             evs.push(e);
             new_start.push(made);
             made += new.len();
@@ -734,7 +748,7 @@ pub fn master_index_with(
         to(&events)?;
         events = Vec::new();
     }
-    let size_of = |i: &u32| sizes[*i as usize];
+    let size_of = |i: &u32| members(*i as usize).len() as u32;
     let cluster_size: arrow_buffer::ScalarBuffer<u32> = match spill {
         None => cluster_of
             .par_iter()
@@ -761,7 +775,13 @@ pub fn master_index_with(
         stage: "master",
         message: format!("master ids do not fit one column: {e}"),
     };
-    let id_of_record = |i: usize| text_of(id_of[cluster_of[i] as usize]);
+    let id_of_record = |i: usize| {
+        let c = cluster_of[i];
+        text_of(match fresh {
+            true => Id::New(c),
+            false => id_of[c as usize],
+        })
+    };
     let n = cluster_of.len();
     let master_id = match spill {
         None => crate::mem::par_text_of(n, id_of_record).map_err(too_long)?,
