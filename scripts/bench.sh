@@ -46,7 +46,8 @@ PY
     done
   done
 done
-PROFILE="${PROFILE:-dist}" python3 - "$rows" <<'PY'
+BUILD="$(cat "$BIN.build" 2>/dev/null || echo "the \`${PROFILE:-dist}\` profile")" \
+  python3 - "$rows" <<'PY'
 import json, os, re, statistics, subprocess, sys, datetime
 rows = [json.loads(l) for l in open(sys.argv[1])]
 groups = {}
@@ -71,7 +72,7 @@ section = f"""<!-- bench:begin -->
 ## Whole runs (`scripts/bench.sh`)
 
 Generated persons (`yiku generate --persons N --enterprises 0 --seed 7`, about two records per
-person across departments), the person preset, `yiku run` built with the `{os.environ['PROFILE']}` profile. Seconds per stage
+person across departments), the person preset, `yiku run` built with {os.environ['BUILD']}. Seconds per stage
 are medians of {max(len(g) for g in groups.values())} runs (one run for the largest sizes) from each run's `run.json`; peak RSS from `/usr/bin/time -v`; F1 from
 `yiku eval` against the generated truth.
 

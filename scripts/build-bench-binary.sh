@@ -14,7 +14,8 @@
 # than the same build without PGO. Both builds are full builds of their own (~6 min each);
 # later calls rebuild only what changed. Without llvm-profdata (rustup unavailable) the plain
 # dist build is used, with a warning.
-# PROFILE=release measures the development build (never with PGO).
+# PROFILE=release measures the development build (never with PGO). How the binary was built
+# goes to "$1.build", which the benchmark scripts quote.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest="$1"
@@ -37,6 +38,7 @@ profdata_tool() {
 }
 
 built="target/$profile/yiku"
+how="the \`$profile\` profile"
 if [ "$pgo" = 1 ]; then
     if tool="$(profdata_tool)"; then
         work="$PWD/target/pgo"
@@ -66,8 +68,10 @@ if [ "$pgo" = 1 ]; then
         RUSTFLAGS="-Cprofile-use=$work/merged.profdata" CARGO_TARGET_DIR="$work/use" \
             cargo build --profile dist --locked --bin yiku >&2
         built="$work/use/dist/yiku"
+        how="the \`dist\` profile with PGO"
     else
         log "warning: llvm-profdata not found: building without PGO"
+        how="the \`dist\` profile (no PGO: llvm-profdata not found)"
         cargo build --profile dist --locked --bin yiku >&2
     fi
 else
@@ -75,3 +79,5 @@ else
 fi
 mkdir -p "$(dirname "$dest")"
 cp "$built" "$dest.tmp" && mv "$dest.tmp" "$dest"
+# How it was built, for the scripts' reports.
+echo "$how" > "$dest.build"

@@ -6,7 +6,7 @@
 #
 # Steps, all re-runnable (what exists is reused, every measurement is taken afresh):
 #   1. a venv at target/splink-venv with pinned Splink, DuckDB, pyarrow and pandas from PyPI;
-#   2. yiku built with the `dist` profile (PROFILE=release for the development build) by
+#   2. yiku built with the `dist` profile and PGO (PROFILE=release for the development build) by
 #      scripts/build-bench-binary.sh and copied to target/splink-bench/, so that a rebuild by
 #      someone else during the run cannot change the binary under measurement;
 #   3. data/bench-N from `yiku generate --persons N --enterprises 0 --seed 7` (only when missing);
@@ -119,7 +119,8 @@ log "splink: process wall s, peak RSS MB = $SPLINK_STATS"
 # --- Report ------------------------------------------------------------------------------------
 CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
 PROFILE="${PROFILE:-dist}"
-export N COMMAND WORK THREADS YIKU_VERSION GIT_REV LOAD_BEFORE CPU PROFILE
+BUILD="$(cat "$YIKU.build" 2>/dev/null || echo "the \`$PROFILE\` profile")"
+export N COMMAND WORK THREADS YIKU_VERSION GIT_REV LOAD_BEFORE CPU PROFILE BUILD
 export YIKU_STATS_ALL="${YIKU_STATS[*]}" SPLINK_STATS
 export NPROC="$(nproc)" MEM_GB="$(free -g | awk '/^Mem:/ { print $2 }')" DATE="$(date -u '+%Y-%m-%d %H:%M UTC')"
 export LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -170,7 +171,7 @@ lines = [
     "",
     f"- yiku runs (wall s), after one unmeasured warm-up run: {', '.join(f'{w:.1f}' for w in yiku_walls)}; "
     f"yiku's own `total_seconds` in run 1: {yiku_run['total_seconds']:.1f}; "
-    f"yiku at {env['GIT_REV']}, built with the `{env['PROFILE']}` profile.",
+    f"yiku at {env['GIT_REV']}, built with {env['BUILD']}.",
     f"- Splink stages (s): {stages}; {splink['matches']:,} pairs at match probability ≥ 0.9.",
     f"- Machine: {env['NPROC']} cores ({env['CPU'] or 'CPU model unknown'}), {env['MEM_GB']} GB memory "
     f"(`free -g`); both tools given {env['THREADS']} threads. Shared machine: load average "

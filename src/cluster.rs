@@ -86,13 +86,21 @@ impl Groups {
     /// ranks of the records that are their own label. A label above its record (not a
     /// smallest member) starts a cluster of its own.
     pub fn of(label: &[u32]) -> Groups {
+        Groups::of_owned(label.to_vec())
+    }
+
+    /// [`Groups::of`], each record's cluster made in place of its label (no second list of a
+    /// record each while the groups are made).
+    pub fn of_owned(label: Vec<u32>) -> Groups {
         // Each record's cluster in one pass: a label is never above its record, so a
-        // record's label's cluster is known when the record is reached (no list of ranks).
-        let mut cluster_of = vec![0u32; label.len()];
+        // record's label's cluster is known when the record is reached (no list of ranks);
+        // `cluster_of[l]` for `l < i` is already a cluster when record `i` reads it.
+        let mut cluster_of = label;
         let mut clusters = 0u32;
-        for (i, &l) in label.iter().enumerate() {
-            cluster_of[i] = match cluster_of.get(l as usize) {
-                Some(&c) if (l as usize) < i => c,
+        for i in 0..cluster_of.len() {
+            let l = cluster_of[i] as usize;
+            cluster_of[i] = match cluster_of.get(l) {
+                Some(&c) if l < i => c,
                 _ => {
                     clusters += 1;
                     clusters - 1
@@ -109,7 +117,7 @@ impl Groups {
         }
         // Each cluster's start serves as its fill cursor, then takes its place back: at the
         // end it is the next cluster's start, so all move up one (no copy of the starts).
-        let mut member = vec![0u32; label.len()];
+        let mut member = vec![0u32; cluster_of.len()];
         for (i, &c) in cluster_of.iter().enumerate() {
             member[start[c as usize] as usize] = i as u32;
             start[c as usize] += 1;
@@ -453,10 +461,9 @@ pub fn cluster_edges(
             let e = edges.at(i);
             uf.union(e.left, e.right)
         });
-    let mut label = uf.into_labels();
-
-    // Components whose members disagree on a must-not-link column.
-    let mut groups = Groups::of(&label);
+    // Each record's cluster made in place of its label; a record's label is then the first
+    // member of its cluster (`root`), not a list of its own (4 bytes a record less).
+    let mut groups = Groups::of_owned(uf.into_labels());
     // Clusters whose records disagree on a must-not-link column (by their label), checked
     // cluster by cluster in parallel.
     let mut conflicted: Vec<u32> = (0..groups.len())
@@ -473,27 +480,44 @@ pub fn cluster_edges(
                         .next()
                         .is_some_and(|first| values.any(|v| v != first))
                 });
-            clash.then(|| label[members[0] as usize])
+            clash.then(|| members[0])
         })
         .collect();
+    let root = |g: &Groups, i: u32| -> u32 {
+        g.cluster_of
+            .get(i as usize)
+            .and_then(|&c| g.members(c as usize).first().copied())
+            .unwrap_or(i)
+    };
     for &(a, b) in cannot_link {
-        if label[a as usize] == label[b as usize] {
-            conflicted.push(label[a as usize]);
+        let (ca, cb) = (
+            groups.cluster_of.get(a as usize),
+            groups.cluster_of.get(b as usize),
+        );
+        if ca.is_some() && ca == cb {
+            conflicted.push(root(&groups, a));
         }
     }
     conflicted.sort_unstable();
     conflicted.dedup();
     let mut cut_edges = 0u64;
     // On disk when a spill is given (in memory should writing it fail).
+    // (Made a million records at a time from the groups when written to disk.)
     let component = (!conflicted.is_empty()).then(|| {
         let on_disk = spill.map(|s| {
             let mut w = s.words::<u32>(1 << 20)?;
-            w.push(&label)?;
+            for first in (0..n).step_by(1 << 20) {
+                let labels: Vec<u32> = (first..(first + (1 << 20)).min(n))
+                    .into_par_iter()
+                    .map(|i| root(&groups, i as u32))
+                    .collect();
+                w.push(&labels)?;
+            }
             w.finish()
         });
         match on_disk {
             Some(Ok(c)) => c,
-            _ => ScalarBuffer::from(label.clone()),
+            _ => ScalarBuffer::from(groups.labels()),
         }
     });
     if !conflicted.is_empty() {
@@ -504,7 +528,7 @@ pub fn cluster_edges(
             .enumerate()
             .map(|(k, &r)| (r, k as u32))
             .collect();
-        let slot_of = |i: u32| slot.get(&label[i as usize]).map(|&k| k as usize);
+        let slot_of = |i: u32| slot.get(&root(&groups, i)).map(|&k| k as usize);
         let mut comp_edges: Vec<Vec<Edge>> = vec![Vec::new(); conflicted.len()];
         for i in 0..edges.len() {
             let e = edges.at(i);
@@ -529,6 +553,7 @@ pub fn cluster_edges(
             .map(|((es, ms), cl)| recluster(ms, es, must_not_link, cl))
             .collect();
         drop(slot);
+        let mut label = groups.labels();
         for (relabels, cut) in results {
             cut_edges += cut;
             for (i, l) in relabels {
@@ -537,9 +562,8 @@ pub fn cluster_edges(
         }
         // The old groups go before the new are made (~12 bytes a record each).
         drop(std::mem::take(&mut groups));
-        groups = Groups::of(&label);
+        groups = Groups::of_owned(label);
     }
-    drop(label);
     Clusters {
         groups,
         conflicts: conflicted.len() as u64,
@@ -751,6 +775,22 @@ mod tests {
         );
         assert!(by_list.cut_edges > 0);
         assert_eq!(by_columns, by_list);
+        // The components (before cuts) are each record's smallest fellow over the kept edges,
+        // written to disk from the groups: checked against a plain union-find.
+        let mut parent: Vec<u32> = (0..n).collect();
+        fn top(parent: &mut [u32], mut x: u32) -> u32 {
+            while parent[x as usize] != x {
+                x = parent[x as usize];
+            }
+            x
+        }
+        for e in &list {
+            let (a, b) = (top(&mut parent, e.left), top(&mut parent, e.right));
+            parent[a.max(b) as usize] = a.min(b);
+        }
+        let smallest: Vec<u32> = (0..n).map(|i| top(&mut parent, i)).collect();
+        assert_eq!(by_columns.components().as_ref(), smallest.as_slice());
+        assert_eq!(by_list.components().as_ref(), smallest.as_slice());
         // Groups and components on disk are the same.
         let mut spilled = by_columns.clone();
         spilled.spill(&spill).expect("groups on disk");
