@@ -410,10 +410,11 @@ pub const MAPPED_BYTES_PER_RECORD: u64 = 400;
 /// to disk as soon as it is made (in waves of rows), and so are the scored pairs, the master
 /// ids and blocking's sorted lists ([`MemoryMode::Spilled`]): the peak is then blocking,
 /// scoring, clustering or the master ids at 10M records, all close, and golden records at 2M.
-/// Measured likewise (see [`PEAK_BYTES_BASE`]), with a margin: 0.40 GB at 10M, 0.24 GB at 2M
-/// (40 bytes a record in the seventeenth session, when the spilled run took ~29; 64 until
-/// then, when it took ~50; 140 on a 64 MB base before the sixteenth).
-pub const SPILLED_BYTES_PER_RECORD: u64 = 20;
+/// Measured likewise (see [`PEAK_BYTES_BASE`]), with a margin: 0.36 GB at 10M, 0.23 GB at 2M
+/// (measured 0.18-0.19 and 0.10 GB in the nineteenth session, ~11 bytes a record; 20 in the
+/// eighteenth, when the run held ~14; 40 in the seventeenth, when it took ~29; 64 until then,
+/// when it took ~50; 140 on a 64 MB base before the sixteenth).
+pub const SPILLED_BYTES_PER_RECORD: u64 = 16;
 
 /// How a run holds its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
