@@ -285,7 +285,7 @@ pub fn golden_records(
     master_id: &StringArray,
     groups: &crate::cluster::Groups,
     reads: (Reads, Option<&crate::state::Spill>),
-    sink: &mut dyn FnMut(&RecordBatch) -> crate::error::Result<()>,
+    sink: &mut (dyn FnMut(&RecordBatch) -> crate::error::Result<()> + Send),
 ) -> crate::error::Result<u64> {
     let block = match reads.1 {
         Some(_) => rayon::current_num_threads().clamp(1, 4) * crate::output::ROWS_PER_GROUP,
@@ -313,7 +313,7 @@ fn golden_in_blocks(
     groups: &crate::cluster::Groups,
     (reads, buckets): (Reads, Option<&crate::state::Spill>),
     block: usize,
-    sink: &mut dyn FnMut(&RecordBatch) -> crate::error::Result<()>,
+    sink: &mut (dyn FnMut(&RecordBatch) -> crate::error::Result<()> + Send),
 ) -> crate::error::Result<u64> {
     let arrow = |e: ArrowError| crate::error::Error::Data {
         stage: "golden",
@@ -413,6 +413,11 @@ fn golden_in_blocks(
         }
         _ => Vec::new(),
     };
+    // In memory (no spill), a block is made while the one before is handed to `sink` (encoded
+    // and written): the stretches where one of them leaves a core idle overlap. A spilled run
+    // makes and hands on one block at a time (two blocks' rows would be its peak).
+    let overlap = buckets.is_none();
+    let mut made: Option<RecordBatch> = None;
     for (k, part) in partitions.into_iter().enumerate() {
         let blocks = &blocks[part];
         let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
@@ -421,24 +426,52 @@ fn golden_in_blocks(
         let (from, to) = (start(first.start), start(last.end));
         let rows = &groups.member[from..to];
         let in_row_order = matches!(reads, Reads::Partitions(_));
-        let taken = match bucketed.get_mut(k).map(std::mem::take) {
+        let read = bucketed.get_mut(k).map(std::mem::take);
+        let make_taken = || match read {
             Some(read) => Taken::of_buckets(table, &fields, rows, read),
             None => Taken::read(table, &fields, rows, in_row_order),
-        }
-        .map_err(arrow)?;
+        };
+        let taken = hand_on_while(&mut made, sink, overlap, make_taken)?.map_err(arrow)?;
         for block in blocks {
-            let batch = Block {
-                clusters: block.clone(),
-                groups,
-                from,
-                taken: &taken,
+            let make_rows = || {
+                Block {
+                    clusters: block.clone(),
+                    groups,
+                    from,
+                    taken: &taken,
+                }
+                .rows(&fields, &rank, table, master_id, &schema)
+            };
+            let batch = hand_on_while(&mut made, sink, overlap, make_rows)?.map_err(arrow)?;
+            made = Some(batch);
+            if !overlap {
+                hand_on_while(&mut made, sink, false, || ())?;
             }
-            .rows(&fields, &rank, table, master_id, &schema)
-            .map_err(arrow)?;
-            sink(&batch)?;
         }
     }
+    hand_on_while(&mut made, sink, false, || ())?;
     Ok(n_clusters as u64)
+}
+
+/// Hands the block `made` (if any) to `sink` and runs `work`: side by side when `overlap`,
+/// else one after the other.
+fn hand_on_while<T: Send>(
+    made: &mut Option<RecordBatch>,
+    sink: &mut (dyn FnMut(&RecordBatch) -> crate::error::Result<()> + Send),
+    overlap: bool,
+    work: impl FnOnce() -> T + Send,
+) -> crate::error::Result<T> {
+    let Some(batch) = made.take() else {
+        return Ok(work());
+    };
+    let (done, sunk) = match overlap {
+        true => rayon::join(work, || sink(&batch)),
+        false => {
+            let sunk = sink(&batch);
+            (work(), sunk)
+        }
+    };
+    sunk.map(|()| done)
 }
 
 /// A block of clusters of a partition whose records were read as `taken`, which starts at

@@ -44,9 +44,16 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    yiku::mem::with_huge_pages();
-    yiku::mem::reuse_freed_blocks();
     let cli = Cli::parse();
+    // Parsing the arguments starts no thread: the program may still start itself again.
+    let input_bytes = match &cli.command {
+        Command::Run(a) => cmd::run::input_bytes(&a.job),
+        _ => None,
+    };
+    if yiku::mem::huge_pages_wanted(input_bytes) {
+        yiku::mem::with_huge_pages();
+    }
+    yiku::mem::reuse_freed_blocks();
     let result = match &cli.command {
         Command::Run(a) => cmd::run::run(a, cli.quiet),
         Command::Demo(a) => cmd::demo::run(a, cli.quiet),

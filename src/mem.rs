@@ -47,22 +47,40 @@ pub fn return_freed_blocks() {
 /// (`madvise`, 2 MB pages): one page fault and one TLB entry per 2 MB instead of per 4 KB.
 pub const HUGE_PAGE_TUNABLE: &str = "glibc.malloc.hugetlb=1";
 
+/// Inputs (the job's source files, in bytes) from which a run starts itself again with
+/// [`with_huge_pages`] ([`huge_pages_wanted`]). Measured, the same binary, interleaved runs:
+/// 10M records in memory (699 MB of Parquet) 27.75 vs 29.76 s median of 3 with them; 2M
+/// records (139 MB) 4.95 vs 4.72 s median of 6 *without* them (system time 1.0-1.4 vs 0.7-0.9
+/// s: whole 2 MB pages zeroed for blocks that use part of them). Between the two, unmeasured:
+/// the line is drawn near their geometric mean.
+pub const HUGE_PAGES_FROM_INPUT_BYTES: u64 = 300 << 20;
+
+/// Whether a run over `input_bytes` of source files (`None`: not known) should have glibc's
+/// heaps on huge pages: `YIKU_HUGE_PAGES=1` or `0` says so, else inputs of at least
+/// [`HUGE_PAGES_FROM_INPUT_BYTES`].
+pub fn huge_pages_wanted(input_bytes: Option<u64>) -> bool {
+    match std::env::var_os("YIKU_HUGE_PAGES") {
+        Some(v) if v == "1" => true,
+        Some(v) if v == "0" => false,
+        _ => input_bytes.is_some_and(|b| b >= HUGE_PAGES_FROM_INPUT_BYTES),
+    }
+}
+
 /// Starts the program again, once, with glibc's heaps on transparent huge pages
 /// ([`HUGE_PAGE_TUNABLE`]), which glibc reads only at start. Measured on 10M records in memory
 /// (release build, 2 threads, 4 runs each, interleaved): 29.0 -> 25.2 s median (standardise,
 /// load and golden records fault in fewer pages), peak memory the same (4.7-4.8 GB); the
-/// spilled run's anonymous peak the same (0.80-0.84 GB); on 2M records no difference. Does
-/// nothing when the setting is already there, when `YIKU_HUGE_PAGES=0`, or off glibc; if the
-/// program cannot be started again it simply goes on as it is. Call it first in `main`,
-/// before any thread starts.
+/// spilled run's anonymous peak the same (0.80-0.84 GB); on 2M records slower (see
+/// [`HUGE_PAGES_FROM_INPUT_BYTES`]), so `main` asks only for large runs
+/// ([`huge_pages_wanted`]). Does nothing when the setting is already there or off glibc; if
+/// the program cannot be started again it simply goes on as it is. Call it in `main` before
+/// any thread starts.
 pub fn with_huge_pages() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt;
         let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-        if std::env::var_os("YIKU_HUGE_PAGES").is_some_and(|v| v == "0")
-            || tunables.contains("glibc.malloc.hugetlb")
-        {
+        if tunables.contains("glibc.malloc.hugetlb") {
             return;
         }
         let Ok(exe) = std::env::current_exe() else {

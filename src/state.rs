@@ -402,24 +402,74 @@ pub fn standardised_batch(
 /// never exists in the heap.
 pub type Keep<'a> = &'a (dyn Fn(&[StringArray]) -> Result<StringArray> + Sync);
 
-/// The pieces of a column joined in memory (a single piece is taken as it is).
+/// The pieces of a column joined in memory (a single piece is taken as it is), the pieces
+/// copied side by side on every thread: a field of one column (gender, phone) has no other
+/// column to join beside it, and one thread copying a column of 2M records and faulting in
+/// its pages held up the stage.
 pub fn join(parts: &[StringArray]) -> Result<StringArray> {
+    use rayon::prelude::*;
+    let too_big = || Error::Data {
+        stage: "columns",
+        message: "a column's text exceeds 2 GiB (Arrow's 32-bit offsets): split the job (by \
+                  region or by kind)"
+            .into(),
+    };
     match parts {
-        [] => Ok(StringArray::new_null(0)),
-        [one] => Ok(one.clone()),
-        _ => {
-            let arrays: Vec<&dyn Array> = parts.iter().map(|a| a as &dyn Array).collect();
-            arrow_select::concat::concat(&arrays)
-                .ok()
-                .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
-                .ok_or_else(|| Error::Data {
-                    stage: "columns",
-                    message: "a column's text exceeds 2 GiB (Arrow's 32-bit offsets): split \
-                              the job (by region or by kind)"
-                        .into(),
-                })
-        }
+        [] => return Ok(StringArray::new_null(0)),
+        [one] => return Ok(one.clone()),
+        _ => {}
     }
+    // Each piece's bytes: from its first value's start to its last's end.
+    let span = |p: &StringArray| {
+        let o = p.value_offsets();
+        let (first, last) = (o.first().copied(), o.last().copied());
+        let (first, last) = (first.unwrap_or(0) as usize, last.unwrap_or(0) as usize);
+        first..last
+    };
+    let mut starts = Vec::with_capacity(parts.len());
+    let mut total = 0usize;
+    for p in parts {
+        starts.push(i32::try_from(total).map_err(|_| too_big())?);
+        total += span(p).len();
+    }
+    i32::try_from(total).map_err(|_| too_big())?;
+    let rows: usize = parts.iter().map(Array::len).sum();
+    let mut values = vec![0u8; total];
+    let mut offsets = vec![0i32; rows + 1];
+    let (mut value_rest, mut offset_rest) = (values.as_mut_slice(), &mut offsets[1..]);
+    let mut slots = Vec::with_capacity(parts.len());
+    for p in parts {
+        let (v, vr) = std::mem::take(&mut value_rest).split_at_mut(span(p).len());
+        let (o, or) = std::mem::take(&mut offset_rest).split_at_mut(p.len());
+        (value_rest, offset_rest) = (vr, or);
+        slots.push((v, o));
+    }
+    parts
+        .par_iter()
+        .zip(slots)
+        .zip(starts)
+        .for_each(|((p, (v, o)), base)| {
+            let from = span(p);
+            let first = from.start as i32;
+            v.copy_from_slice(p.value_data().get(from).unwrap_or_default());
+            for (end, &e) in o.iter_mut().zip(p.value_offsets().iter().skip(1)) {
+                *end = base + (e - first);
+            }
+        });
+    let nulls = parts.iter().any(|p| p.null_count() > 0).then(|| {
+        let mut valid = arrow_buffer::BooleanBufferBuilder::new(rows);
+        for p in parts {
+            match p.nulls() {
+                Some(n) => valid.append_buffer(n.inner()),
+                None => valid.append_n(p.len(), true),
+            }
+        }
+        arrow_buffer::NullBuffer::new(valid.finish())
+    });
+    let offsets = arrow_buffer::OffsetBuffer::new(offsets.into());
+    // SAFETY: the bytes are the pieces' values, whole and in order, each piece a valid string
+    // array; the offsets are each piece's own, moved by where its bytes now start.
+    Ok(unsafe { StringArray::new_unchecked(offsets, values.into(), nulls) })
 }
 
 /// Where a stage puts the text columns it makes part by part ([`Columns::parts`]) or whole
@@ -1637,6 +1687,16 @@ mod tests {
         assert_eq!(kept, whole);
         assert_eq!(kept, join(&pieces).unwrap());
         assert_eq!(kept.null_count(), 3);
+        // Pieces with no nulls join with none; the offsets run on from piece to piece.
+        let plain = [
+            StringArray::from(vec!["甲", ""]),
+            StringArray::from(vec!["乙丙"]).slice(0, 1),
+            StringArray::from(vec!["x", "丁"]).slice(1, 1),
+        ];
+        let joined = join(&plain).unwrap();
+        assert_eq!(joined, StringArray::from(vec!["甲", "", "乙丙", "丁"]));
+        assert!(joined.nulls().is_none());
+        assert_eq!(joined.value_offsets(), &[0, 3, 3, 9, 12]);
         // The same pieces written one after another as they are made.
         let mut text = spill.text().unwrap();
         for p in &pieces {

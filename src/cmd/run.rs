@@ -57,6 +57,16 @@ pub fn run(args: &RunArgs, quiet: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The bytes of a job's source files (`None` when the job cannot be read: the run says why).
+pub fn input_bytes(job: &std::path::Path) -> Option<u64> {
+    let plan = Plan::from_file(job).ok()?;
+    let sizes = plan
+        .sources
+        .iter()
+        .filter_map(|s| std::fs::metadata(&s.path).ok().map(|m| m.len()));
+    Some(sizes.sum())
+}
+
 /// One line per kind and where the outputs are.
 pub fn print_summary(s: &yiku::report::RunSummary, out: &std::path::Path) {
     for k in &s.kinds {
