@@ -239,25 +239,37 @@ fn slot_for(table: &mut [u64; SLOTS], code: u32) -> &mut u64 {
 /// differ, with the bigrams that join them to the prefix and suffix, are matched bigram by
 /// bigram. Same figure as over all bigrams (tested against the sorted lists).
 pub fn dice(a: &str, b: &str) -> f64 {
-    let (na, nb) = (bigram_count(a), bigram_count(b));
+    let (p, s) = shared_ends(a, b);
+    let (kp, ks) = (chars_in(&a[..p]), chars_in(&a[a.len() - s..]));
+    // The middles reach one character into the prefix and one into the suffix, so that the
+    // bigrams joining them stay with the middle.
+    let back = a[..p].chars().next_back().map_or(0, char::len_utf8);
+    let on = a[a.len() - s..].chars().next().map_or(0, char::len_utf8);
+    let (ma, mb) = (
+        &a[p - back..a.len() - s + on],
+        &b[p - back..b.len() - s + on],
+    );
+    let (common, ca, cb) = common_bigrams(ma, mb);
+    // Characters of each text: prefix, suffix and middle, less the two the middle shares.
+    let shared_chars = usize::from(kp > 0) + usize::from(ks > 0);
+    let na = (kp + ks + ca).saturating_sub(shared_chars + 1);
+    let nb = (kp + ks + cb).saturating_sub(shared_chars + 1);
     if na == 0 || nb == 0 {
         return if a == b { 1.0 } else { 0.0 };
     }
-    let (shared, ma, mb) = shared_ends(a, b);
-    let common = shared + common_bigrams(ma, mb);
+    let common = kp.saturating_sub(1) + ks.saturating_sub(1) + common;
     2.0 * common as f64 / (na + nb) as f64
 }
 
-/// The bigrams of a text: one fewer than its characters.
-fn bigram_count(s: &str) -> usize {
-    s.chars().count().saturating_sub(1)
+/// The characters of a text (its bytes that start one), counted inline: the texts here are
+/// short, and a call per count cost as much as the rest of [`dice`].
+fn chars_in(s: &str) -> usize {
+    s.bytes().filter(|&b| (b as i8) >= -0x40).count()
 }
 
-/// The bigrams that lie inside the longest common prefix or inside the longest common suffix
-/// of `a` and `b` (not overlapping the prefix), and what is left of each: its middle with the
-/// last character of the prefix and the first of the suffix, so that the bigrams joining them
-/// stay with the middle.
-fn shared_ends<'a, 'b>(a: &'a str, b: &'b str) -> (usize, &'a str, &'b str) {
+/// The bytes of the longest common prefix of `a` and `b`, and of their longest common suffix
+/// after it (both whole characters).
+fn shared_ends(a: &str, b: &str) -> (usize, usize) {
     // Common bytes end on a character boundary in both texts: the equal bytes before it are
     // whole characters of each.
     let mut p = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
@@ -274,44 +286,39 @@ fn shared_ends<'a, 'b>(a: &'a str, b: &'b str) -> (usize, &'a str, &'b str) {
     while !ra.is_char_boundary(ra.len() - s) {
         s -= 1;
     }
-    let prefix = &a[..p];
-    let suffix = &ra[ra.len() - s..];
-    let shared = bigram_count(prefix) + bigram_count(suffix);
-    // The middles reach one character into the prefix and one into the suffix.
-    let back = prefix.chars().next_back().map_or(0, char::len_utf8);
-    let on = suffix.chars().next().map_or(0, char::len_utf8);
-    (
-        shared,
-        &a[p - back..a.len() - s + on],
-        &b[p - back..b.len() - s + on],
-    )
+    (p, s)
 }
 
-/// The bigrams `a` and `b` share, as multisets.
-fn common_bigrams(a: &str, b: &str) -> usize {
+/// The bigrams `a` and `b` share, as multisets, and the characters of each.
+fn common_bigrams(a: &str, b: &str) -> (usize, usize, usize) {
     // Short middles (a character or two changed): every pair of bigrams compared, each of
     // `b`'s used once.
     const FEW: usize = 8;
     let mut codes = [0u32; MAX];
-    let mut nb = 0usize;
+    let (mut nb, mut cb) = (0usize, 0usize);
     let mut prev = None;
     for c in b.chars() {
         let c = u32::from(c);
+        cb += 1;
         if let Some(p) = prev {
             match codes.get_mut(nb) {
                 Some(slot) => *slot = bigram_code(p, c),
-                None => return common_count(&bigrams(a), &bigrams(b)),
+                None => {
+                    let common = common_count(&bigrams(a), &bigrams(b));
+                    return (common, chars_in(a), chars_in(b));
+                }
             }
             nb += 1;
         }
         prev = Some(c);
     }
     let codes = &codes[..nb];
+    let (mut common, mut ca, mut prev) = (0usize, 0usize, None);
     if nb <= FEW {
         let mut used = 0u32;
-        let (mut common, mut prev) = (0usize, None);
         for c in a.chars() {
             let c = u32::from(c);
+            ca += 1;
             if let Some(p) = prev {
                 let code = bigram_code(p, c);
                 if let Some(k) = (0..nb).find(|&k| used & (1 << k) == 0 && codes[k] == code) {
@@ -321,7 +328,7 @@ fn common_bigrams(a: &str, b: &str) -> usize {
             }
             prev = Some(c);
         }
-        return common;
+        return (common, ca, cb);
     }
     // Longer ones: `b`'s bigrams counted in a small table on the stack and `a`'s looked up in
     // it, no sorting.
@@ -334,9 +341,9 @@ fn common_bigrams(a: &str, b: &str) -> usize {
             *e + 1
         };
     }
-    let (mut common, mut prev) = (0usize, None);
     for c in a.chars() {
         let c = u32::from(c);
+        ca += 1;
         if let Some(p) = prev {
             let e = slot_for(&mut table, bigram_code(p, c));
             if *e & 0xFFFF > 0 {
@@ -346,7 +353,7 @@ fn common_bigrams(a: &str, b: &str) -> usize {
         }
         prev = Some(c);
     }
-    common
+    (common, ca, cb)
 }
 
 fn bigram_code(p: u32, c: u32) -> u32 {
