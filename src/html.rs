@@ -410,7 +410,7 @@ fn borrowed(rows: &[ChangeRow]) -> Vec<ChangeRef<'_>> {
 }
 
 /// The rows a delta night writes to `master_index_changes.parquet` for one kind, in its
-/// order: those of [`crate::output::RunFiles::write_master_changes`], which this follows.
+/// order: those of [`crate::output::IndexFiles::write_master_changes`], which this follows.
 fn change_rows<'a>(c: &'a crate::output::Changes) -> Vec<ChangeRef<'a>> {
     let t = c.table;
     let mut rows: Vec<ChangeRef<'a>> = Vec::new();
@@ -3081,7 +3081,10 @@ mod tests {
         let out = crate::output::OutputDir::create(&dir.join("night"), Compression::default())
             .expect("output folder");
         let mut files = crate::output::RunFiles::create(&out, &[], "R000002", true).expect("files");
-        assert_eq!(files.write_master_changes(&changes).expect("written"), 5);
+        assert_eq!(
+            files.index.write_master_changes(&changes).expect("written"),
+            5
+        );
         files.close().expect("closed");
         let read = read_changes(out.dir())
             .expect("readable")

@@ -281,12 +281,18 @@ impl ParallelWriter {
 
 /// The output files every kind appends to as soon as its rows are ready, so they need not
 /// wait in memory for the other kinds: `master_index`, `pairs`, `review` and `events.parquet`.
+/// The pairs' files and the index's are apart, so that a kind can write both side by side.
 pub struct RunFiles {
-    pub master: ParallelWriter,
     pub pairs: ParallelWriter,
     pub review: ParallelWriter,
+    pub index: IndexFiles,
+}
+
+/// The master index and its lineage events (`events.parquet`).
+pub struct IndexFiles {
+    pub master: ParallelWriter,
     pub events: ParallelWriter,
-    /// Events handed to [`RunFiles::write_events`] not yet written (under a block's rows).
+    /// Events handed to [`IndexFiles::write_events`] not yet written (under a block's rows).
     events_pending: Vec<crate::master::Events>,
     events_rows: usize,
     /// The run's id and start time, on every event row.
@@ -307,25 +313,37 @@ impl RunFiles {
             ParallelWriter::create(&out.file(name), &schema, out.compression)
         };
         Ok(RunFiles {
-            master: match changes {
-                false => file(MASTER_INDEX, master_schema())?,
-                true => file(MASTER_CHANGES, with_change(&master_schema()))?,
-            },
             pairs: file("pairs.parquet", pairs_schema(level_fields, false))?,
             review: file("review.parquet", pairs_schema(level_fields, true))?,
-            events: file("events.parquet", events_schema())?,
-            events_pending: Vec::new(),
-            events_rows: 0,
-            run_id: run_id.to_string(),
-            unix_time: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            index: IndexFiles {
+                master: match changes {
+                    false => file(MASTER_INDEX, master_schema())?,
+                    true => file(MASTER_CHANGES, with_change(&master_schema()))?,
+                },
+                events: file("events.parquet", events_schema())?,
+                events_pending: Vec::new(),
+                events_rows: 0,
+                run_id: run_id.to_string(),
+                unix_time: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            },
         })
     }
 
+    /// Closes the four files.
+    pub fn close(self) -> Result<()> {
+        self.index.master.close()?;
+        self.pairs.close()?;
+        self.review.close()?;
+        self.index.events.close()
+    }
+}
+
+impl IndexFiles {
     /// Appends a kind's lineage events (runs in order; may be called again with the next
     /// ones), [`ROWS_PER_BLOCK`] rows at a time, so the file's row groups do not depend on how
-    /// the events were handed over; [`RunFiles::flush_events`] writes the rest.
+    /// the events were handed over; [`IndexFiles::flush_events`] writes the rest.
     pub fn write_events(&mut self, kind: &str, runs: &[crate::master::Events]) -> Result<()> {
         for run in runs {
             let mut at = 0;
@@ -341,7 +359,7 @@ impl RunFiles {
         Ok(())
     }
 
-    /// Writes the kind's events [`RunFiles::write_events`] holds back.
+    /// Writes the kind's events [`IndexFiles::write_events`] holds back.
     pub fn flush_events(&mut self, kind: &str) -> Result<()> {
         if self.events_rows == 0 {
             return Ok(());
@@ -421,14 +439,6 @@ impl RunFiles {
         .map_err(|e| Error::write(&path, e))?;
         self.master.write(std::slice::from_ref(&batch))?;
         Ok(rows.len() as u64)
-    }
-
-    /// Closes the three files.
-    pub fn close(self) -> Result<()> {
-        self.master.close()?;
-        self.pairs.close()?;
-        self.review.close()?;
-        self.events.close()
     }
 }
 

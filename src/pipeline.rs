@@ -12,6 +12,44 @@ use crate::score::model::ModelFile;
 use crate::state::{self, Links};
 use crate::{block, cluster, compare, delta, golden, load, master, score, standardise, store};
 
+/// Stages' names, seconds and counts, as a branch that runs beside another times them.
+type Timings = Vec<(&'static str, f64, u64)>;
+
+/// The base of a full run's persistent index: written, being written (beside golden records),
+/// or none (a delta night writes a layer instead).
+enum Base {
+    Written(store::KindEntry),
+    Writing(std::thread::JoinHandle<Result<store::KindEntry>>),
+    None,
+}
+
+/// A delta night's records as the change files need them, with their master ids `mi`; `None`
+/// for a full run.
+fn delta_changes<'a>(
+    prepared: Option<&'a delta::Prepared>,
+    table: &'a standardise::StdTable,
+    focus: Option<&'a [bool]>,
+    mi: &'a master::MasterIndex,
+) -> Option<output::Changes<'a>> {
+    prepared.map(|a| output::Changes {
+        table,
+        focus: focus.unwrap_or_default(),
+        master_id: &mi.master_id,
+        cluster_size: &mi.cluster_size,
+        old_id: &a.old_id,
+        old_size: &a.old_size,
+        removed: &a.removed,
+    })
+}
+
+/// What the index's branch of a kind hands on: its master ids, the store's base and the
+/// master index rows written.
+struct IndexDone {
+    mi: master::MasterIndex,
+    base: Base,
+    written: u64,
+}
+
 /// How a run is carried out (beyond the job file).
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -631,84 +669,236 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             level_fields: &level_fields,
             kind_fields: &kind_fields,
         };
-        // Every pair goes to pairs.parquet as its rows are made, and to the report's tally;
-        // the review queue is kept.
-        let mut tally = crate::html::PairTally::new(std::slice::from_ref(&model), &pairs_path);
-        let (rows, secs) = p.stage(&format!("{k}: pair rows"), || {
-            output::write_pair_rows(
-                &layout,
-                &scored,
-                &rules,
-                (model.review_probability, model.match_probability),
-                &|l, r| decisions.decided(l, r),
-                &mut files.pairs,
-                &mut |b| tally.add(b),
-            )
-        });
-        let (mut review, pairs_written) = rows?;
-        // A delta run compares tonight's pairs only: the earlier nights' open queue stays.
-        if let (Some(prev), Some(a), Some(focus)) = (delta_from, &prepared, focus.as_deref()) {
-            let status = |s: &str, r: &str| match a.status_of_indexed(&table, s, r) {
-                delta::Status::InTable(i) => (!focus[i as usize]).then_some(Some(i)),
-                delta::Status::Untouched => Some(None),
-                delta::Status::Gone => None,
+        let join_base = |w: std::thread::JoinHandle<Result<store::KindEntry>>| {
+            w.join().map_err(|_| Error::Data {
+                stage: "write",
+                message: "the thread writing the persistent index stopped".into(),
+            })?
+        };
+        // Two branches that need nothing of each other: the pairs' outputs (pairs file, report
+        // facts, review queue) and the index's (master ids, golden records, master index). In
+        // memory they run side by side, each filling the cores the other leaves idle (rayon
+        // shares its threads between them); spilled, one after the other, the scored pairs let
+        // go before the master ids are made (their working memory would add up).
+        let side_by_side = memory != load::MemoryMode::Spilled;
+        let beside = p.beside();
+        let pairs_branch = || -> Result<(Timings, u64)> {
+            let mut timings = Timings::new();
+            // Every pair goes to pairs.parquet as its rows are made, and to the report's
+            // tally; the review queue is kept.
+            let mut tally = crate::html::PairTally::new(std::slice::from_ref(&model), &pairs_path);
+            let (rows, secs) = beside.stage(&format!("{k}: pair rows"), || {
+                output::write_pair_rows(
+                    &layout,
+                    &scored,
+                    &rules,
+                    (model.review_probability, model.match_probability),
+                    &|l, r| decisions.decided(l, r),
+                    &mut files.pairs,
+                    &mut |b| tally.add(b),
+                )
+            });
+            let (mut review, pairs_written) = rows?;
+            // A delta run compares tonight's pairs only: the earlier nights' open queue stays.
+            if let (Some(prev), Some(a), Some(focus)) = (delta_from, &prepared, focus.as_deref()) {
+                let status = |s: &str, r: &str| match a.status_of_indexed(&table, s, r) {
+                    delta::Status::InTable(i) => (!focus[i as usize]).then_some(Some(i)),
+                    delta::Status::Untouched => Some(None),
+                    delta::Status::Gone => None,
+                };
+                let carried = output::carried_review(
+                    &prev.join("review.parquet"),
+                    k,
+                    &status,
+                    &|l, r| decisions.decided(l, r),
+                    &output::pairs_schema(&level_fields, true),
+                )?;
+                review.splice(0..0, carried);
+            }
+            timings.push(("pair rows", secs, candidate_pairs));
+            // What the report needs from these records and pairs, while they are in memory.
+            let (noted, secs) = beside.stage(&format!("{k}: report facts"), || {
+                facts.add_pairs(
+                    &model,
+                    &table,
+                    tally,
+                    &|rows| output::pair_rows_at(&layout, &scored, &rules, rows, &pairs_path),
+                    out.dir(),
+                )
+            });
+            noted?;
+            timings.push(("report facts", secs, pairs_written));
+            let review_pairs = output::rows(&review);
+            drop((scored, rules));
+            let (written, secs) = beside.stage(&format!("{k}: write review"), || {
+                files.review.write(&std::mem::take(&mut review))
+            });
+            written?;
+            timings.push(("write", secs, review_pairs));
+            Ok((timings, review_pairs))
+        };
+        let mut index_branch = || -> Result<(Timings, IndexDone)> {
+            let mut timings = Timings::new();
+            let (mi, secs) = p.stage(&format!("{k}: master index"), || {
+                let previous = match &prepared {
+                    Some(a) => Some(&a.previous),
+                    None => previous.as_ref(),
+                };
+                // Its events go to their file before the master ids are made.
+                let mut write_events = |runs: &[master::Events]| files.index.write_events(k, runs);
+                // Spilled: the master ids (~24 bytes a record) go to disk as they are made
+                // and are read from there from here on.
+                let ids_to = (memory == load::MemoryMode::Spilled).then_some(&spill);
+                let events_to = Some(&mut write_events as &mut master::EventsTo);
+                master::master_index_with(&table, &clusters, previous, run, events_to, ids_to)
+            });
+            let mi = mi?;
+            files.index.flush_events(k)?;
+            timings.push(("master", secs, mi.clusters));
+            let changes = delta_changes(prepared.as_ref(), &table, focus.as_deref(), &mi);
+            // A full run's base of the persistent index is written while golden records are
+            // made: its records and links are the state files already written, the rest is
+            // small.
+            let base_file = prepared.is_none().then(|| {
+                let (dir, kind, run_id, rules) = (
+                    out.dir().to_path_buf(),
+                    kp.kind,
+                    run_id.clone(),
+                    kp.blocking.clone(),
+                );
+                let tf_fields = store::tf_fields(kp);
+                let (table, master_id) = (table.clone(), mi.master_id.clone());
+                // Nothing after this reads a full run's components: moved, not copied (or
+                // made from the clusters when none were cut).
+                let components = match clusters.component.take() {
+                    Some(c) => c,
+                    None => clusters.label().into(),
+                };
+                std::thread::spawn(move || -> Result<store::KindEntry> {
+                    let base = store::write_segment(
+                        &dir,
+                        kind,
+                        &run_id,
+                        &rules,
+                        store::Parts {
+                            table: &table,
+                            master_id: &master_id,
+                            components: &components,
+                            links: &Links::default(),
+                            tf: store::tf_lists(&table, &tf_fields),
+                            tombstones: &[],
+                        },
+                        Some((
+                            &state::standardised_path(&dir, kind),
+                            &state::links_path(&dir, kind),
+                        )),
+                    )?;
+                    Ok(store::KindEntry {
+                        rules,
+                        term_frequency: tf_fields,
+                        segments: vec![base],
+                    })
+                })
+            });
+            // Spilled: the base is written before golden records, not beside them: its
+            // working memory (the components grouped, term-frequency hashes: ~20 bytes a
+            // record for a moment) would add to golden records' own.
+            let base = match (memory, base_file) {
+                (load::MemoryMode::Spilled, Some(w)) => {
+                    let (written, secs) =
+                        p.stage(&format!("{k}: write store base"), || join_base(w));
+                    timings.push(("write", secs, table.len() as u64));
+                    Base::Written(written?)
+                }
+                (_, Some(w)) => Base::Writing(w),
+                (_, None) => Base::None,
             };
-            let carried = output::carried_review(
-                &prev.join("review.parquet"),
-                k,
-                &status,
-                &|l, r| decisions.decided(l, r),
-                &output::pairs_schema(&level_fields, true),
-            )?;
-            review.splice(0..0, carried);
+            // A delta night writes the golden records of the clusters it changed.
+            let golden_file = match changes {
+                None => format!("golden_{k}s.parquet"),
+                Some(_) => format!("golden_{k}s_changes.parquet"),
+            };
+            // Golden rows go to their file a block at a time, as they are made.
+            let (golden, secs) = p.stage(&format!("{k}: golden records"), || -> Result<u64> {
+                let job_sources = plan.source_names(kp.kind);
+                let schema = golden::schema(&table, kp, &job_sources);
+                let changed = changes
+                    .as_ref()
+                    .map(|c| c.changed_clusters(&clusters.groups));
+                let mut file = output::ParallelWriter::create(
+                    &out.file(&golden_file),
+                    &match changes {
+                        None => schema.clone(),
+                        Some(_) => output::with_change(&schema),
+                    },
+                    out.compression,
+                )?;
+                let mut first = 0usize;
+                let path = out.file(&golden_file);
+                let reads = match sweeps {
+                    true => golden::Reads::Partitions(
+                        table.len() as u64 * golden::PARTITION_BYTES_PER_RECORD,
+                    ),
+                    false => golden::Reads::Blocks,
+                };
+                let rows = golden::golden_records(
+                    &table,
+                    kp,
+                    &job_sources,
+                    &mi.master_id,
+                    &clusters.groups,
+                    // Spilled: smaller blocks; under a cap, each partition's values from
+                    // bucket files made in one sweep.
+                    (
+                        reads,
+                        (memory == load::MemoryMode::Spilled).then_some(&spill),
+                    ),
+                    &mut |batch| match &changed {
+                        None => file.write(std::slice::from_ref(batch)),
+                        Some(changed) => {
+                            let kept = output::golden_changes(batch, first, changed)
+                                .map_err(|e| Error::write(&path, e))?;
+                            first += batch.num_rows();
+                            file.write(std::slice::from_ref(&kept))
+                        }
+                    },
+                )?;
+                if let Some(c) = &changes {
+                    let retired = output::golden_retired(&schema, &c.retired())
+                        .map_err(|e| Error::write(&path, e))?;
+                    file.write(std::slice::from_ref(&retired))?;
+                }
+                file.close()?;
+                Ok(rows)
+            });
+            golden?;
+            timings.push(("golden", secs, mi.clusters));
+            let (written, secs) =
+                p.stage(&format!("{k}: write master index"), || -> Result<u64> {
+                    match &changes {
+                        None => files
+                            .index
+                            .write_master(&table, &mi.master_id, &mi.cluster_size),
+                        Some(c) => files.index.write_master_changes(c),
+                    }
+                });
+            let written = written?;
+            timings.push(("write", secs, written));
+            Ok((timings, IndexDone { mi, base, written }))
+        };
+        let (pairs_done, index_done) = match side_by_side {
+            true => rayon::join(pairs_branch, index_branch),
+            false => {
+                let pairs_done = pairs_branch();
+                (pairs_done, index_branch())
+            }
+        };
+        let ((pair_timings, review_pairs), (index_timings, done)) = (pairs_done?, index_done?);
+        for (name, secs, count) in pair_timings.into_iter().chain(index_timings) {
+            stage(name, k, secs, count);
         }
-        stage("pair rows", k, secs, candidate_pairs);
-        // What the report needs from these records and pairs, while they are in memory.
-        let (noted, secs) = p.stage(&format!("{k}: report facts"), || {
-            facts.add_pairs(
-                &model,
-                &table,
-                tally,
-                &|rows| output::pair_rows_at(&layout, &scored, &rules, rows, &pairs_path),
-                out.dir(),
-            )
-        });
-        noted?;
-        stage("report facts", k, secs, pairs_written);
-        let review_pairs = output::rows(&review);
-        drop((scored, rules));
-        let (written, secs) = p.stage(&format!("{k}: write review"), || {
-            files.review.write(&std::mem::take(&mut review))
-        });
-        written?;
-        stage("write", k, secs, review_pairs);
-        // The scored pairs are gone: the master ids are made without them beside.
-        let (mi, secs) = p.stage(&format!("{k}: master index"), || {
-            let previous = match &prepared {
-                Some(a) => Some(&a.previous),
-                None => previous.as_ref(),
-            };
-            // Its events go to their file before the master ids are made.
-            let mut write_events = |runs: &[master::Events]| files.write_events(k, runs);
-            // Spilled: the master ids (~24 bytes a record) go to disk as they are made and
-            // are read from there from here on.
-            let ids_to = (memory == load::MemoryMode::Spilled).then_some(&spill);
-            let events_to = Some(&mut write_events as &mut master::EventsTo);
-            master::master_index_with(&table, &clusters, previous, run, events_to, ids_to)
-        });
-        let mi = mi?;
-        files.flush_events(k)?;
-        stage("master", k, secs, mi.clusters);
-
-        let changes = prepared.as_ref().map(|a| output::Changes {
-            table: &table,
-            focus: focus.as_deref().unwrap_or_default(),
-            master_id: &mi.master_id,
-            cluster_size: &mi.cluster_size,
-            old_id: &a.old_id,
-            old_size: &a.old_size,
-            removed: &a.removed,
-        });
+        let IndexDone { mi, base, written } = done;
+        let changes = delta_changes(prepared.as_ref(), &table, focus.as_deref(), &mi);
         let (noted, secs) = p.stage(&format!("{k}: report index"), || {
             match (&changes, &prepared) {
                 (Some(c), Some(a)) => facts.add_changes(c, &a.counts),
@@ -720,134 +910,6 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         });
         noted?;
         stage("report index", k, secs, mi.clusters);
-        // A delta night writes the golden records of the clusters it changed.
-        // A full run's base of the persistent index is written while golden records are made:
-        // its records and links are the state files already written, the rest is small.
-        let base_file = prepared.is_none().then(|| {
-            let (dir, kind, run_id, rules) = (
-                out.dir().to_path_buf(),
-                kp.kind,
-                run_id.clone(),
-                kp.blocking.clone(),
-            );
-            let tf_fields = store::tf_fields(kp);
-            let (table, master_id) = (table.clone(), mi.master_id.clone());
-            // Nothing after this reads a full run's components: moved, not copied (or made
-            // from the clusters when none were cut).
-            let components = match clusters.component.take() {
-                Some(c) => c,
-                None => clusters.label().into(),
-            };
-            std::thread::spawn(move || -> Result<store::KindEntry> {
-                let base = store::write_segment(
-                    &dir,
-                    kind,
-                    &run_id,
-                    &rules,
-                    store::Parts {
-                        table: &table,
-                        master_id: &master_id,
-                        components: &components,
-                        links: &Links::default(),
-                        tf: store::tf_lists(&table, &tf_fields),
-                        tombstones: &[],
-                    },
-                    Some((
-                        &state::standardised_path(&dir, kind),
-                        &state::links_path(&dir, kind),
-                    )),
-                )?;
-                Ok(store::KindEntry {
-                    rules,
-                    term_frequency: tf_fields,
-                    segments: vec![base],
-                })
-            })
-        });
-        let join_base = |w: std::thread::JoinHandle<Result<store::KindEntry>>| {
-            w.join().map_err(|_| Error::Data {
-                stage: "write",
-                message: "the thread writing the persistent index stopped".into(),
-            })?
-        };
-        // Spilled: the base is written before golden records, not beside them: its working
-        // memory (the components grouped, term-frequency hashes: ~20 bytes a record for a
-        // moment) would add to golden records' own.
-        let (base_file, base_written) = match (memory, base_file) {
-            (load::MemoryMode::Spilled, Some(w)) => {
-                let (written, secs) = p.stage(&format!("{k}: write store base"), || join_base(w));
-                stage("write", k, secs, table.len() as u64);
-                (None, Some(written))
-            }
-            (_, w) => (w, None),
-        };
-        let golden_file = match changes {
-            None => format!("golden_{k}s.parquet"),
-            Some(_) => format!("golden_{k}s_changes.parquet"),
-        };
-        // Golden rows go to their file a block at a time, as they are made.
-        let (golden, secs) = p.stage(&format!("{k}: golden records"), || -> Result<u64> {
-            let job_sources = plan.source_names(kp.kind);
-            let schema = golden::schema(&table, kp, &job_sources);
-            let changed = changes
-                .as_ref()
-                .map(|c| c.changed_clusters(&clusters.groups));
-            let mut file = output::ParallelWriter::create(
-                &out.file(&golden_file),
-                &match changes {
-                    None => schema.clone(),
-                    Some(_) => output::with_change(&schema),
-                },
-                out.compression,
-            )?;
-            let mut first = 0usize;
-            let path = out.file(&golden_file);
-            let reads = match sweeps {
-                true => golden::Reads::Partitions(
-                    table.len() as u64 * golden::PARTITION_BYTES_PER_RECORD,
-                ),
-                false => golden::Reads::Blocks,
-            };
-            let rows = golden::golden_records(
-                &table,
-                kp,
-                &job_sources,
-                &mi.master_id,
-                &clusters.groups,
-                // Spilled: smaller blocks; under a cap, each partition's values from bucket
-                // files made in one sweep.
-                (
-                    reads,
-                    (memory == load::MemoryMode::Spilled).then_some(&spill),
-                ),
-                &mut |batch| match &changed {
-                    None => file.write(std::slice::from_ref(batch)),
-                    Some(changed) => {
-                        let kept = output::golden_changes(batch, first, changed)
-                            .map_err(|e| Error::write(&path, e))?;
-                        first += batch.num_rows();
-                        file.write(std::slice::from_ref(&kept))
-                    }
-                },
-            )?;
-            if let Some(c) = &changes {
-                let retired = output::golden_retired(&schema, &c.retired())
-                    .map_err(|e| Error::write(&path, e))?;
-                file.write(std::slice::from_ref(&retired))?;
-            }
-            file.close()?;
-            Ok(rows)
-        });
-        golden?;
-        stage("golden", k, secs, mi.clusters);
-        let (written, secs) = p.stage(&format!("{k}: write master index"), || -> Result<u64> {
-            match &changes {
-                None => files.write_master(&table, &mi.master_id, &mi.cluster_size),
-                Some(c) => files.write_master_changes(c),
-            }
-        });
-        let written = written?;
-        stage("write", k, secs, written);
         // The persistent index: a full run's base, a delta night's layer over the previous
         // segments.
         let (entry, secs) = p.stage(
@@ -881,10 +943,10 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                         store::carry(prev, out.dir(), kp.kind, &ks.entry)?;
                         Ok(store::after_layer(ks, &tombstones, layer))
                     }
-                    _ => match (base_written, base_file) {
-                        (Some(written), _) => written,
-                        (None, Some(w)) => join_base(w),
-                        (None, None) => Err(Error::Data {
+                    _ => match base {
+                        Base::Written(entry) => Ok(entry),
+                        Base::Writing(w) => join_base(w),
+                        Base::None => Err(Error::Data {
                             stage: "write",
                             message: "internal: a full run without its base".into(),
                         }),

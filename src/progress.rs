@@ -8,18 +8,31 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// Reports stages as they run and keeps their timings.
 pub struct Progress {
     quiet: bool,
+    spinner: bool,
 }
 
 impl Progress {
     pub fn new(quiet: bool) -> Self {
-        Progress { quiet }
+        Progress {
+            quiet,
+            spinner: true,
+        }
+    }
+
+    /// The same, without spinners: for stages that run beside others, whose spinner holds the
+    /// line.
+    pub fn beside(&self) -> Self {
+        Progress {
+            quiet: self.quiet,
+            spinner: false,
+        }
     }
 
     /// Runs `f` as a named stage; returns its result and seconds.
     pub fn stage<T>(&self, name: &str, f: impl FnOnce() -> T) -> (T, f64) {
         let start = Instant::now();
         let cpu = cpu_seconds();
-        let bar = (!self.quiet).then(|| {
+        let bar = (!self.quiet && self.spinner).then(|| {
             let b = ProgressBar::new_spinner();
             b.set_style(
                 ProgressStyle::with_template("{spinner} {msg} {elapsed}")
@@ -33,6 +46,8 @@ impl Progress {
         let secs = start.elapsed().as_secs_f64();
         if let Some(b) = bar {
             b.finish_and_clear();
+        }
+        if !self.quiet {
             // CPU time of the whole process over the stage: how many cores it kept busy.
             let cpu = cpu_seconds() - cpu;
             eprintln!("  {name:<34} {secs:>6.2} s   cpu {cpu:>6.2} s");

@@ -272,21 +272,57 @@ fn chars_in(s: &str) -> usize {
 fn shared_ends(a: &str, b: &str) -> (usize, usize) {
     // Common bytes end on a character boundary in both texts: the equal bytes before it are
     // whole characters of each.
-    let mut p = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    let mut p = equal_run(a.as_bytes(), b.as_bytes(), Ends::Front);
     while !a.is_char_boundary(p) {
         p -= 1;
     }
     let (ra, rb) = (&a[p..], &b[p..]);
-    let mut s = ra
-        .bytes()
-        .rev()
-        .zip(rb.bytes().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
+    let mut s = equal_run(ra.as_bytes(), rb.as_bytes(), Ends::Back);
     while !ra.is_char_boundary(ra.len() - s) {
         s -= 1;
     }
     (p, s)
+}
+
+/// Which end of two texts [`equal_run`] starts from.
+#[derive(Clone, Copy, PartialEq)]
+enum Ends {
+    Front,
+    Back,
+}
+
+/// How many bytes `a` and `b` have in common from one end, compared eight at a time (a byte at
+/// a time was a third of [`dice`]).
+fn equal_run(a: &[u8], b: &[u8], from: Ends) -> usize {
+    let n = a.len().min(b.len());
+    let word = |s: &[u8], at: usize| {
+        let at = match from {
+            Ends::Front => at,
+            Ends::Back => s.len() - at - 8,
+        };
+        u64::from_le_bytes(std::array::from_fn(|k| s[at + k]))
+    };
+    let mut i = 0;
+    while i + 8 <= n {
+        let differ = word(a, i) ^ word(b, i);
+        if differ != 0 {
+            // Little-endian: the front's first byte is the lowest, the back's last the highest.
+            let same = match from {
+                Ends::Front => differ.trailing_zeros(),
+                Ends::Back => differ.leading_zeros(),
+            };
+            return i + same as usize / 8;
+        }
+        i += 8;
+    }
+    let byte = |s: &[u8], at: usize| match from {
+        Ends::Front => s[at],
+        Ends::Back => s[s.len() - 1 - at],
+    };
+    while i < n && byte(a, i) == byte(b, i) {
+        i += 1;
+    }
+    i
 }
 
 /// The bigrams `a` and `b` share, as multisets, and the characters of each.
@@ -409,6 +445,36 @@ fn common_count(ga: &[u32], gb: &[u32]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equal_runs_agree_with_a_byte_at_a_time() {
+        let texts = [
+            "",
+            "a",
+            "浙江杭州西湖区文三路478号",
+            "浙江杭州西湖区文三路479号",
+            "浙江杭州上城区文三路478号",
+            "江苏南京鼓楼区中山路1号3栋2单元501室",
+            "江苏南京鼓楼区中山路1号3栋2单元502室",
+            "abcdefghijklmnopq",
+            "abcdefghijklmnopqr",
+            "xbcdefghijklmnopq",
+        ];
+        for a in texts {
+            for b in texts {
+                let (x, y) = (a.as_bytes(), b.as_bytes());
+                let front = x.iter().zip(y).take_while(|(p, q)| p == q).count();
+                let back = x
+                    .iter()
+                    .rev()
+                    .zip(y.iter().rev())
+                    .take_while(|(p, q)| p == q)
+                    .count();
+                assert_eq!(equal_run(x, y, Ends::Front), front, "{a} / {b}");
+                assert_eq!(equal_run(x, y, Ends::Back), back, "{a} / {b}");
+            }
+        }
+    }
 
     /// The straightforward form of [`standardise`] (characters collected first, then walked
     /// by index), which the one-pass form must agree with.
