@@ -322,25 +322,27 @@ fn texts<'a>(
     value: impl Fn(usize) -> Option<&'a str>,
 ) -> Result<StringArray, arrow_schema::ArrowError> {
     let overflow = |n: usize| arrow_schema::ArrowError::OffsetOverflowError(n);
+    // Each value asked for once: they can cost (golden records trim addresses) and lie
+    // anywhere in memory. 16 bytes a row, for the blocks of rows this is called with.
+    let values: Vec<Option<&'a str>> = (0..n).map(value).collect();
     let mut offsets: Vec<i32> = Vec::with_capacity(n + 1);
     offsets.push(0);
     let (mut len, mut nulls) = (0usize, 0usize);
-    for k in 0..n {
-        match value(k) {
+    for v in &values {
+        match v {
             Some(v) => len += v.len(),
             None => nulls += 1,
         }
         offsets.push(i32::try_from(len).map_err(|_| overflow(len))?);
     }
     let mut bytes: Vec<u8> = Vec::with_capacity(len);
-    for k in 0..n {
-        if let Some(v) = value(k) {
-            bytes.extend_from_slice(v.as_bytes());
-        }
+    for v in values.iter().flatten() {
+        bytes.extend_from_slice(v.as_bytes());
     }
     let nulls = (nulls > 0)
-        .then(|| arrow_buffer::NullBuffer::from_iter((0..n).map(|k| value(k).is_some())));
-    let offsets = arrow_buffer::OffsetBuffer::new(offsets.into());
+        .then(|| arrow_buffer::BooleanBuffer::collect_bool(n, |k| values[k].is_some()).into());
+    // SAFETY: the offsets start at 0 and never decrease (each adds a value's length).
+    let offsets = unsafe { arrow_buffer::OffsetBuffer::new_unchecked(offsets.into()) };
     // SAFETY: the bytes are whole `&str` values one after another, and the offsets mark
     // exactly where each starts and ends (a null's value is empty).
     Ok(unsafe { StringArray::new_unchecked(offsets, bytes.into(), nulls) })
@@ -387,10 +389,12 @@ pub fn gather(col: &StringArray, rows: &[u32]) -> Result<StringArray, arrow_sche
                 .map_err(|_| arrow_schema::ArrowError::OffsetOverflowError(values.len()))?,
         );
     }
-    let nulls = col
-        .nulls()
-        .map(|n| arrow_buffer::NullBuffer::from_iter(rows.iter().map(|&r| n.is_valid(r as usize))));
-    let offsets = arrow_buffer::OffsetBuffer::new(out.into());
+    let nulls = col.nulls().map(|n| {
+        arrow_buffer::BooleanBuffer::collect_bool(rows.len(), |k| n.is_valid(rows[k] as usize))
+            .into()
+    });
+    // SAFETY: the offsets start at 0 and never decrease (each adds a value's length).
+    let offsets = unsafe { arrow_buffer::OffsetBuffer::new_unchecked(out.into()) };
     // SAFETY: the values are whole values of a valid string array, one after another, and
     // the offsets mark exactly where each starts and ends.
     Ok(unsafe { StringArray::new_unchecked(offsets, values.into(), nulls) })
