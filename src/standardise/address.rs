@@ -300,11 +300,16 @@ fn equal_run(a: &[u8], b: &[u8], from: Ends) -> usize {
             Ends::Front => at,
             Ends::Back => s.len() - at - 8,
         };
-        u64::from_le_bytes(std::array::from_fn(|k| s[at + k]))
+        s.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_le_bytes)
     };
     let mut i = 0;
     while i + 8 <= n {
-        let differ = word(a, i) ^ word(b, i);
+        let (Some(x), Some(y)) = (word(a, i), word(b, i)) else {
+            break;
+        };
+        let differ = x ^ y;
         if differ != 0 {
             // Little-endian: the front's first byte is the lowest, the back's last the highest.
             let same = match from {
