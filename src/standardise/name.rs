@@ -55,11 +55,39 @@ pub fn surname_pinyin(surname: &str) -> Option<String> {
 /// Single-character traditional -> simplified pairs, sorted: OpenCC's T2S conversion of every
 /// character of the CJK block that converts to one other character. Generated, and checked
 /// against OpenCC, by the test `t2s_table_matches_opencc` (`YIKU_REGENERATE=1` rewrites it).
-static T2S: &[(char, char)] = include!("t2s_table.in");
+static T2S: &[(char, char)] = T2S_PAIRS;
+const T2S_PAIRS: &[(char, char)] = include!("t2s_table.in");
+
+/// The CJK block, U+4E00 to U+9FFF, where [`T2S`]'s characters are.
+const CJK: std::ops::RangeInclusive<u32> = 0x4E00..=0x9FFF;
+
+/// One bit per character of [`CJK`]: whether [`T2S`] has it. Most characters of a name are
+/// already simplified, and this answers for them without a search (made at compile time).
+static HAS_T2S: [u64; 328] = {
+    let mut bits = [0u64; 328];
+    let mut k = 0;
+    while k < T2S_PAIRS.len() {
+        let c = T2S_PAIRS[k].0 as u32;
+        if c >= *CJK.start() && c <= *CJK.end() {
+            let at = c - *CJK.start();
+            bits[(at / 64) as usize] |= 1 << (at % 64);
+        }
+        k += 1;
+    }
+    bits
+};
 
 fn to_simplified(c: char) -> char {
-    if c < '\u{4E00}' {
+    let code = u32::from(c);
+    if code < *CJK.start() {
         return c;
+    }
+    if CJK.contains(&code) {
+        let at = code - *CJK.start();
+        let word = HAS_T2S.get((at / 64) as usize).copied().unwrap_or(0);
+        if word & (1 << (at % 64)) == 0 {
+            return c;
+        }
     }
     T2S.binary_search_by_key(&c, |&(t, _)| t)
         .map_or(c, |i| T2S[i].1)
@@ -297,6 +325,21 @@ pub const COMMON_SURNAMES: [&str; 100] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bitset_answers_as_the_search_does() {
+        let searched = |c: char| {
+            T2S.binary_search_by_key(&c, |&(t, _)| t)
+                .map_or(c, |i| T2S[i].1)
+        };
+        for code in 0x3000..=0xA000u32 {
+            if let Some(c) = char::from_u32(code) {
+                assert_eq!(to_simplified(c), searched(c), "U+{code:04X}");
+            }
+        }
+        assert_eq!(to_simplified('國'), '国');
+        assert_eq!(to_simplified('国'), '国');
+    }
 
     fn key(s: &str) -> Option<String> {
         standardise(&crate::standardise::text::fold(s)).and_then(|n| n.pinyin)
