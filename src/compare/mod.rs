@@ -268,6 +268,13 @@ pub struct Compared {
     pub batches: Vec<RecordBatch>,
 }
 
+/// What [`Comparators::prefetch_values`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Values {
+    Offsets,
+    Bytes,
+}
+
 /// Every comparison of a kind bound to its columns, and a fingerprint of every compared value:
 /// a 64-bit hash per record and comparison, the record's hashes side by side (0 = null). Most
 /// candidate pairs agree exactly on most fields, and two fingerprints read from one place per
@@ -378,6 +385,42 @@ impl<'a> Comparators<'a> {
     pub fn prefetch(&self, i: usize) {
         if let Some(p) = self.prints.get(i * self.list.len()) {
             crate::mem::prefetch(p);
+        }
+    }
+
+    /// Asks for what [`Comparators::levels`] will read of the values of records `i` and `j`
+    /// that it compares as text (fingerprints present and different): their offsets
+    /// (`Values::Offsets`), or the bytes those offsets point at (`Values::Bytes`, once the
+    /// offsets are cached). Both records' fingerprints should be cached by then.
+    pub fn prefetch_values(&self, i: usize, j: usize, what: Values) {
+        let w = self.list.len();
+        let (Some(pi), Some(pj)) = (
+            self.prints.get(i * w..(i + 1) * w),
+            self.prints.get(j * w..(j + 1) * w),
+        ) else {
+            return;
+        };
+        for (k, c) in self.list.iter().enumerate() {
+            let (a, b) = (pi[k], pj[k]);
+            if a == 0 || b == 0 || a == b {
+                continue;
+            }
+            let offsets = c.col.value_offsets();
+            for r in [i, j] {
+                match what {
+                    Values::Offsets => {
+                        if let Some(o) = offsets.get(r) {
+                            crate::mem::prefetch(o);
+                        }
+                    }
+                    Values::Bytes => {
+                        let at = offsets.get(r).map_or(0, |&o| o as usize);
+                        if let Some(v) = c.col.value_data().get(at) {
+                            crate::mem::prefetch(v);
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -695,12 +738,24 @@ pub fn compare_batch(
     // Row by row (a record's fingerprints are read together), into one column per comparison.
     let mut levels: Vec<Vec<u8>> = (0..w).map(|_| vec![0u8; n]).collect();
     let mut row = vec![0u8; w];
-    // The right-hand records lie anywhere: their fingerprints are asked for a few pairs ahead.
+    // The right-hand records lie anywhere: their fingerprints are asked for a few pairs ahead,
+    // then the offsets of the values that differ, then those values' bytes.
     const AHEAD: usize = 8;
-    let right = r.values();
-    for (p, (&i, &j)) in l.values().iter().zip(right.iter()).enumerate() {
-        if let Some(&ahead) = right.get(p + AHEAD) {
+    let (left, right) = (l.values(), r.values());
+    let at = |p: usize| {
+        left.get(p)
+            .zip(right.get(p))
+            .map(|(&i, &j)| (i as usize, j as usize))
+    };
+    for (p, (&i, &j)) in left.iter().zip(right.iter()).enumerate() {
+        if let Some(&ahead) = right.get(p + 3 * AHEAD) {
             comparators.prefetch(ahead as usize);
+        }
+        if let Some((i, j)) = at(p + 2 * AHEAD) {
+            comparators.prefetch_values(i, j, Values::Offsets);
+        }
+        if let Some((i, j)) = at(p + AHEAD) {
+            comparators.prefetch_values(i, j, Values::Bytes);
         }
         comparators.levels(i as usize, j as usize, &mut row);
         for (col, &lv) in levels.iter_mut().zip(&row) {
