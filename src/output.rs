@@ -6,7 +6,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::builder::UInt8Builder;
 use arrow_array::{
     ArrayRef, Float64Array, RecordBatch, StringArray, UInt8Array, UInt32Array, UInt64Array,
 };
@@ -793,20 +792,19 @@ pub fn pairs_batch<'a>(
         )),
     ];
     for f in level_fields {
-        let mut b = UInt8Builder::new();
-        match kind_fields.iter().position(|k| k == f) {
+        let levels = match kind_fields.iter().position(|k| k == f) {
             Some(k) => {
                 let lv = scored
                     .column(crate::compare::FIRST_LEVEL + k)
                     .as_any()
                     .downcast_ref::<UInt8Array>()
-                    .cloned()
-                    .ok_or_else(|| Error::write(path, "internal: levels"))?;
-                rows.iter().for_each(|&i| b.append_value(lv.value(i)));
+                    .ok_or_else(|| Error::write(path, "internal: levels"))?
+                    .values();
+                UInt8Array::from_iter_values(rows.iter().map(|&i| lv[i]))
             }
-            None => rows.iter().for_each(|_| b.append_null()),
-        }
-        cols.push(Arc::new(b.finish()));
+            None => UInt8Array::new_null(rows.len()),
+        };
+        cols.push(Arc::new(levels));
     }
     if review {
         // The values on both sides are filled in by `fill_review_values`, all batches at once.
