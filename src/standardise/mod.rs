@@ -220,7 +220,16 @@ fn standardise_in_waves(
             .map(|_| to.parts())
             .collect::<crate::error::Result<Vec<_>>>()?;
         for from in (0..n).step_by(wave) {
-            let (outs, counted) = map_rows(from..(from + wave).min(n), names.len(), |i, out, c| {
+            // Each output column's bytes sized as the raw values' (or 16 a row, if more).
+            let raw_bytes = |rows: std::ops::Range<usize>| {
+                let o = arr.value_offsets();
+                match (o.get(rows.start), o.get(rows.end)) {
+                    (Some(&a), Some(&b)) => (b - a) as usize,
+                    _ => 0,
+                }
+            };
+            let rows = from..(from + wave).min(n);
+            let (outs, counted) = map_rows(rows, names.len(), raw_bytes, |i, out, c| {
                 let v = (!arr.is_null(i)).then(|| arr.value(i));
                 standardise_value(ty, v, out, c);
             });
@@ -338,8 +347,15 @@ impl Outs {
 /// Runs `f` on every row in parallel chunks; `f` fills `k` output slots per row and counts
 /// what it fixed or rejected. Returns each output column as its chunks' pieces, in row order:
 /// joining them is the caller's [`Keep`] (a spilled run writes them to disk one after another,
-/// so that the joined column is never a second copy in the heap).
-fn map_rows<F>(range: std::ops::Range<usize>, k: usize, f: F) -> (Vec<Vec<StringArray>>, Counters)
+/// so that the joined column is never a second copy in the heap). `bytes` of a chunk's rows
+/// sizes each piece's values up front (at least 16 a row): grown as they came, long values
+/// (addresses) were copied over and again.
+fn map_rows<F>(
+    range: std::ops::Range<usize>,
+    k: usize,
+    bytes: impl Fn(std::ops::Range<usize>) -> usize + Sync,
+    f: F,
+) -> (Vec<Vec<StringArray>>, Counters)
 where
     F: Fn(usize, &mut Outs, &mut Counters) + Sync,
 {
@@ -347,8 +363,9 @@ where
         .into_par_iter()
         .map(|c| {
             let rows = range.start + c * CHUNK..(range.start + (c + 1) * CHUNK).min(range.end);
+            let size = bytes(rows.clone()).max(rows.len() * 16);
             let mut bs: Vec<StringBuilder> = (0..k)
-                .map(|_| StringBuilder::with_capacity(rows.len(), rows.len() * 16))
+                .map(|_| StringBuilder::with_capacity(rows.len(), size))
                 .collect();
             let mut out = Outs::new(k);
             let mut counters = Counters::default();
