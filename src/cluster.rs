@@ -530,11 +530,17 @@ pub fn cluster_edges(
             .collect();
         let slot_of = |i: u32| slot.get(&root(&groups, i)).map(|&k| k as usize);
         let mut comp_edges: Vec<Vec<Edge>> = vec![Vec::new(); conflicted.len()];
-        for i in 0..edges.len() {
-            let e = edges.at(i);
-            if let Some(k) = slot_of(e.left) {
-                comp_edges[k].push(e);
-            }
+        // Every edge looked up on every thread, the few of conflicted clusters kept in order.
+        let kept: Vec<(usize, Edge)> = (0..edges.len())
+            .into_par_iter()
+            .with_min_len(1 << 12)
+            .filter_map(|i| {
+                let e = edges.at(i);
+                slot_of(e.left).map(|k| (k, e))
+            })
+            .collect();
+        for (k, e) in kept {
+            comp_edges[k].push(e);
         }
         let members: Vec<&[u32]> = conflicted
             .iter()
