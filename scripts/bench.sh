@@ -74,7 +74,8 @@ section = f"""<!-- bench:begin -->
 Generated persons (`yiku generate --persons N --enterprises 0 --seed 7`, about two records per
 person across departments), the person preset, `yiku run` built with {os.environ['BUILD']}. Seconds per stage
 are medians of {max(len(g) for g in groups.values())} runs (one run for the largest sizes) from each run's `run.json`; peak RSS from `/usr/bin/time -v`; F1 from
-`yiku eval` against the generated truth.
+`yiku eval` against the generated truth. In memory, the pairs' outputs run beside master ids and golden
+records, so the stages' seconds add up to more than the total.
 
 {chr(10).join(lines)}
 
