@@ -678,9 +678,10 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         // Two branches that need nothing of each other: the pairs' outputs (pairs file, report
         // facts, review queue) and the index's (master ids, golden records, master index). In
         // memory they run side by side, each filling the cores the other leaves idle (rayon
-        // shares its threads between them); spilled, one after the other, the scored pairs let
-        // go before the master ids are made (their working memory would add up).
-        let side_by_side = memory != load::MemoryMode::Spilled;
+        // shares its threads between them); mapped or spilled (runs short of memory), one after
+        // the other, the scored pairs let go before the master ids are made (their working
+        // memory would add up).
+        let side_by_side = memory == load::MemoryMode::InMemory;
         let beside = p.beside();
         let pairs_branch = || -> Result<(Timings, u64)> {
             let mut timings = Timings::new();
