@@ -304,28 +304,27 @@ impl<'c, 'a> IntoIterator for &'c Comparators<'a> {
 /// Seed of the value fingerprints (any fixed value: they live for one run).
 const PRINT_SEED: u64 = 0x5949_4b55_4350;
 
-/// The fingerprint of every record's value of comparison `c` (0 = null), for the records
-/// `needed` marks (all when `None`; 0 for the others).
-fn fingerprints(c: &Comparator, needed: Option<&[bool]>) -> Vec<u64> {
-    use rayon::prelude::*;
+/// What fingerprints a value ([`Comparators`]).
+type PrintHasher = foldhash::fast::FixedState;
+
+fn print_hasher() -> PrintHasher {
+    foldhash::fast::FixedState::with_seed(PRINT_SEED)
+}
+
+/// The fingerprint of record `i`'s value of comparison `c`: 0 when null.
+fn print_of(hasher: &PrintHasher, c: &Comparator, i: usize) -> u64 {
     use std::hash::BuildHasher;
-    let hasher = foldhash::fast::FixedState::with_seed(PRINT_SEED);
-    let mut prints = vec![0u64; c.col.len()];
-    prints
-        .par_chunks_mut(4096)
-        .enumerate()
-        .for_each(|(chunk, out)| {
-            for (r, slot) in out.iter_mut().enumerate() {
-                let i = chunk * 4096 + r;
-                if needed.is_some_and(|n| !n.get(i).copied().unwrap_or(false)) {
-                    continue;
-                }
-                if let Some(v) = c.value(i) {
-                    *slot = hasher.hash_one(v).max(1);
-                }
-            }
-        });
-    prints
+    c.value(i).map_or(0, |v| hasher.hash_one(v).max(1))
+}
+
+/// The fingerprint of every record's value of comparison `c` (0 = null).
+fn fingerprints(c: &Comparator) -> Vec<u64> {
+    use rayon::prelude::*;
+    let hasher = print_hasher();
+    (0..c.col.len())
+        .into_par_iter()
+        .map(|i| print_of(&hasher, c, i))
+        .collect()
 }
 
 impl<'a> Comparators<'a> {
@@ -333,14 +332,27 @@ impl<'a> Comparators<'a> {
     /// `None`); the others are never compared through [`Comparators::levels`].
     fn new(list: Vec<Comparator<'a>>, n: usize, needed: Option<&[bool]>) -> Self {
         use rayon::prelude::*;
+        const CHUNK: usize = 4096;
         let w = list.len();
         let mut prints = vec![0u64; n * w];
-        for (k, c) in list.iter().enumerate() {
-            let one = fingerprints(c, needed);
+        if w > 0 {
+            let hasher = print_hasher();
+            // A chunk of records' rows at a time (in cache), one comparison at a time in it.
             prints
-                .par_chunks_mut(w)
-                .zip(one.par_iter())
-                .for_each(|(row, &p)| row[k] = p);
+                .par_chunks_mut(CHUNK * w)
+                .enumerate()
+                .for_each(|(chunk, rows)| {
+                    let from = chunk * CHUNK;
+                    for (k, c) in list.iter().enumerate() {
+                        for (r, row) in rows.chunks_exact_mut(w).enumerate() {
+                            let i = from + r;
+                            if needed.is_some_and(|n| !n.get(i).copied().unwrap_or(false)) {
+                                continue;
+                            }
+                            row[k] = print_of(&hasher, c, i);
+                        }
+                    }
+                });
         }
         Comparators { list, prints }
     }
@@ -381,10 +393,15 @@ impl<'a> Comparators<'a> {
         self.list
     }
 
-    /// Asks for record `i`'s fingerprints to be brought into the cache.
+    /// Asks for record `i`'s fingerprints to be brought into the cache: the first and the last
+    /// (a record's row, 48 bytes for persons, crosses a cache line every other record).
     pub fn prefetch(&self, i: usize) {
-        if let Some(p) = self.prints.get(i * self.list.len()) {
-            crate::mem::prefetch(p);
+        let w = self.list.len();
+        if let Some(row) = self.prints.get(i * w..(i + 1) * w) {
+            if let (Some(first), Some(last)) = (row.first(), row.last()) {
+                crate::mem::prefetch(first);
+                crate::mem::prefetch(last);
+            }
         }
     }
 
@@ -405,29 +422,36 @@ impl<'a> Comparators<'a> {
             if a == 0 || b == 0 || a == b {
                 continue;
             }
-            let offsets = c.col.value_offsets();
-            for r in [i, j] {
-                match what {
-                    Values::Offsets => {
-                        if let Some(o) = offsets.get(r) {
-                            crate::mem::prefetch(o);
+            // The auxiliary column (person names' pinyin) is read for these pairs too.
+            for col in std::iter::once(c.col).chain(c.aux) {
+                let offsets = col.value_offsets();
+                for r in [i, j] {
+                    match what {
+                        Values::Offsets => {
+                            if let Some(o) = offsets.get(r) {
+                                crate::mem::prefetch(o);
+                            }
                         }
-                    }
-                    Values::Bytes => {
-                        let at = offsets.get(r).map_or(0, |&o| o as usize);
-                        if let Some(v) = c.col.value_data().get(at) {
-                            crate::mem::prefetch(v);
+                        Values::Bytes => {
+                            // The first byte and the last (addresses often cross a line).
+                            let (Some(&from), Some(&to)) = (offsets.get(r), offsets.get(r + 1))
+                            else {
+                                continue;
+                            };
+                            let data = col.value_data();
+                            if let Some(v) = data.get(from as usize) {
+                                crate::mem::prefetch(v);
+                            }
+                            if to - from > 1 {
+                                if let Some(v) = data.get(to as usize - 1) {
+                                    crate::mem::prefetch(v);
+                                }
+                            }
                         }
                     }
                 }
             }
         }
-    }
-
-    /// The fingerprints of comparison `k`, one per record (0 = null or not fingerprinted).
-    pub fn prints_of(&self, k: usize) -> impl Iterator<Item = u64> + '_ {
-        let w = self.list.len().max(1);
-        self.prints.iter().skip(k).step_by(w).copied()
     }
 }
 
@@ -555,7 +579,7 @@ pub fn compare_in(
             for (k, c) in comparators.list.iter().enumerate() {
                 let own;
                 let print = if comparators.prints.is_empty() {
-                    own = fingerprints(c, None);
+                    own = fingerprints(c);
                     Prints::One(&own)
                 } else {
                     Prints::SideBySide(&comparators.prints, w, k)
