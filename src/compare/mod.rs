@@ -397,11 +397,11 @@ impl<'a> Comparators<'a> {
     /// (a record's row, 48 bytes for persons, crosses a cache line every other record).
     pub fn prefetch(&self, i: usize) {
         let w = self.list.len();
-        if let Some(row) = self.prints.get(i * w..(i + 1) * w) {
-            if let (Some(first), Some(last)) = (row.first(), row.last()) {
-                crate::mem::prefetch(first);
-                crate::mem::prefetch(last);
-            }
+        if let Some(row) = self.prints.get(i * w..(i + 1) * w)
+            && let (Some(first), Some(last)) = (row.first(), row.last())
+        {
+            crate::mem::prefetch(first);
+            crate::mem::prefetch(last);
         }
     }
 
@@ -442,10 +442,10 @@ impl<'a> Comparators<'a> {
                             if let Some(v) = data.get(from as usize) {
                                 crate::mem::prefetch(v);
                             }
-                            if to - from > 1 {
-                                if let Some(v) = data.get(to as usize - 1) {
-                                    crate::mem::prefetch(v);
-                                }
+                            if to - from > 1
+                                && let Some(v) = data.get(to as usize - 1)
+                            {
+                                crate::mem::prefetch(v);
                             }
                         }
                     }
