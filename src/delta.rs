@@ -774,7 +774,7 @@ mod tests {
             Parts {
                 table: &t,
                 master_id: &ids,
-                components: &[0, 0, 2, 3, 4, 5],
+                components: crate::store::Components::Labels(&[0, 0, 2, 3, 4, 5]),
                 links: &links,
                 tf: crate::store::tf_lists(&t, &fields),
                 tombstones: &[],

@@ -769,12 +769,9 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 );
                 let tf_fields = store::tf_fields(kp);
                 let (table, master_id) = (table.clone(), mi.master_id.clone());
-                // Nothing after this reads a full run's components: moved, not copied (or
-                // made from the clusters when none were cut).
-                let components = match clusters.component.take() {
-                    Some(c) => c,
-                    None => clusters.label().into(),
-                };
+                // Nothing after this reads a full run's components: moved, not copied; when
+                // none were cut they are the clusters, grouped already (shared, not copied).
+                let (component, groups) = (clusters.component.take(), clusters.groups.clone());
                 std::thread::spawn(move || -> Result<store::KindEntry> {
                     let base = store::write_segment(
                         &dir,
@@ -784,7 +781,10 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                         store::Parts {
                             table: &table,
                             master_id: &master_id,
-                            components: &components,
+                            components: match &component {
+                                Some(c) => store::Components::Labels(c),
+                                None => store::Components::Grouped(&groups),
+                            },
                             links: &Links::default(),
                             tf: store::tf_lists(&table, &tf_fields),
                             tombstones: &[],
@@ -934,7 +934,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                             store::Parts {
                                 table: &t,
                                 master_id: &ids,
-                                components: &comps,
+                                components: store::Components::Labels(&comps),
                                 links: &l,
                                 tf: a.tf_delta.clone(),
                                 tombstones: &tombstones,

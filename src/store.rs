@@ -949,14 +949,23 @@ pub struct Parts<'a> {
     /// The records, in (source, record id) order.
     pub table: &'a StdTable,
     pub master_id: &'a StringArray,
-    /// Per record, any number shared by exactly the records of its component (e.g. its first
-    /// record, as [`crate::cluster::Clusters::components`] gives).
-    pub components: &'a [u32],
+    /// The records' components.
+    pub components: Components<'a>,
     pub links: &'a Links,
     /// Per term-frequency field, (value hash, count) sorted by hash.
     pub tf: Vec<Vec<(u64, i64)>>,
     /// Components of earlier segments this one replaces: (segment, component), sorted.
     pub tombstones: &'a [(u32, u32)],
+}
+
+/// The components of a segment's records.
+pub enum Components<'a> {
+    /// Per record, any number shared by exactly the records of its component (e.g. its first
+    /// record, as [`crate::cluster::Clusters::components`] gives).
+    Labels(&'a [u32]),
+    /// Already grouped: a full run's clusters when clustering cut no edge (each component is
+    /// then a cluster), not grouped again.
+    Grouped(&'a crate::cluster::Groups),
 }
 
 fn ipc_schema(fields: Vec<Field>) -> Arc<Schema> {
@@ -1150,7 +1159,14 @@ pub fn write_segment(
     }
     // Components numbered in order of their first record; the rows listed component by
     // component.
-    let groups = crate::cluster::Groups::of(parts.components);
+    let made;
+    let groups = match parts.components {
+        Components::Labels(labels) => {
+            made = crate::cluster::Groups::of(labels);
+            &made
+        }
+        Components::Grouped(groups) => groups,
+    };
     let index = RecordBatch::try_new(
         ipc_schema(vec![
             Field::new("master_id", DataType::Utf8, true),
@@ -1159,8 +1175,8 @@ pub fn write_segment(
         ]),
         vec![
             Arc::new(parts.master_id.clone()),
-            Arc::new(UInt32Array::new(groups.cluster_of, None)),
-            Arc::new(UInt32Array::new(groups.member, None)),
+            Arc::new(UInt32Array::new(groups.cluster_of.clone(), None)),
+            Arc::new(UInt32Array::new(groups.member.clone(), None)),
         ],
     )
     .map_err(|e| Error::write(path("index"), e))?;
@@ -1308,7 +1324,7 @@ pub fn compact(
         Parts {
             table: &merged.table,
             master_id: &merged.master_id,
-            components: &merged.component,
+            components: Components::Labels(&merged.component),
             links: &merged.links,
             tf: tf_lists(&merged.table, &fields),
             tombstones: &[],
@@ -1353,7 +1369,7 @@ mod tests {
             Parts {
                 table: t,
                 master_id: &ids,
-                components: comps,
+                components: Components::Labels(comps),
                 links,
                 tf: tf_lists(t, &["name".to_string()]),
                 tombstones: tombs,
