@@ -144,52 +144,52 @@ fn own_exact_weights(col: &StringArray, weight: impl Fn(f64) -> f64 + Sync) -> V
     use arrow_array::Array;
     use rayon::prelude::*;
     const CHUNK: usize = 4096;
-    // The records' hashes, in their slots of the result (as bits), hashed in parallel.
-    let mut out = vec![0.0f64; col.len()];
-    out.par_chunks_mut(CHUNK)
+    // Each record's slot holds its value's hash, then its value's number, then its weight's
+    // bits (the list is made into the weights in place at the end).
+    let mut slots = vec![0u64; col.len()];
+    slots
+        .par_chunks_mut(CHUNK)
         .enumerate()
-        .for_each(|(c, slots)| {
-            for (r, slot) in slots.iter_mut().enumerate() {
+        .for_each(|(c, out)| {
+            for (r, slot) in out.iter_mut().enumerate() {
                 let i = c * CHUNK + r;
                 if col.is_valid(i) {
-                    *slot = f64::from_bits(value_hash(col.value(i)));
+                    *slot = value_hash(col.value(i));
                 }
             }
         });
-    // Numbered and counted in record order; each slot then holds its value's number.
+    // Numbered and counted in record order.
     let mut number: HashMap<u64, u32, foldhash::fast::FixedState> = HashMap::default();
     let mut count: Vec<u64> = Vec::new();
-    for (i, slot) in out.iter_mut().enumerate() {
+    for (i, slot) in slots.iter_mut().enumerate() {
         if col.is_null(i) {
             continue;
         }
         let next = count.len() as u32;
-        let k = *number.entry(slot.to_bits()).or_insert(next);
+        let k = *number.entry(*slot).or_insert(next);
         if k == next {
             count.push(0);
         }
         count[k as usize] += 1;
-        *slot = f64::from_bits(u64::from(k));
+        *slot = u64::from(k);
     }
     drop(number);
     let total = count.iter().sum::<u64>().max(1) as f64;
     let by_number: Vec<f64> = count.iter().map(|&c| weight(c as f64 / total)).collect();
-    out.par_chunks_mut(CHUNK)
+    slots
+        .par_chunks_mut(CHUNK)
         .enumerate()
-        .for_each(|(c, slots)| {
-            for (r, slot) in slots.iter_mut().enumerate() {
+        .for_each(|(c, out)| {
+            for (r, slot) in out.iter_mut().enumerate() {
                 let i = c * CHUNK + r;
-                *slot = if col.is_valid(i) {
-                    by_number
-                        .get(slot.to_bits() as usize)
-                        .copied()
-                        .unwrap_or(0.0)
-                } else {
-                    0.0
+                let w = match col.is_valid(i) {
+                    true => by_number.get(*slot as usize).copied().unwrap_or(0.0),
+                    false => 0.0,
                 };
+                *slot = w.to_bits();
             }
         });
-    out
+    slots.into_iter().map(f64::from_bits).collect()
 }
 
 #[cfg(test)]
