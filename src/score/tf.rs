@@ -147,17 +147,21 @@ fn own_exact_weights(col: &StringArray, weight: impl Fn(f64) -> f64 + Sync) -> V
     // Each record's slot holds its value's hash, then its value's number, then its weight's
     // bits (the list is made into the weights in place at the end).
     let mut slots = vec![0u64; col.len()];
-    slots
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, out)| {
-            for (r, slot) in out.iter_mut().enumerate() {
-                let i = c * CHUNK + r;
-                if col.is_valid(i) {
-                    *slot = value_hash(col.value(i));
+    fn each_slot(slots: &mut [u64], f: impl Fn(usize, &mut u64) + Sync) {
+        slots
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(c, out)| {
+                for (r, slot) in out.iter_mut().enumerate() {
+                    f(c * CHUNK + r, slot);
                 }
-            }
-        });
+            })
+    }
+    each_slot(&mut slots, |i, slot| {
+        if col.is_valid(i) {
+            *slot = value_hash(col.value(i));
+        }
+    });
     // Numbered and counted in record order.
     let mut number: HashMap<u64, u32, foldhash::fast::FixedState> = HashMap::default();
     let mut count: Vec<u64> = Vec::new();
@@ -176,19 +180,13 @@ fn own_exact_weights(col: &StringArray, weight: impl Fn(f64) -> f64 + Sync) -> V
     drop(number);
     let total = count.iter().sum::<u64>().max(1) as f64;
     let by_number: Vec<f64> = count.iter().map(|&c| weight(c as f64 / total)).collect();
-    slots
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, out)| {
-            for (r, slot) in out.iter_mut().enumerate() {
-                let i = c * CHUNK + r;
-                let w = match col.is_valid(i) {
-                    true => by_number.get(*slot as usize).copied().unwrap_or(0.0),
-                    false => 0.0,
-                };
-                *slot = w.to_bits();
-            }
-        });
+    each_slot(&mut slots, |i, slot| {
+        let w = match col.is_valid(i) {
+            true => by_number.get(*slot as usize).copied().unwrap_or(0.0),
+            false => 0.0,
+        };
+        *slot = w.to_bits();
+    });
     slots.into_iter().map(f64::from_bits).collect()
 }
 
