@@ -559,7 +559,24 @@ pub fn cluster_edges(
             .map(|((es, ms), cl)| recluster(ms, es, must_not_link, cl))
             .collect();
         drop(slot);
-        let mut label = groups.labels();
+        // Each record's label made in place of its cluster (the groups' own list, no second
+        // list of a record each beside them: 4 bytes a record less at the stage's peak).
+        let Groups {
+            start,
+            member,
+            cluster_of,
+        } = std::mem::take(&mut groups);
+        let mut label: Vec<u32> = match cluster_of.into_inner().into_vec::<u32>() {
+            Ok(list) => list,
+            Err(shared) => ScalarBuffer::<u32>::from(shared).to_vec(),
+        };
+        label.par_iter_mut().with_min_len(1 << 14).for_each(|l| {
+            *l = start
+                .get(*l as usize)
+                .and_then(|&at| member.get(at as usize))
+                .copied()
+                .unwrap_or(0);
+        });
         for (relabels, cut) in results {
             cut_edges += cut;
             for (i, l) in relabels {
@@ -567,7 +584,7 @@ pub fn cluster_edges(
             }
         }
         // The old groups go before the new are made (~12 bytes a record each).
-        drop(std::mem::take(&mut groups));
+        drop((start, member));
         groups = Groups::of_owned(label);
     }
     Clusters {
