@@ -16,6 +16,8 @@ use arrow_array::{Array, StringArray};
 use arrow_buffer::ScalarBuffer;
 use rayon::prelude::*;
 
+use crate::state::Scratch;
+
 /// The result of clustering one kind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clusters {
@@ -92,6 +94,18 @@ impl Groups {
     /// [`Groups::of`], each record's cluster made in place of its label (no second list of a
     /// record each while the groups are made).
     pub fn of_owned(label: Vec<u32>) -> Groups {
+        let Ok(groups) = Groups::of_in(Scratch::heap(label), |len| {
+            Ok::<_, std::convert::Infallible>(Scratch::heap(vec![0; len]))
+        });
+        groups
+    }
+
+    /// [`Groups::of_owned`], the members and the starts made in lists from `zeroed` (on a
+    /// mapped file in a spilled run: the groups then hold no memory of their own).
+    pub fn of_in<E>(
+        label: Scratch<u32>,
+        zeroed: impl Fn(usize) -> Result<Scratch<u32>, E>,
+    ) -> Result<Groups, E> {
         // Each record's cluster in one pass: a label is never above its record, so a
         // record's label's cluster is known when the record is reached (no list of ranks);
         // `cluster_of[l]` for `l < i` is already a cluster when record `i` reads it.
@@ -108,8 +122,8 @@ impl Groups {
             };
         }
         let clusters = clusters as usize;
-        let mut start = vec![0u32; clusters + 1];
-        for &c in &cluster_of {
+        let mut start = zeroed(clusters + 1)?;
+        for &c in cluster_of.iter() {
             start[c as usize + 1] += 1;
         }
         for c in 0..clusters {
@@ -117,7 +131,7 @@ impl Groups {
         }
         // Each cluster's start serves as its fill cursor, then takes its place back: at the
         // end it is the next cluster's start, so all move up one (no copy of the starts).
-        let mut member = vec![0u32; cluster_of.len()];
+        let mut member = zeroed(cluster_of.len())?;
         for (i, &c) in cluster_of.iter().enumerate() {
             member[start[c as usize] as usize] = i as u32;
             start[c as usize] += 1;
@@ -126,11 +140,11 @@ impl Groups {
         if let Some(s) = start.first_mut() {
             *s = 0;
         }
-        Groups {
-            start: start.into(),
-            member: member.into(),
-            cluster_of: cluster_of.into(),
-        }
+        Ok(Groups {
+            start: start.into_buffer(),
+            member: member.into_buffer(),
+            cluster_of: cluster_of.into_buffer(),
+        })
     }
 
     /// The smallest record of each record's cluster (its first member: members are in record
@@ -165,30 +179,27 @@ pub struct Edge {
     pub weight: f64,
 }
 
-/// Lock-free union-find whose roots are the smallest index of their set.
-struct AtomicUnionFind {
-    parent: Vec<AtomicU32>,
+/// Lock-free union-find whose roots are the smallest index of their set, over a list of
+/// parents it borrows (on the heap or a mapped file, [`Scratch`]).
+struct AtomicUnionFind<'p> {
+    parent: &'p [AtomicU32],
 }
 
-impl AtomicUnionFind {
-    fn new(n: usize) -> Self {
-        AtomicUnionFind {
-            parent: (0..n as u32).map(AtomicU32::new).collect(),
-        }
-    }
-
-    /// The root of every record, made in place of the parents (no second list): a parent is
-    /// never above its child (a set's root is its smallest record, and halving only moves a
-    /// record nearer it), so in record order each parent already holds its root.
-    fn into_labels(self) -> Vec<u32> {
-        let mut label: Vec<u32> = self.parent.into_iter().map(AtomicU32::into_inner).collect();
-        for i in 0..label.len() {
-            let p = label[i] as usize;
-            if p < i {
-                label[i] = label[p];
-            }
-        }
-        label
+impl<'p> AtomicUnionFind<'p> {
+    /// Every record its own set: `parent` made `0, 1, 2, ...` and borrowed as atomics.
+    fn new(parent: &'p mut [u32]) -> Self {
+        parent
+            .par_chunks_mut(1 << 16)
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                for (k, p) in chunk.iter_mut().enumerate() {
+                    *p = ((c << 16) + k) as u32;
+                }
+            });
+        // SAFETY: `AtomicU32` has the size and alignment of `u32`, and the list is borrowed
+        // mutably for as long as the atomics are (no other reference to it exists).
+        let parent = unsafe { &*(parent as *mut [u32] as *const [AtomicU32]) };
+        AtomicUnionFind { parent }
     }
 
     fn find(&self, mut x: u32) -> u32 {
@@ -224,6 +235,18 @@ impl AtomicUnionFind {
             {
                 return;
             }
+        }
+    }
+}
+
+/// The root of every record, made in place of the union-find's parents (no second list): a
+/// parent is never above its child (a set's root is its smallest record, and halving only
+/// moves a record nearer it), so in record order each parent already holds its root.
+fn roots_in_place(parent: &mut [u32]) {
+    for i in 0..parent.len() {
+        let p = parent[i] as usize;
+        if p < i {
+            parent[i] = parent[p];
         }
     }
 }
@@ -440,30 +463,37 @@ pub fn cluster(
     edges: &[Edge],
     must_not_link: &[&StringArray],
     cannot_link: &[(u32, u32)],
-) -> Clusters {
+) -> crate::error::Result<Clusters> {
     cluster_edges(n, Edges::Rows(edges), must_not_link, cannot_link, None)
 }
 
-/// [`cluster`], the edges a list or columns; with a `spill`, the components (when cuts make
-/// them differ from the clusters) written to disk as soon as made.
+/// [`cluster`], the edges a list or columns; with a `spill`, every list of a number per
+/// record (the union-find's parents, the groups, the components when cuts make them differ
+/// from the clusters) on a mapped file as it is made ([`Scratch`]), so that clustering holds
+/// no memory per record of its own.
 pub fn cluster_edges(
     n: usize,
     edges: Edges,
     must_not_link: &[&StringArray],
     cannot_link: &[(u32, u32)],
     spill: Option<&crate::state::Spill>,
-) -> Clusters {
-    let uf = AtomicUnionFind::new(n);
-    (0..edges.len())
-        .into_par_iter()
-        .with_min_len(1 << 12)
-        .for_each(|i| {
-            let e = edges.at(i);
-            uf.union(e.left, e.right)
-        });
+) -> crate::error::Result<Clusters> {
+    let zeroed = |len: usize| Scratch::<u32>::zeroed(len, spill);
+    let mut parent = zeroed(n)?;
+    {
+        let uf = AtomicUnionFind::new(&mut parent);
+        (0..edges.len())
+            .into_par_iter()
+            .with_min_len(1 << 12)
+            .for_each(|i| {
+                let e = edges.at(i);
+                uf.union(e.left, e.right)
+            });
+    }
+    roots_in_place(&mut parent);
     // Each record's cluster made in place of its label; a record's label is then the first
     // member of its cluster (`root`), not a list of its own (4 bytes a record less).
-    let mut groups = Groups::of_owned(uf.into_labels());
+    let mut groups = Groups::of_in(parent, zeroed)?;
     // Clusters whose records disagree on a must-not-link column (by their label), checked
     // cluster by cluster in parallel.
     let mut conflicted: Vec<u32> = (0..groups.len())
@@ -566,9 +596,15 @@ pub fn cluster_edges(
             member,
             cluster_of,
         } = std::mem::take(&mut groups);
-        let mut label: Vec<u32> = match cluster_of.into_inner().into_vec::<u32>() {
-            Ok(list) => list,
-            Err(shared) => ScalarBuffer::<u32>::from(shared).to_vec(),
+        // (Mapped groups are written again into a list of their own, mapped too.)
+        let mut label = match cluster_of.into_inner().into_vec::<u32>() {
+            Ok(list) => Scratch::heap(list),
+            Err(shared) => {
+                let shared = ScalarBuffer::<u32>::from(shared);
+                let mut list = zeroed(shared.len())?;
+                list.copy_from_slice(&shared);
+                list
+            }
         };
         label.par_iter_mut().with_min_len(1 << 14).for_each(|l| {
             *l = start
@@ -585,15 +621,15 @@ pub fn cluster_edges(
         }
         // The old groups go before the new are made (~12 bytes a record each).
         drop((start, member));
-        groups = Groups::of_owned(label);
+        groups = Groups::of_in(label, zeroed)?;
     }
-    Clusters {
+    Ok(Clusters {
         groups,
         conflicts: conflicted.len() as u64,
         cut_edges,
         edges: edges.len() as u64,
         component,
-    }
+    })
 }
 
 /// Greedy strongest-first clustering of one component that respects must-not-link; returns
@@ -709,7 +745,7 @@ mod tests {
 
     #[test]
     fn components_are_labelled_by_their_smallest_member() {
-        let c = cluster(5, &[e(3, 4, 5.0), e(1, 3, 5.0)], &[], &[]);
+        let c = cluster(5, &[e(3, 4, 5.0), e(1, 3, 5.0)], &[], &[]).expect("clusters");
         assert_eq!(c.label(), vec![0, 1, 2, 1, 1]);
         assert_eq!(c.conflicts, 0);
     }
@@ -718,7 +754,7 @@ mod tests {
     fn weakest_link_between_different_ids_is_cut() {
         let ids = StringArray::from(vec![Some("A"), None, Some("B")]);
         // 0 -(9)- 1 -(2)- 2 : record 1 joins A, the weaker link to B is cut.
-        let c = cluster(3, &[e(0, 1, 9.0), e(1, 2, 2.0)], &[&ids], &[]);
+        let c = cluster(3, &[e(0, 1, 9.0), e(1, 2, 2.0)], &[&ids], &[]).expect("clusters");
         assert_eq!(c.label(), vec![0, 0, 2]);
         assert_eq!(c.conflicts, 1);
         assert_eq!(c.cut_edges, 1);
@@ -788,14 +824,15 @@ mod tests {
         let list = edges(&scored, 0.5);
         let columns = edge_columns(&scored, 0.5, &spill).expect("edges on disk");
         assert!(list.len() > 100 && list.len() < pairs.len());
-        let by_list = cluster(n as usize, &list, &[&ids], &[]);
+        let by_list = cluster(n as usize, &list, &[&ids], &[]).expect("clusters");
         let by_columns = cluster_edges(
             n as usize,
             Edges::Columns(&columns),
             &[&ids],
             &[],
             Some(&spill),
-        );
+        )
+        .expect("clusters on disk");
         assert!(by_list.cut_edges > 0);
         assert_eq!(by_columns, by_list);
         // The components (before cuts) are each record's smallest fellow over the kept edges,
@@ -836,7 +873,7 @@ mod tests {
     #[test]
     fn a_clerks_non_match_splits_the_weakest_link() {
         // 0 -(9)- 1 -(3)- 2, and a clerk said 0 and 2 are different.
-        let c = cluster(3, &[e(0, 1, 9.0), e(1, 2, 3.0)], &[], &[(0, 2)]);
+        let c = cluster(3, &[e(0, 1, 9.0), e(1, 2, 3.0)], &[], &[(0, 2)]).expect("clusters");
         assert_eq!(c.label(), vec![0, 0, 2]);
         assert_eq!(c.cut_edges, 1);
     }

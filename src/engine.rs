@@ -782,7 +782,7 @@ pub fn cluster_master(
         .iter()
         .filter_map(|c| table.column(c))
         .collect();
-    let clusters = cluster::cluster(n, &es, &mnl, &[]);
+    let clusters = cluster::cluster(n, &es, &mnl, &[])?;
     let mi = master::master_index(&table, &clusters, None, master::Previous::next_run(None))?;
     let batch = output::master_batch(&table, &mi.master_id, &mi.cluster_size, 0..table.len())
         .map_err(arrow_err)?;

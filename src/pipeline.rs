@@ -565,9 +565,14 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
         let (scored, secs) = p.stage(&format!("{k}: score"), || match memory {
             load::MemoryMode::Spilled => {
                 let mut out = spill.batches(&score::scored_schema(&compared.schema))?;
-                score::score_in_chunks(&model, &comparators, compared, counts, &mut |b| {
-                    out.push(b)
-                })?;
+                score::score_in_chunks(
+                    &model,
+                    &comparators,
+                    compared,
+                    counts,
+                    Some(&spill),
+                    &mut |b| out.push(b),
+                )?;
                 out.finish()
             }
             _ => score::score_with(&model, &comparators, &compared, counts),
@@ -614,7 +619,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                     &mnl,
                     &[],
                     Some(&spill),
-                );
+                )?;
                 return Ok((clusters, Links::default(), Some(columns)));
             }
             let mut edges = cluster::edges(&scored, model.match_probability);
@@ -625,13 +630,14 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
             cannot_link.sort_unstable();
             cannot_link.dedup();
             Ok::<_, Error>((
-                cluster::cluster(table.len(), &edges, &mnl, &cannot_link),
+                cluster::cluster(table.len(), &edges, &mnl, &cannot_link)?,
                 Links { edges, cannot_link },
                 None,
             ))
         });
         let (mut clusters, links, edge_columns) = clustered?;
-        if memory == load::MemoryMode::Spilled {
+        // (Clustered from the edges on disk, the groups are on mapped files already.)
+        if memory == load::MemoryMode::Spilled && edge_columns.is_none() {
             clusters.spill(&spill)?;
         }
         stage("cluster", k, secs, clusters.edges);

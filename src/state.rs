@@ -939,6 +939,124 @@ impl<T: arrow_buffer::ArrowNativeType> SpillWords<T> {
     }
 }
 
+/// A list of numbers a stage makes and changes in place: on the heap, or, in a spilled run, on
+/// a file of its own mapped for writing ([`Spill::scratch`]): its pages are then the page
+/// cache's to keep, write back and drop, not the process's own memory, so that a list of a
+/// number per record (a union-find's parents, each record's cluster) does not grow the run's
+/// memory with its records.
+pub struct Scratch<T> {
+    held: Held<T>,
+}
+
+enum Held<T> {
+    Heap(Vec<T>),
+    /// `len` numbers at the start of the map (page-aligned: aligned for any number type).
+    Mapped(memmap2::MmapMut, usize),
+}
+
+impl<T: arrow_buffer::ArrowNativeType> Scratch<T> {
+    /// `list` on the heap.
+    pub fn heap(list: Vec<T>) -> Scratch<T> {
+        Scratch {
+            held: Held::Heap(list),
+        }
+    }
+
+    /// `len` zeros: mapped from a file when `spill` is given, else on the heap.
+    pub fn zeroed(len: usize, spill: Option<&Spill>) -> Result<Scratch<T>> {
+        match spill {
+            Some(s) if len > 0 => s.scratch(len),
+            _ => Ok(Scratch::heap(vec![T::default(); len])),
+        }
+    }
+
+    /// Whether the list is on a mapped file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.held, Held::Mapped(..))
+    }
+
+    /// The list as an Arrow buffer (the map, or the heap list, moved in: no copy).
+    pub fn into_buffer(self) -> arrow_buffer::ScalarBuffer<T> {
+        match self.held {
+            Held::Heap(list) => list.into(),
+            Held::Mapped(map, len) => {
+                let bytes = len * std::mem::size_of::<T>();
+                match std::ptr::NonNull::new(map.as_ptr().cast_mut()) {
+                    // SAFETY: the pointer is valid for the map's length (at least `bytes`)
+                    // for as long as `map`, which the buffer owns; nothing writes the map
+                    // once it is moved in.
+                    Some(ptr) => {
+                        let buffer = unsafe {
+                            arrow_buffer::Buffer::from_custom_allocation(ptr, bytes, Arc::new(map))
+                        };
+                        arrow_buffer::ScalarBuffer::new(buffer, 0, len)
+                    }
+                    None => Vec::new().into(),
+                }
+            }
+        }
+    }
+
+    /// The list on the heap (copied when mapped).
+    pub fn into_vec(self) -> Vec<T> {
+        match self.held {
+            Held::Heap(list) => list,
+            Held::Mapped(..) => self.to_vec(),
+        }
+    }
+}
+
+impl<T: arrow_buffer::ArrowNativeType> std::ops::Deref for Scratch<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match &self.held {
+            Held::Heap(list) => list,
+            // SAFETY: the map holds `len` numbers from its (page-aligned) start, made of
+            // bytes any pattern of which is a valid number, and lives as long as `self`.
+            Held::Mapped(map, len) => unsafe {
+                std::slice::from_raw_parts(map.as_ptr().cast::<T>(), *len)
+            },
+        }
+    }
+}
+
+impl<T: arrow_buffer::ArrowNativeType> std::ops::DerefMut for Scratch<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        match &mut self.held {
+            Held::Heap(list) => list,
+            // SAFETY: as for reading, and the map is borrowed mutably with `self`.
+            Held::Mapped(map, len) => unsafe {
+                std::slice::from_raw_parts_mut(map.as_mut_ptr().cast::<T>(), *len)
+            },
+        }
+    }
+}
+
+impl Spill {
+    /// `len` zeros on a file of their own, mapped for writing ([`Scratch`]); the file's name
+    /// is removed at once, the map keeps it.
+    pub fn scratch<T: arrow_buffer::ArrowNativeType>(&self, len: usize) -> Result<Scratch<T>> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.dir.join(format!(".spill-{}-{n}.scratch", self.tag));
+        let io = |e: std::io::Error| Error::io(&path, e);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io)?;
+        let bytes = len.max(1) * std::mem::size_of::<T>();
+        file.set_len(bytes as u64).map_err(io)?;
+        // SAFETY: the file was just made by this process in the run's own output folder, at
+        // a fresh name that goes next: nothing else maps or writes it.
+        let map = unsafe { memmap2::MmapMut::map_mut(&file) }.map_err(io)?;
+        std::fs::remove_file(&path).map_err(io)?;
+        Ok(Scratch {
+            held: Held::Mapped(map, len),
+        })
+    }
+}
+
 /// Batches written to disk one by one as they are made ([`Spill::batches`]), so that none is
 /// held once written; [`SpillBatches::finish`] maps them all back.
 pub struct SpillBatches {

@@ -317,14 +317,24 @@ fn print_of(hasher: &PrintHasher, c: &Comparator, i: usize) -> u64 {
     c.value(i).map_or(0, |v| hasher.hash_one(v).max(1))
 }
 
-/// The fingerprint of every record's value of comparison `c` (0 = null).
-fn fingerprints(c: &Comparator) -> Vec<u64> {
+/// The fingerprint of every record's value of comparison `c` (0 = null), on a mapped file when
+/// `spill` is given ([`crate::state::Scratch`]).
+fn fingerprints_in(
+    c: &Comparator,
+    spill: Option<&crate::state::Spill>,
+) -> Result<crate::state::Scratch<u64>, crate::error::Error> {
     use rayon::prelude::*;
     let hasher = print_hasher();
-    (0..c.col.len())
-        .into_par_iter()
-        .map(|i| print_of(&hasher, c, i))
-        .collect()
+    let mut prints = crate::state::Scratch::zeroed(c.col.len(), spill)?;
+    prints
+        .par_chunks_mut(1 << 14)
+        .enumerate()
+        .for_each(|(chunk, out)| {
+            for (k, p) in out.iter_mut().enumerate() {
+                *p = print_of(&hasher, c, (chunk << 14) + k);
+            }
+        });
+    Ok(prints)
 }
 
 impl<'a> Comparators<'a> {
@@ -555,59 +565,62 @@ pub fn compare_in(
             ],
         )
     };
-    let batches = match reads {
-        Reads::Pairs => candidates
-            .left
-            .par_chunks(BATCH)
-            .zip(candidates.right.par_chunks(BATCH))
-            .zip(candidates.rule.par_chunks(BATCH))
-            .map(|((l, r), rule)| compare_batch(comparators, &schema, &pairs_of(l, r, rule)?))
-            .collect::<Result<Vec<_>, _>>(),
-        Reads::Windows(window) => {
-            for c in comparators {
-                crate::mem::read_ahead(c.col);
-                if let Some(aux) = c.aux {
-                    crate::mem::read_ahead(aux);
-                }
-            }
-            let window = window.div_ceil(BATCH).max(1) * BATCH;
-            let (l, r, rule) = (&candidates.left, &candidates.right, &candidates.rule);
-            // One comparison at a time over every pair, a window of pairs at a time.
-            let w = comparators.len();
-            let mut levels = Vec::with_capacity(w);
-            let mut failed = None;
-            for (k, c) in comparators.list.iter().enumerate() {
-                let own;
-                let print = if comparators.prints.is_empty() {
-                    own = fingerprints(c);
-                    Prints::One(&own)
-                } else {
-                    Prints::SideBySide(&comparators.prints, w, k)
-                };
-                let mut lv = vec![0u8; l.len()];
-                for from in (0..l.len()).step_by(window) {
-                    let to = (from + window).min(l.len());
-                    if let Err(e) =
-                        levels_in_window(c, &print, &l[from..to], &r[from..to], &mut lv[from..to])
-                    {
-                        failed = Some(e);
-                        break;
+    let batches =
+        match reads {
+            Reads::Pairs => candidates
+                .left
+                .par_chunks(BATCH)
+                .zip(candidates.right.par_chunks(BATCH))
+                .zip(candidates.rule.par_chunks(BATCH))
+                .map(|((l, r), rule)| compare_batch(comparators, &schema, &pairs_of(l, r, rule)?))
+                .collect::<Result<Vec<_>, _>>(),
+            Reads::Windows(window) => {
+                for c in comparators {
+                    crate::mem::read_ahead(c.col);
+                    if let Some(aux) = c.aux {
+                        crate::mem::read_ahead(aux);
                     }
                 }
-                // On disk when asked (in memory should writing them fail).
-                let on_disk = levels_to.map(|s| {
-                    let mut w = s.words::<u8>(1 << 20)?;
-                    w.push(&lv)?;
-                    w.finish()
-                });
-                levels.push(match on_disk {
-                    Some(Ok(mapped)) => mapped,
-                    _ => arrow_buffer::ScalarBuffer::from(lv),
-                });
-            }
-            match failed {
-                Some(e) => Err(e),
-                None => (0..l.len())
+                let window = window.div_ceil(BATCH).max(1) * BATCH;
+                let (l, r, rule) = (&candidates.left, &candidates.right, &candidates.rule);
+                // One comparison at a time over every pair, a window of pairs at a time.
+                let w = comparators.len();
+                let mut levels = Vec::with_capacity(w);
+                let arrow = |e: arrow_schema::ArrowError| crate::error::Error::Data {
+                    stage: "compare",
+                    message: e.to_string(),
+                };
+                for (k, c) in comparators.list.iter().enumerate() {
+                    let own;
+                    let print = if comparators.prints.is_empty() {
+                        // On a mapped file when the levels go to disk (8 bytes a record).
+                        own = fingerprints_in(c, levels_to)?;
+                        Prints::One(&own)
+                    } else {
+                        Prints::SideBySide(&comparators.prints, w, k)
+                    };
+                    // To disk window by window when asked, else in one list.
+                    let mut on_disk = levels_to.map(|s| s.words::<u8>(1 << 20)).transpose()?;
+                    let mut lv = vec![0u8; if on_disk.is_some() { 0 } else { l.len() }];
+                    for from in (0..l.len()).step_by(window) {
+                        let to = (from + window).min(l.len());
+                        let (l, r) = (&l[from..to], &r[from..to]);
+                        match on_disk.as_mut() {
+                            Some(words) => {
+                                let mut part = vec![0u8; to - from];
+                                levels_in_window(c, &print, l, r, &mut part).map_err(arrow)?;
+                                words.push(&part)?;
+                            }
+                            None => levels_in_window(c, &print, l, r, &mut lv[from..to])
+                                .map_err(arrow)?,
+                        }
+                    }
+                    levels.push(match on_disk {
+                        Some(words) => words.finish()?,
+                        None => arrow_buffer::ScalarBuffer::from(lv),
+                    });
+                }
+                (0..l.len())
                     .step_by(BATCH)
                     .map(|at| {
                         let len = (at + BATCH).min(l.len()) - at;
@@ -621,20 +634,19 @@ pub fn compare_in(
                         }));
                         RecordBatch::try_new(schema.clone(), cols)
                     })
-                    .collect::<Result<Vec<_>, _>>(),
+                    .collect::<Result<Vec<_>, _>>()
             }
         }
-    }
-    .map_err(|e| crate::error::Error::Data {
-        stage: "compare",
-        message: e.to_string(),
-    })?;
+        .map_err(|e| crate::error::Error::Data {
+            stage: "compare",
+            message: e.to_string(),
+        })?;
     Ok(Compared { schema, batches })
 }
 
 /// Where [`levels_in_window`] finds a record's fingerprint of its comparison.
 enum Prints<'p> {
-    /// One per record ([`fingerprints`]).
+    /// One per record ([`fingerprints_in`]).
     One(&'p [u64]),
     /// [`Comparators`]' own: `w` per record side by side, this comparison's the `k`-th.
     SideBySide(&'p [u64], usize, usize),

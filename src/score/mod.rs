@@ -93,7 +93,7 @@ pub fn score_with(
     compared: &crate::compare::Compared,
     counts: &std::collections::BTreeMap<String, tf::Counts>,
 ) -> Result<Vec<RecordBatch>, crate::error::Error> {
-    let weights = Weights::of_with(model, comparators, counts);
+    let weights = Weights::of_in(model, comparators, counts, None)?;
     score_batches(
         &weights,
         &scored_schema(&compared.schema),
@@ -127,11 +127,12 @@ pub fn score_in_chunks(
     comparators: &[Comparator],
     compared: crate::compare::Compared,
     counts: &std::collections::BTreeMap<String, tf::Counts>,
+    spill: Option<&crate::state::Spill>,
     sink: &mut dyn FnMut(&RecordBatch) -> Result<(), crate::error::Error>,
 ) -> Result<(), crate::error::Error> {
     // Enough batches to score in parallel (~65k pairs each).
     const CHUNK: usize = 8;
-    let weights = Weights::of_with(model, comparators, counts);
+    let weights = Weights::of_in(model, comparators, counts, spill)?;
     let schema = scored_schema(&compared.schema);
     let mut rest = compared.batches;
     while !rest.is_empty() {
@@ -166,20 +167,22 @@ pub struct Weights {
     counted: Vec<Vec<bool>>,
     table: Vec<f64>,
     tops: Vec<u8>,
-    exact_by_record: Vec<Option<Vec<f64>>>,
+    exact_by_record: Vec<Option<arrow_buffer::ScalarBuffer<f64>>>,
 }
 
 impl Weights {
-    pub fn of(model: &Model, comparators: &[Comparator]) -> Weights {
-        Weights::of_with(model, comparators, &Default::default())
+    pub fn of(model: &Model, comparators: &[Comparator]) -> Result<Weights, crate::error::Error> {
+        Weights::of_in(model, comparators, &Default::default(), None)
     }
 
-    /// [`Weights::of`], term frequencies of the fields in `counts` taken from there.
-    pub fn of_with(
+    /// [`Weights::of`], term frequencies of the fields in `counts` taken from there, and each
+    /// record's weights of exact agreement on a mapped file when `spill` is given.
+    pub fn of_in(
         model: &Model,
         comparators: &[Comparator],
         counts: &std::collections::BTreeMap<String, tf::Counts>,
-    ) -> Weights {
+        spill: Option<&crate::state::Spill>,
+    ) -> Result<Weights, crate::error::Error> {
         let k = model.comparisons.len();
         let rules = model.blocking.len();
         let mut table = vec![0.0; rules * k * LEVEL_SLOTS];
@@ -195,16 +198,20 @@ impl Weights {
             .iter()
             .zip(comparators.iter())
             .map(|(cm, cmp)| {
-                cm.spec.term_frequency.then(|| {
-                    tf::exact_weights_with(
-                        cmp.column(),
-                        |u| cm.tf_weight(Some(u)),
-                        counts.get(&cm.spec.field),
-                    )
-                })
+                cm.spec
+                    .term_frequency
+                    .then(|| {
+                        tf::exact_weights_in(
+                            cmp.column(),
+                            |u| cm.tf_weight(Some(u)),
+                            counts.get(&cm.spec.field),
+                            spill,
+                        )
+                    })
+                    .transpose()
             })
-            .collect();
-        Weights {
+            .collect::<Result<_, _>>()?;
+        Ok(Weights {
             priors: (0..rules).map(|r| model.prior_weight(r)).collect(),
             counted: model.counted(),
             table,
@@ -214,7 +221,7 @@ impl Weights {
                 .map(|cm| cm.m.len().saturating_sub(1) as u8)
                 .collect(),
             exact_by_record,
-        }
+        })
     }
 
     /// The match weight of a pair found by `rule` whose left record is `left`, with
@@ -274,7 +281,7 @@ pub fn score_batch(
         .exact_by_record
         .iter()
         .flatten()
-        .map(Vec::len)
+        .map(|w| w.len())
         .min()
         .unwrap_or(usize::MAX);
     let mut w = Vec::with_capacity(n);

@@ -75,7 +75,7 @@ impl TermFrequencies {
     }
 }
 
-/// The hash [`exact_weights`] tells values apart by.
+/// The hash [`exact_weights_in`] tells values apart by.
 pub fn value_hash(value: &str) -> u64 {
     use std::hash::BuildHasher;
     foldhash::fast::FixedState::with_seed(0x7466).hash_one(value)
@@ -106,47 +106,53 @@ impl Counts {
 }
 
 /// For every record of `col`, `weight(u)` of its value's relative frequency `u` among the
-/// column's non-null values (the u of [`TermFrequencies`]), or 0 for a null. Values are told
-/// apart by a 64-bit hash, counted once: no string is copied.
-pub fn exact_weights(col: &StringArray, weight: impl Fn(f64) -> f64 + Sync) -> Vec<f64> {
-    exact_weights_with(col, weight, None)
-}
-
-/// [`exact_weights`], with the frequencies taken from `counts` (over a whole index) instead
-/// of the column itself when given.
-pub fn exact_weights_with(
+/// column's non-null values (the u of [`TermFrequencies`]), or 0 for a null; the frequencies
+/// taken from `counts` (over a whole index) instead of the column itself when given, and the
+/// weights made on a mapped file when `spill` is given (8 bytes a record:
+/// [`crate::state::Scratch`]). Values are told apart by a 64-bit hash, counted once: no
+/// string is copied.
+pub fn exact_weights_in(
     col: &StringArray,
     weight: impl Fn(f64) -> f64 + Sync,
     counts: Option<&Counts>,
-) -> Vec<f64> {
+    spill: Option<&crate::state::Spill>,
+) -> crate::error::Result<arrow_buffer::ScalarBuffer<f64>> {
     use arrow_array::Array;
     use rayon::prelude::*;
     let hash = |i: usize| col.is_valid(i).then(|| value_hash(col.value(i)));
     let Some(counts) = counts else {
-        return own_exact_weights(col, weight);
+        return own_exact_weights(col, weight, spill);
     };
     // Values hashed where they are needed: a hash kept per record would be 8 bytes a record
     // held (~80 MB at 10M records).
-    (0..col.len())
-        .into_par_iter()
+    let mut weights = crate::state::Scratch::<f64>::zeroed(col.len(), spill)?;
+    weights
+        .par_iter_mut()
+        .enumerate()
         .with_min_len(4096)
-        .map(|i| match hash(i).and_then(|k| counts.of.get(&k)) {
-            Some(&c) => weight(c as f64 / counts.total.max(1) as f64),
-            None => 0.0,
-        })
-        .collect()
+        .for_each(|(i, w)| {
+            *w = match hash(i).and_then(|k| counts.of.get(&k)) {
+                Some(&c) => weight(c as f64 / counts.total.max(1) as f64),
+                None => 0.0,
+            }
+        });
+    Ok(weights.into_buffer())
 }
 
-/// [`exact_weights`] counted over the column itself. Each value is hashed once and numbered
+/// [`exact_weights_in`] counted over the column itself. Each value is hashed once and numbered
 /// as it is counted, its number kept in the record's own slot of the result, so that
 /// `weight` runs once per distinct value and the records' weights are looked up by number.
-fn own_exact_weights(col: &StringArray, weight: impl Fn(f64) -> f64 + Sync) -> Vec<f64> {
+fn own_exact_weights(
+    col: &StringArray,
+    weight: impl Fn(f64) -> f64 + Sync,
+    spill: Option<&crate::state::Spill>,
+) -> crate::error::Result<arrow_buffer::ScalarBuffer<f64>> {
     use arrow_array::Array;
     use rayon::prelude::*;
     const CHUNK: usize = 4096;
     // Each record's slot holds its value's hash, then its value's number, then its weight's
     // bits (the list is made into the weights in place at the end).
-    let mut slots = vec![0u64; col.len()];
+    let mut slots = crate::state::Scratch::<u64>::zeroed(col.len(), spill)?;
     fn each_slot(slots: &mut [u64], f: impl Fn(usize, &mut u64) + Sync) {
         slots
             .par_chunks_mut(CHUNK)
@@ -187,7 +193,13 @@ fn own_exact_weights(col: &StringArray, weight: impl Fn(f64) -> f64 + Sync) -> V
         };
         *slot = w.to_bits();
     });
-    slots.into_iter().map(f64::from_bits).collect()
+    // The weights' bits, read as weights (the same buffer: no copy).
+    let len = slots.len();
+    Ok(arrow_buffer::ScalarBuffer::new(
+        slots.into_buffer().into_inner(),
+        0,
+        len,
+    ))
 }
 
 #[cfg(test)]
@@ -208,7 +220,7 @@ mod tests {
         ];
         let col: StringArray = values.iter().copied().collect();
         let weight = |u: f64| -u.log2();
-        let own = exact_weights(&col, weight);
+        let own = exact_weights_in(&col, weight, None, None).expect("weights");
         let present = values.iter().flatten().count() as f64;
         let expected: Vec<f64> = values
             .iter()
@@ -219,10 +231,11 @@ mod tests {
                 None => 0.0,
             })
             .collect();
-        assert_eq!(own, expected);
+        assert_eq!(own.to_vec(), expected);
         // Counted elsewhere (by value hash): the same weights.
-        let counted = exact_weights_with(&col, weight, Some(&Counts::of_column(&col)));
-        assert_eq!(counted, expected);
+        let counted =
+            exact_weights_in(&col, weight, Some(&Counts::of_column(&col)), None).expect("weights");
+        assert_eq!(counted.to_vec(), expected);
         assert!(own[4] > own[2] && own[2] > own[0] && own[0] > 0.0);
     }
 }
