@@ -859,7 +859,10 @@ pub struct PairRows {
 /// [`pair_rows`], with every pair written to `pairs` as its scored batch is turned into rows
 /// (a few batches at a time, in order) instead of held: at 10M records the rows of 8M pairs
 /// took ~0.7 GB. Each batch written is shown to `tally` (the report's first pass over the
-/// pairs), in file order. Returns the review rows and the number of pairs written.
+/// pairs), in file order. Returns the review rows and the number of pairs written. With a
+/// `spill`, the review rows are filled in and written to disk [`REVIEW_SEGMENT`] rows at a
+/// time and handed back mapped from there (their number grows with the records: ~0.3M
+/// rows and ~0.1 GB at 10M records).
 pub fn write_pair_rows(
     layout: &PairsLayout,
     scored: &[RecordBatch],
@@ -868,11 +871,30 @@ pub fn write_pair_rows(
     decided: &(dyn Fn(u32, u32) -> bool + Sync),
     pairs: &mut ParallelWriter,
     tally: &mut dyn FnMut(&RecordBatch) -> Result<()>,
+    spill: Option<&crate::state::Spill>,
 ) -> Result<(Vec<RecordBatch>, u64)> {
     let wave = 2 * rayon::current_num_threads().max(1);
     let path = pairs.path.clone();
     let (mut review, mut written) = (Vec::new(), 0u64);
     let mut sides = Vec::new();
+    let mut on_disk: Option<crate::state::SpillBatches> = None;
+    // The review rows so far filled in and written out (a segment's worth at a time).
+    let mut to_disk = |review: &mut Vec<RecordBatch>, sides: &mut Vec<Sides>| -> Result<()> {
+        let Some(spill) = spill else {
+            return Ok(());
+        };
+        fill_review_values(layout, review, sides, &path)?;
+        for b in review.drain(..) {
+            if on_disk.is_none() {
+                on_disk = Some(spill.batches(&b.schema())?);
+            }
+            if let Some(out) = on_disk.as_mut() {
+                out.push(&b)?;
+            }
+        }
+        sides.clear();
+        Ok(())
+    };
     let mut from = 0usize;
     // Every pair's record ids are read, the right-hand ones at random: asked for at once.
     crate::mem::will_need(&layout.table.record_id);
@@ -894,10 +916,25 @@ pub fn write_pair_rows(
         }
         review.extend(rev);
         from += n;
+        if rows(&review) >= REVIEW_SEGMENT as u64 {
+            to_disk(&mut review, &mut sides)?;
+        }
+    }
+    if spill.is_some() {
+        to_disk(&mut review, &mut sides)?;
+        drop(to_disk);
+        if let Some(out) = on_disk {
+            review = out.finish()?;
+        }
+        return Ok((review, written));
     }
     fill_review_values(layout, &mut review, &sides, &path)?;
     Ok((review, written))
 }
+
+/// Review rows [`write_pair_rows`] fills in at a time (their values gathered from the
+/// records in one pass, front to back) before it writes them to disk, in a spilled run.
+pub const REVIEW_SEGMENT: usize = 1 << 17;
 
 /// Rows `rows` (numbers within `scored`, sorted) of what [`write_pair_rows`] wrote, made again
 /// from the scored batches.

@@ -703,6 +703,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                     &|l, r| decisions.decided(l, r),
                     &mut files.pairs,
                     &mut |b| tally.add(b),
+                    (memory == load::MemoryMode::Spilled).then_some(&spill),
                 )
             });
             let (mut review, pairs_written) = rows?;
@@ -778,7 +779,23 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                 // Nothing after this reads a full run's components: moved, not copied; when
                 // none were cut they are the clusters, grouped already (shared, not copied).
                 let (component, groups) = (clusters.component.take(), clusters.groups.clone());
+                let spilled = memory == load::MemoryMode::Spilled;
                 std::thread::spawn(move || -> Result<store::KindEntry> {
+                    // Spilled: the components grouped and the term-frequency hashes sorted
+                    // on mapped files (a number or two a record).
+                    let spill = spilled.then(|| state::Spill::new(&dir, "base"));
+                    let zeroed = |len: usize| state::Scratch::<u32>::zeroed(len, spill.as_ref());
+                    let grouped = match (&component, &spill) {
+                        (Some(c), Some(_)) => {
+                            let mut label = zeroed(c.len())?;
+                            label.copy_from_slice(c);
+                            Some(cluster::Groups::of_in(label, zeroed)?)
+                        }
+                        _ => None,
+                    };
+                    let tf = store::tf_lists_with(&table, &tf_fields, |len| {
+                        state::Scratch::zeroed(len, spill.as_ref())
+                    })?;
                     let base = store::write_segment(
                         &dir,
                         kind,
@@ -787,12 +804,13 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                         store::Parts {
                             table: &table,
                             master_id: &master_id,
-                            components: match &component {
-                                Some(c) => store::Components::Labels(c),
-                                None => store::Components::Grouped(&groups),
+                            components: match (&grouped, &component) {
+                                (Some(g), _) => store::Components::Grouped(g),
+                                (None, Some(c)) => store::Components::Labels(c),
+                                (None, None) => store::Components::Grouped(&groups),
                             },
                             links: &Links::default(),
-                            tf: store::tf_lists(&table, &tf_fields),
+                            tf,
                             tombstones: &[],
                         },
                         Some((

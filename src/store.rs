@@ -1095,32 +1095,61 @@ pub fn tf_fields(plan: &crate::config::KindPlan) -> Vec<String> {
 /// time (a hash map of the values took several times that, for every field at once, while a
 /// full run makes its golden records).
 pub fn tf_lists(table: &StdTable, fields: &[String]) -> Vec<Vec<(u64, i64)>> {
+    let Ok(lists) = tf_lists_with(table, fields, |len| {
+        Ok::<_, std::convert::Infallible>(crate::state::Scratch::heap(vec![0; len]))
+    });
+    lists
+}
+
+/// [`tf_lists`], each field's hashes sorted in a list from `zeroed` (on a mapped file in a
+/// spilled run: [`crate::state::Scratch`]).
+pub fn tf_lists_with<E>(
+    table: &StdTable,
+    fields: &[String],
+    zeroed: impl Fn(usize) -> std::result::Result<crate::state::Scratch<u64>, E>,
+) -> std::result::Result<Vec<Vec<(u64, i64)>>, E> {
     use arrow_array::Array;
-    fields
-        .iter()
-        .map(|f| match table.column(f) {
-            None => Vec::new(),
-            Some(col) => {
-                let mut hashes: Vec<u64> = (0..col.len())
-                    .into_par_iter()
-                    .with_min_len(4096)
-                    .filter_map(|i| {
-                        col.is_valid(i)
-                            .then(|| crate::score::tf::value_hash(col.value(i)))
-                    })
-                    .collect();
-                hashes.par_sort_unstable();
-                let mut out: Vec<(u64, i64)> = Vec::new();
-                for h in hashes {
-                    match out.last_mut() {
-                        Some(last) if last.0 == h => last.1 += 1,
-                        _ => out.push((h, 1)),
-                    }
-                }
-                out
+    const CHUNK: usize = 1 << 16;
+    let mut lists = Vec::with_capacity(fields.len());
+    for f in fields {
+        let Some(col) = table.column(f) else {
+            lists.push(Vec::new());
+            continue;
+        };
+        // Each chunk of records' non-null values, hashed into its own part of the list.
+        let counts: Vec<usize> = (0..col.len())
+            .step_by(CHUNK)
+            .map(|from| {
+                (from..(from + CHUNK).min(col.len()))
+                    .filter(|&i| col.is_valid(i))
+                    .count()
+            })
+            .collect();
+        let mut hashes = zeroed(counts.iter().sum())?;
+        let mut parts: Vec<(usize, &mut [u64])> = Vec::with_capacity(counts.len());
+        let mut rest: &mut [u64] = &mut hashes;
+        for (c, &n) in counts.iter().enumerate() {
+            let (part, tail) = std::mem::take(&mut rest).split_at_mut(n);
+            parts.push((c * CHUNK, part));
+            rest = tail;
+        }
+        parts.into_par_iter().for_each(|(from, part)| {
+            let valid = (from..(from + CHUNK).min(col.len())).filter(|&i| col.is_valid(i));
+            for (h, i) in part.iter_mut().zip(valid) {
+                *h = crate::score::tf::value_hash(col.value(i));
             }
-        })
-        .collect()
+        });
+        hashes.par_sort_unstable();
+        let mut out: Vec<(u64, i64)> = Vec::new();
+        for &h in hashes.iter() {
+            match out.last_mut() {
+                Some(last) if last.0 == h => last.1 += 1,
+                _ => out.push((h, 1)),
+            }
+        }
+        lists.push(out);
+    }
+    Ok(lists)
 }
 
 /// Writes a segment of `kind` named `name` (the run id) into `run_dir`'s store: `keys.arrow`
