@@ -1892,4 +1892,32 @@ mod tests {
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn a_mapped_scratch_list_is_written_and_read_like_one_on_the_heap() {
+        let dir = std::env::temp_dir().join(format!("yiku-scratch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spill = Spill::new(&dir, "t");
+        let n = 100_000;
+        let mut mapped = Scratch::<u64>::zeroed(n, Some(&spill)).unwrap();
+        let mut heap = Scratch::<u64>::zeroed(n, None).unwrap();
+        assert!(mapped.is_mapped() && !heap.is_mapped());
+        assert!(mapped.iter().all(|&x| x == 0));
+        for list in [&mut mapped, &mut heap] {
+            list.par_iter_mut()
+                .enumerate()
+                .for_each(|(i, x)| *x = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            list.par_sort_unstable();
+        }
+        assert_eq!(&mapped[..], &heap[..]);
+        // The file's name is gone at once; the map keeps its pages.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        let (m, h) = (mapped.into_buffer(), heap.into_buffer());
+        assert_eq!(m.len(), n);
+        assert_eq!(m, h);
+        // Nothing to map: an empty list on the heap.
+        let empty = Scratch::<u32>::zeroed(0, Some(&spill)).unwrap();
+        assert!(empty.is_empty() && !empty.is_mapped());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
