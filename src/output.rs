@@ -863,6 +863,7 @@ pub struct PairRows {
 /// `spill`, the review rows are filled in and written to disk [`REVIEW_SEGMENT`] rows at a
 /// time and handed back mapped from there (their number grows with the records: ~0.3M
 /// rows and ~0.1 GB at 10M records).
+#[allow(clippy::too_many_arguments)]
 pub fn write_pair_rows(
     layout: &PairsLayout,
     scored: &[RecordBatch],
@@ -922,7 +923,6 @@ pub fn write_pair_rows(
     }
     if spill.is_some() {
         to_disk(&mut review, &mut sides)?;
-        drop(to_disk);
         if let Some(out) = on_disk {
             review = out.finish()?;
         }
