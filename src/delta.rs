@@ -527,7 +527,7 @@ pub fn prepare(
     let mut table = StdTable {
         kind,
         sources,
-        source,
+        source: source.into(),
         record_id: StringArray::new_null(0),
         columns: BTreeMap::new(),
         raw: BTreeMap::new(),

@@ -846,7 +846,7 @@ mod tests {
         StdTable {
             kind: EntityKind::Person,
             sources: vec!["s".into()],
-            source: vec![0; ids.len()],
+            source: vec![0; ids.len()].into(),
             record_id: ids.to_vec().into(),
             columns: Default::default(),
             raw: Default::default(),

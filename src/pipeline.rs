@@ -325,7 +325,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
                     standardise::StdTable {
                         kind: kp.kind,
                         sources: Vec::new(),
-                        source: Vec::new(),
+                        source: Vec::new().into(),
                         record_id: arrow_array::StringArray::new_null(0),
                         columns: Default::default(),
                         raw: Default::default(),

@@ -374,7 +374,7 @@ pub fn standardised_batch(
     table: &StdTable,
 ) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
     let sources = arrow_array::DictionaryArray::<arrow_array::types::UInt16Type>::try_new(
-        arrow_array::UInt16Array::from(table.source.clone()),
+        arrow_array::UInt16Array::new(table.source.clone(), None),
         Arc::new(StringArray::from_iter_values(&table.sources)),
     )?;
     let mut cols: Vec<(String, ArrayRef)> = vec![
@@ -584,14 +584,17 @@ impl Spill {
             let mut at = 0i32;
             let mut buf: Vec<u8> = Vec::new();
             buf.extend_from_slice(&at.to_le_bytes());
+            // The offsets a piece at a time (a piece may be a whole source's column).
             for p in parts {
                 let (first, last) = span(p);
-                for &o in &p.value_offsets()[1..] {
-                    buf.extend_from_slice(&(o - first + at).to_le_bytes());
+                for some in p.value_offsets()[1..].chunks(1 << 16) {
+                    for &o in some {
+                        buf.extend_from_slice(&(o - first + at).to_le_bytes());
+                    }
+                    w.write_all(&buf).map_err(io)?;
+                    buf.clear();
                 }
                 at += last - first;
-                w.write_all(&buf).map_err(io)?;
-                buf.clear();
             }
             for p in parts {
                 let (first, last) = span(p);
@@ -1112,6 +1115,10 @@ pub fn map_standardised(run_dir: &Path, table: &mut StdTable) -> Result<()> {
             message: "the state file just written does not hold the run's records".into(),
         })?;
     table.record_id = mapped.record_id;
+    // The sources' codes too, from the file (the same codes, no longer held).
+    if mapped.sources == table.sources {
+        table.source = mapped.source;
+    }
     table.columns = mapped.columns;
     table.raw = mapped
         .raw
@@ -1127,7 +1134,7 @@ struct Opened {
     batches: Vec<RecordBatch>,
     record_id: StringArray,
     sources: Vec<String>,
-    source: Vec<u16>,
+    source: arrow_buffer::ScalarBuffer<u16>,
 }
 
 /// A kind's state file read: its batches (only the `want`ed columns plus `source` and
@@ -1597,8 +1604,37 @@ fn positions(schema: &Schema, names: &[&str]) -> Vec<usize> {
 /// The `source` column of standardised records as (source names in order of first
 /// appearance, each record's index into them); rows are sorted by source name, so the names
 /// come sorted. Reads the dictionary codes of [`standardised_batch`] directly, and text too.
-fn source_codes(batches: &[RecordBatch]) -> Option<(Vec<String>, Vec<u16>)> {
+fn source_codes(batches: &[RecordBatch]) -> Option<(Vec<String>, arrow_buffer::ScalarBuffer<u16>)> {
     use arrow_array::types::UInt16Type;
+    // One batch whose codes already are the sources' order of first appearance (as
+    // [`standardised_batch`] writes them): its codes as they are (mapped with the file, no
+    // list of a code per record of the run's own).
+    if let [b] = batches
+        && let Some(dict) = b.column_by_name("source").and_then(|c| {
+            c.as_any()
+                .downcast_ref::<arrow_array::DictionaryArray<UInt16Type>>()
+        })
+        && let Some(values) = dict.values().as_any().downcast_ref::<StringArray>()
+        && dict.null_count() == 0
+        && values.null_count() == 0
+        && (1..values.len()).all(|i| (0..i).all(|j| values.value(i) != values.value(j)))
+    {
+        let keys = dict.keys().values();
+        // Each code at most one above the highest before it (the first of each in order), and
+        // every value there.
+        let mut next = 0usize;
+        let in_order = keys.iter().all(|&k| {
+            let k = usize::from(k);
+            if k == next {
+                next += 1;
+            }
+            k < next
+        });
+        if in_order && next == values.len() {
+            let sources = values.iter().map(|v| v.unwrap_or_default().to_string());
+            return Some((sources.collect(), keys.clone()));
+        }
+    }
     let mut sources: Vec<String> = Vec::new();
     let mut source = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
     // Index in `sources` of each dictionary value, once seen.
@@ -1631,7 +1667,7 @@ fn source_codes(batches: &[RecordBatch]) -> Option<(Vec<String>, Vec<u16>)> {
         }
     }
     if source.len() == batches.iter().map(|b| b.num_rows()).sum::<usize>() {
-        return Some((sources, source));
+        return Some((sources, source.into()));
     }
     // Text (files of earlier versions, Parquet).
     let src = text_column(batches, "source")?;
@@ -1647,7 +1683,7 @@ fn source_codes(batches: &[RecordBatch]) -> Option<(Vec<String>, Vec<u16>)> {
         };
         source.push(s as u16);
     }
-    Some((sources, source))
+    Some((sources, source.into()))
 }
 
 pub fn text_column(batches: &[RecordBatch], name: &str) -> Option<StringArray> {

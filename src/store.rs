@@ -824,7 +824,7 @@ impl KindStore {
             table: StdTable {
                 kind: self.kind,
                 sources,
-                source,
+                source: source.into(),
                 record_id,
                 columns,
                 raw,

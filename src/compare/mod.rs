@@ -849,7 +849,7 @@ mod tests {
         let table = StdTable {
             kind: EntityKind::Person,
             sources: vec!["a".into()],
-            source: vec![0; n],
+            source: vec![0; n].into(),
             record_id: text(&|i| Some(i.to_string())),
             columns: columns
                 .into_iter()

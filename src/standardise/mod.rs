@@ -28,7 +28,9 @@ use crate::load::RawTable;
 pub struct StdTable {
     pub kind: EntityKind,
     pub sources: Vec<String>,
-    pub source: Vec<u16>,
+    /// Each record's source (an index of `sources`): shared, not copied, with the state file
+    /// written from the table, and mapped from it once the table is.
+    pub source: arrow_buffer::ScalarBuffer<u16>,
     pub record_id: StringArray,
     /// Standardised and derived columns by name.
     pub columns: BTreeMap<String, StringArray>,
@@ -260,7 +262,7 @@ fn standardise_in_waves(
     Ok(StdTable {
         kind,
         sources,
-        source,
+        source: source.into(),
         record_id,
         columns,
         raw: kept_raw,
