@@ -551,35 +551,43 @@ fn index_of_run(
             }
         }
     }
-    // Per cluster: its size and set of departments.
+    // Per cluster: its size and set of departments, counted as the clusters are walked (no
+    // list of a pair of numbers a cluster: ~8 bytes a record).
     let clusters = groups.start.len().saturating_sub(1);
-    let per: Vec<(u64, u64)> = (0..clusters)
-        .into_par_iter()
-        .map(|c| {
-            let members = groups.members(c);
-            let mut mask = 0u64;
-            for &r in members {
-                let at = place[usize::from(table.source[r as usize])];
-                if at < 64 {
-                    mask |= 1 << at;
-                }
+    let departments = |c: usize| {
+        let mut mask = 0u64;
+        for &r in groups.members(c) {
+            let at = place[usize::from(table.source[r as usize])];
+            if at < 64 {
+                mask |= 1 << at;
             }
-            (mask, members.len() as u64)
+        }
+        mask
+    };
+    type Counted = (BTreeMap<u64, u64>, HashMap<u64, u64, Fast>);
+    let (sizes, by_set) = (0..clusters)
+        .into_par_iter()
+        .with_min_len(1 << 12)
+        .fold(Counted::default, |(mut sizes, mut by_set), c| {
+            *sizes.entry(groups.members(c).len() as u64).or_default() += 1;
+            *by_set.entry(departments(c)).or_default() += 1;
+            (sizes, by_set)
         })
-        .collect();
-    let mut by_set: HashMap<u64, u64, Fast> = HashMap::default();
-    let mut sizes: BTreeMap<u64, u64> = BTreeMap::new();
-    for &(mask, size) in &per {
-        *sizes.entry(size).or_default() += 1;
-        *by_set.entry(mask).or_default() += 1;
-    }
+        .reduce(Counted::default, |(mut sizes, mut by_set), (s, b)| {
+            for (k, v) in s {
+                *sizes.entry(k).or_default() += v;
+            }
+            for (k, v) in b {
+                *by_set.entry(k).or_default() += v;
+            }
+            (sizes, by_set)
+        });
     let floor = tally(&mut ix, sizes, &by_set);
-    let big = per
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, size))| *size >= floor)
-        .filter_map(|(c, &(_, size))| {
+    let big = (0..clusters)
+        .filter(|&c| groups.members(c).len() as u64 >= floor)
+        .filter_map(|c| {
             let members = groups.members(c);
+            let size = members.len() as u64;
             let first = *members.first()? as usize;
             let listed = members
                 .iter()

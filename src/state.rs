@@ -659,20 +659,26 @@ impl Spill {
 }
 
 /// A text column written to disk part by part as it is made ([`Spill::text`]): the values'
-/// bytes and their offsets each go to a file of their own, and [`SpillText::finish`] hands the
-/// column back mapped from them, so that no part is held once written.
+/// bytes, their offsets and their validity bits each go to a file of their own, and
+/// [`SpillText::finish`] hands the column back mapped from them, so that no part (nor a bit
+/// a record) is held once written.
 pub struct SpillText {
-    paths: [PathBuf; 2],
+    paths: [PathBuf; 3],
     offsets: std::io::BufWriter<std::fs::File>,
     bytes: std::io::BufWriter<std::fs::File>,
+    bits: std::io::BufWriter<std::fs::File>,
     /// Bytes written so far (the next value's start).
     at: i32,
     rows: usize,
+    /// The validity bits not yet written (fewer than [`SpillText::BITS`] and a byte's worth).
     valid: arrow_buffer::BooleanBufferBuilder,
     nulls: usize,
 }
 
 impl SpillText {
+    /// Validity bits written out at a time.
+    const BITS: usize = 1 << 19;
+
     /// The next values of the column.
     pub fn push(&mut self, part: &StringArray) -> Result<()> {
         use std::io::Write;
@@ -697,40 +703,57 @@ impl SpillText {
             Some(v) => self.valid.append_buffer(v.inner()),
             None => self.valid.append_n(part.len(), true),
         }
+        // Whole bytes of bits out, the few left over kept for the next part.
+        if self.valid.len() >= Self::BITS {
+            let whole = self.valid.len() / 8 * 8;
+            let bits = self.valid.finish();
+            self.bits
+                .write_all(&bits.values()[..whole / 8])
+                .map_err(|e| Error::io(&self.paths[2], e))?;
+            self.valid
+                .append_buffer(&bits.slice(whole, bits.len() - whole));
+        }
         Ok(())
     }
 
     /// The column of every part pushed, mapped from its files (whose names are removed).
     pub fn finish(self) -> Result<StringArray> {
+        use std::io::Write;
         let SpillText {
             paths,
             offsets,
             bytes,
+            mut bits,
             at,
             rows,
             mut valid,
             nulls,
         } = self;
-        let mut maps = Vec::with_capacity(2);
-        for (w, path) in [offsets, bytes].into_iter().zip(&paths) {
+        bits.write_all(valid.finish().values())
+            .map_err(|e| Error::io(&paths[2], e))?;
+        let mut maps = Vec::with_capacity(3);
+        for (w, path) in [offsets, bytes, bits].into_iter().zip(&paths) {
             let io = |e: std::io::Error| Error::io(path, e);
             drop(w.into_inner().map_err(|e| io(e.into_error()))?);
             maps.push(map_written(path)?);
         }
-        let values = maps
-            .pop()
-            .unwrap_or_else(|| arrow_buffer::Buffer::from_vec(Vec::<u8>::new()));
-        let offsets = maps
-            .pop()
-            .unwrap_or_else(|| arrow_buffer::Buffer::from_vec(Vec::<u8>::new()));
-        if offsets.len() != 4 * (rows + 1) || values.len() != at as usize {
+        let empty = || arrow_buffer::Buffer::from_vec(Vec::<u8>::new());
+        let bits = maps.pop().unwrap_or_else(empty);
+        let values = maps.pop().unwrap_or_else(empty);
+        let offsets = maps.pop().unwrap_or_else(empty);
+        if offsets.len() != 4 * (rows + 1)
+            || values.len() != at as usize
+            || bits.len() != rows.div_ceil(8)
+        {
             return Err(Error::Read {
                 path: paths[0].clone(),
                 message: format!(
-                    "spilled {} offset and {} text bytes, expected {} and {at}",
+                    "spilled {} offset, {} text and {} validity bytes, expected {}, {at} and {}",
                     offsets.len(),
                     values.len(),
-                    4 * (rows + 1)
+                    bits.len(),
+                    4 * (rows + 1),
+                    rows.div_ceil(8)
                 ),
             });
         }
@@ -740,8 +763,13 @@ impl SpillText {
         // length of the bytes: each part's own offsets, shifted by what came before.
         let offsets = unsafe { arrow_buffer::OffsetBuffer::new_unchecked(offsets) };
         let validity = (nulls > 0).then(|| {
-            // SAFETY: `nulls` is the parts' own null count, and the bits are theirs.
-            unsafe { arrow_buffer::NullBuffer::new_unchecked(valid.finish(), nulls) }
+            // SAFETY: `nulls` is the parts' own null count, and the bits are theirs, in order.
+            unsafe {
+                arrow_buffer::NullBuffer::new_unchecked(
+                    arrow_buffer::BooleanBuffer::new(bits, 0, rows),
+                    nulls,
+                )
+            }
         });
         // SAFETY: every value is a whole value of a valid part (UTF-8, on its boundaries).
         Ok(unsafe { StringArray::new_unchecked(offsets, values, validity) })
@@ -834,12 +862,13 @@ impl Spill {
     /// [`Spill::text`] with `buffer` bytes of write buffer per file (many at once: smaller).
     pub fn text_buffered(&self, buffer: usize) -> Result<SpillText> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let paths =
-            ["ends", "bytes"].map(|p| self.dir.join(format!(".spill-{}-{n}.{p}", self.tag)));
-        let create = |p: &PathBuf| -> Result<std::io::BufWriter<std::fs::File>> {
+        let paths = ["ends", "bytes", "bits"]
+            .map(|p| self.dir.join(format!(".spill-{}-{n}.{p}", self.tag)));
+        let create_with = |p: &PathBuf, buffer| -> Result<std::io::BufWriter<std::fs::File>> {
             let f = std::fs::File::create(p).map_err(|e| Error::io(p, e))?;
             Ok(std::io::BufWriter::with_capacity(buffer, f))
         };
+        let create = |p: &PathBuf| create_with(p, buffer);
         let mut offsets = create(&paths[0])?;
         // The first value starts at 0.
         std::io::Write::write_all(&mut offsets, &0i32.to_le_bytes())
@@ -847,6 +876,8 @@ impl Spill {
         Ok(SpillText {
             offsets,
             bytes: create(&paths[1])?,
+            // A bit a value: written out in whole pieces, a small buffer is enough.
+            bits: create_with(&paths[2], (buffer / 16).max(1 << 12))?,
             paths,
             at: 0,
             rows: 0,
@@ -1954,6 +1985,37 @@ mod tests {
         // Nothing to map: an empty list on the heap.
         let empty = Scratch::<u32>::zeroed(0, Some(&spill)).unwrap();
         assert!(empty.is_empty() && !empty.is_mapped());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_column_spilled_part_by_part_keeps_its_nulls_across_written_bits() {
+        let dir = std::env::temp_dir().join(format!("yiku-spilltext-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spill = Spill::new(&dir, "t");
+        // Parts of odd sizes (bits written out mid-byte), past several pieces of bits.
+        let n = 3 * SpillText::BITS + 12_345;
+        let whole: StringArray = (0..n)
+            .map(|i| (i % 7 != 3 && i % 11 != 0).then(|| format!("v{}", i % 1000)))
+            .collect();
+        let mut text = spill.text_buffered(1 << 16).unwrap();
+        let mut at = 0;
+        for size in [1usize, 7, 9, 100_003, 262_147, 524_289].iter().cycle() {
+            if at >= n {
+                break;
+            }
+            let len = (*size).min(n - at);
+            text.push(&whole.slice(at, len)).unwrap();
+            at += len;
+        }
+        let back = text.finish().unwrap();
+        assert_eq!(back, whole);
+        assert_eq!(back.null_count(), whole.null_count());
+        // No nulls: no validity.
+        let mut text = spill.text().unwrap();
+        text.push(&StringArray::from(vec!["a", "b"])).unwrap();
+        assert_eq!(text.finish().unwrap().nulls(), None);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
