@@ -1202,7 +1202,10 @@ fn open_standardised(
         message: "not found: not a yiku standardised file".into(),
     };
     let record_id = text_column(&batches, "record_id").ok_or_else(|| missing("record_id"))?;
-    let (sources, source) = source_codes(&batches).ok_or_else(|| missing("source"))?;
+    // A file this process just wrote from its table keeps the table's list of sources (empty
+    // ones too) and its codes as they are.
+    let as_written = matches!(written, Written::ThisProcess);
+    let (sources, source) = source_codes(&batches, as_written).ok_or_else(|| missing("source"))?;
     Ok(Some(Opened {
         path,
         batches,
@@ -1635,11 +1638,15 @@ fn positions(schema: &Schema, names: &[&str]) -> Vec<usize> {
 /// The `source` column of standardised records as (source names in order of first
 /// appearance, each record's index into them); rows are sorted by source name, so the names
 /// come sorted. Reads the dictionary codes of [`standardised_batch`] directly, and text too.
-fn source_codes(batches: &[RecordBatch]) -> Option<(Vec<String>, arrow_buffer::ScalarBuffer<u16>)> {
+fn source_codes(
+    batches: &[RecordBatch],
+    as_written: bool,
+) -> Option<(Vec<String>, arrow_buffer::ScalarBuffer<u16>)> {
     use arrow_array::types::UInt16Type;
     // One batch whose codes already are the sources' order of first appearance (as
-    // [`standardised_batch`] writes them): its codes as they are (mapped with the file, no
-    // list of a code per record of the run's own).
+    // [`standardised_batch`] writes them), or `as_written` (its dictionary is the table's
+    // list of sources, empty ones too): its codes as they are (mapped with the file, no list
+    // of a code per record of the run's own).
     if let [b] = batches
         && let Some(dict) = b.column_by_name("source").and_then(|c| {
             c.as_any()
@@ -1661,7 +1668,7 @@ fn source_codes(batches: &[RecordBatch]) -> Option<(Vec<String>, arrow_buffer::S
             }
             k < next
         });
-        if in_order && next == values.len() {
+        if as_written || (in_order && next == values.len()) {
             let sources = values.iter().map(|v| v.unwrap_or_default().to_string());
             return Some((sources.collect(), keys.clone()));
         }
