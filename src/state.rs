@@ -494,7 +494,7 @@ impl Columns<'_> {
     pub fn parts(&self) -> Result<Parts> {
         Ok(match self {
             Columns::Heap => Parts::Held(Vec::new()),
-            Columns::Disk(spill) => Parts::Written(spill.text()?),
+            Columns::Disk(spill) => Parts::Written(Box::new(spill.text()?)),
         })
     }
 }
@@ -504,7 +504,7 @@ pub enum Parts {
     /// Held until [`Parts::finish`] joins them.
     Held(Vec<StringArray>),
     /// Written out as they come ([`SpillText`]).
-    Written(SpillText),
+    Written(Box<SpillText>),
 }
 
 impl Parts {
