@@ -184,6 +184,8 @@ pub fn load_with(plan: &Plan, spill: Option<Keep>) -> Result<Loaded> {
             quarantined: d.quarantine.len() as u64,
         });
         quarantine.append(&mut d.quarantine);
+        // Screening was the last to need the rejected rows (a flag a row).
+        d.rejected = Vec::new();
         kept.push(rows);
     }
     quarantine.sort();
@@ -637,7 +639,8 @@ fn assemble(
             message: "more than 65535 sources of one kind".into(),
         });
     }
-    let mut source = Vec::new();
+    // Sized at once: grown as it went, it held up to twice its records' codes.
+    let mut source = Vec::with_capacity(order.iter().map(|&i| kept[i].len()).sum());
     for (k, &i) in order.iter().enumerate() {
         source.resize(source.len() + kept[i].len(), k as u16);
     }
