@@ -494,25 +494,30 @@ pub fn cluster_edges(
     // Each record's cluster made in place of its label; a record's label is then the first
     // member of its cluster (`root`), not a list of its own (4 bytes a record less).
     let mut groups = Groups::of_in(parent, zeroed)?;
-    // Clusters whose records disagree on a must-not-link column (by their label), checked
-    // cluster by cluster in parallel.
-    let mut conflicted: Vec<u32> = (0..groups.len())
-        .into_par_iter()
-        .filter_map(|c| {
-            let members = groups.members(c);
-            let clash = members.len() > 1
-                && must_not_link.iter().any(|col| {
-                    let mut values = members
-                        .iter()
-                        .filter(|&&i| col.is_valid(i as usize))
-                        .map(|&i| col.value(i as usize));
-                    values
-                        .next()
-                        .is_some_and(|first| values.any(|v| v != first))
-                });
-            clash.then(|| members[0])
-        })
-        .collect();
+    // Clusters whose records disagree on a must-not-link column (by their label): in memory
+    // checked cluster by cluster in parallel; spilled, in one pass over the records in order
+    // per column (the column's values read front to back: a page cache that cannot hold the
+    // column is not read at random).
+    let mut conflicted: Vec<u32> = match spill {
+        None => (0..groups.len())
+            .into_par_iter()
+            .filter_map(|c| {
+                let members = groups.members(c);
+                let clash = members.len() > 1
+                    && must_not_link.iter().any(|col| {
+                        let mut values = members
+                            .iter()
+                            .filter(|&&i| col.is_valid(i as usize))
+                            .map(|&i| col.value(i as usize));
+                        values
+                            .next()
+                            .is_some_and(|first| values.any(|v| v != first))
+                    });
+                clash.then(|| members[0])
+            })
+            .collect(),
+        Some(_) => conflicted_in_sweeps(&groups, must_not_link, spill)?,
+    };
     let root = |g: &Groups, i: u32| -> u32 {
         g.cluster_of
             .get(i as usize)
@@ -630,6 +635,40 @@ pub fn cluster_edges(
         edges: edges.len() as u64,
         component,
     })
+}
+
+/// The first record of every cluster whose records hold two different values of a
+/// must-not-link column, in cluster order: each column read once, front to back, each value
+/// told apart by a 64-bit hash and kept in its cluster's slot (on a mapped file with `spill`).
+fn conflicted_in_sweeps(
+    groups: &Groups,
+    must_not_link: &[&StringArray],
+    spill: Option<&crate::state::Spill>,
+) -> crate::error::Result<Vec<u32>> {
+    use std::hash::BuildHasher;
+    let hasher = foldhash::fast::FixedState::with_seed(0x6d6e_6c);
+    let clusters = groups.len();
+    let mut clash = vec![0u64; clusters.div_ceil(64)];
+    for col in must_not_link {
+        // A cluster's first value's hash (never 0), 0 while it has none.
+        let mut first = Scratch::<u64>::zeroed(clusters, spill)?;
+        for (i, &c) in groups.cluster_of.iter().enumerate() {
+            if !col.is_valid(i) {
+                continue;
+            }
+            let h = hasher.hash_one(col.value(i)).max(1);
+            let c = c as usize;
+            match first.get_mut(c) {
+                Some(slot) if *slot == 0 => *slot = h,
+                Some(slot) if *slot != h => clash[c / 64] |= 1 << (c % 64),
+                _ => {}
+            }
+        }
+    }
+    Ok((0..clusters)
+        .filter(|&c| clash[c / 64] >> (c % 64) & 1 == 1)
+        .filter_map(|c| groups.members(c).first().copied())
+        .collect())
 }
 
 /// Greedy strongest-first clustering of one component that respects must-not-link; returns

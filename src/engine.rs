@@ -355,7 +355,7 @@ pub fn standardise_batch(
     let raw = RawTable {
         kind: kp.kind,
         sources,
-        source,
+        source: source.into(),
         record_id: text_column(batch, RID)?,
         fields,
         columns,

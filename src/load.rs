@@ -25,7 +25,8 @@ pub struct RawTable {
     pub kind: EntityKind,
     /// Source names of this kind, sorted; `source[i]` indexes this list.
     pub sources: Vec<String>,
-    pub source: Vec<u16>,
+    /// Each record's index of `sources` (on a mapped file in a spilled run).
+    pub source: arrow_buffer::ScalarBuffer<u16>,
     pub record_id: StringArray,
     /// Canonical fields, in the order of `columns`.
     pub fields: Vec<String>,
@@ -154,7 +155,10 @@ pub fn load(plan: &Plan) -> Result<Loaded> {
 /// (per batch of a Parquet or Arrow IPC file, per stretch of [`CSV_SPILL_ROWS`] rows of a
 /// CSV file) and again once joined: the loaded records are then mapped from disk, not held in
 /// the heap, and the heap holds the record ids and the few pieces in flight.
-pub fn load_with(plan: &Plan, spill: Option<Keep>) -> Result<Loaded> {
+pub fn load_with(plan: &Plan, spilled: Option<&crate::state::Spill>) -> Result<Loaded> {
+    let keep_in = |s: &crate::state::Spill, parts: &[StringArray]| s.keep(parts);
+    let keep = spilled.map(|s| move |parts: &[StringArray]| keep_in(s, parts));
+    let spill: Option<Keep> = keep.as_ref().map(|k| k as Keep);
     let read: Vec<Result<SourceData>> = plan
         .sources
         .par_iter()
@@ -201,7 +205,7 @@ pub fn load_with(plan: &Plan, spill: Option<Keep>) -> Result<Loaded> {
             &idx,
             &mut data,
             &kept,
-            spill,
+            (spill, spilled),
         )?);
     }
     Ok(Loaded {
@@ -619,7 +623,7 @@ fn assemble(
     idx: &[usize],
     data: &mut [SourceData],
     kept: &[Kept],
-    spill: Option<Keep>,
+    (spill, spilled): (Option<Keep>, Option<&crate::state::Spill>),
 ) -> Result<RawTable> {
     // A column's pieces, one after another: spilled as they are (never joined in memory),
     // or joined.
@@ -639,10 +643,14 @@ fn assemble(
             message: "more than 65535 sources of one kind".into(),
         });
     }
-    // Sized at once: grown as it went, it held up to twice its records' codes.
-    let mut source = Vec::with_capacity(order.iter().map(|&i| kept[i].len()).sum());
+    // On a mapped file when spilling (2 bytes a record held through standardising otherwise).
+    let total = order.iter().map(|&i| kept[i].len()).sum();
+    let mut source = crate::state::Scratch::<u16>::zeroed(total, spilled)?;
+    let mut at = 0;
     for (k, &i) in order.iter().enumerate() {
-        source.resize(source.len() + kept[i].len(), k as u16);
+        let n = kept[i].len();
+        source[at..at + n].fill(k as u16);
+        at += n;
     }
     // Each source's kept rows, then the sources one after another. A source whose rows are
     // all kept in file order (files sorted by record id, the usual case) is used as it is.
@@ -698,7 +706,7 @@ fn assemble(
     Ok(RawTable {
         kind,
         sources,
-        source,
+        source: source.into_buffer(),
         record_id,
         fields: fields.to_vec(),
         columns,

@@ -219,12 +219,11 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions, threads: usize) -> Result<RunSumm
     let _trimming = memory.mapped().then(crate::mem::TrimEvery::start);
     // Spilled: the loaded records go to disk as they are decoded, like the standardised ones.
     let load_spill = state::Spill::new(out.dir(), "load");
-    let keep_loaded = |parts: &[arrow_array::StringArray]| load_spill.keep(parts);
     let (loaded, secs) = p.stage("load", || match &opts.delta {
         Some(dir) => load::load_delta(plan, dir),
         None => load::load_with(
             plan,
-            (memory == load::MemoryMode::Spilled).then_some(&keep_loaded),
+            (memory == load::MemoryMode::Spilled).then_some(&load_spill),
         )
         .map(|l| (l, Vec::new())),
     });
