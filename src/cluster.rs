@@ -697,15 +697,26 @@ fn recluster(
     let mut uf = UnionFind {
         parent: (0..members.len() as u32).collect(),
     };
-    // Values each local set holds, per must-not-link column.
-    let mut vals: Vec<Vec<Option<&str>>> = members
+    // Values each local set holds, per must-not-link column: each member's value read once
+    // and numbered among the component's values (compared as numbers from then on, not as
+    // text read again at every edge: a mapped column the page cache cannot hold was read
+    // from disk over and over).
+    let mut numbers: Vec<HashMap<&str, u32>> = vec![HashMap::new(); mnl.len()];
+    let mut vals: Vec<Vec<Option<u32>>> = members
         .iter()
         .map(|&i| {
             mnl.iter()
-                .map(|c| c.is_valid(i as usize).then(|| c.value(i as usize)))
+                .zip(numbers.iter_mut())
+                .map(|(c, numbered)| {
+                    c.is_valid(i as usize).then(|| {
+                        let next = numbered.len() as u32;
+                        *numbered.entry(c.value(i as usize)).or_insert(next)
+                    })
+                })
                 .collect()
         })
         .collect();
+    drop(numbers);
     let mut cut = 0u64;
     for e in edges {
         let (Some(&a), Some(&b)) = (local.get(&e.left), local.get(&e.right)) else {
@@ -733,7 +744,7 @@ fn recluster(
         }
         let (lo, hi) = (ra.min(rb), ra.max(rb));
         uf.parent[hi as usize] = lo;
-        let merged: Vec<Option<&str>> = vals[lo as usize]
+        let merged: Vec<Option<u32>> = vals[lo as usize]
             .iter()
             .zip(&vals[hi as usize])
             .map(|(x, y)| x.or(*y))
