@@ -587,12 +587,37 @@ pub fn cluster_edges(
                 comp_cannot[k].push((a, b));
             }
         }
+        // Every conflicted member's must-not-link values, read once each in row order (a
+        // sweep of each column, not a read at random per member).
+        let all: Vec<u32> = members.iter().flat_map(|m| m.iter().copied()).collect();
+        let (rows, at) = crate::mem::in_row_order(&all);
+        drop(all);
+        let taken = must_not_link
+            .iter()
+            .map(|col| crate::mem::gather(col, &rows))
+            .collect::<Result<Vec<StringArray>, _>>()
+            .map_err(|e| crate::error::Error::Data {
+                stage: "cluster",
+                message: e.to_string(),
+            })?;
+        drop(rows);
+        let mut from = 0usize;
+        let places: Vec<&[u32]> = members
+            .iter()
+            .map(|m| {
+                let p = &at[from..from + m.len()];
+                from += m.len();
+                p
+            })
+            .collect();
         let results: Vec<(Vec<(u32, u32)>, u64)> = comp_edges
             .into_par_iter()
             .zip(members.into_par_iter())
+            .zip(places.into_par_iter())
             .zip(comp_cannot.par_iter())
-            .map(|((es, ms), cl)| recluster(ms, es, must_not_link, cl))
+            .map(|(((es, ms), at), cl)| recluster(ms, es, (&taken, at), cl))
             .collect();
+        drop(taken);
         drop(slot);
         // Each record's label made in place of its cluster (the groups' own list, no second
         // list of a record each beside them: 4 bytes a record less at the stage's peak).
@@ -673,10 +698,12 @@ fn conflicted_in_sweeps(
 
 /// Greedy strongest-first clustering of one component that respects must-not-link; returns
 /// (record, new label) and the number of edges cut.
+/// `values`: the must-not-link columns' values of the conflicted members, and where each of
+/// `members`' is among them.
 fn recluster(
     members: &[u32],
     mut edges: Vec<Edge>,
-    mnl: &[&StringArray],
+    (taken, at): (&[StringArray], &[u32]),
     cannot_link: &[(u32, u32)],
 ) -> (Vec<(u32, u32)>, u64) {
     // Weights equal to 9 decimals are a tie, broken by record order: weights that differ
@@ -697,20 +724,21 @@ fn recluster(
     let mut uf = UnionFind {
         parent: (0..members.len() as u32).collect(),
     };
-    // Values each local set holds, per must-not-link column: each member's value read once
-    // and numbered among the component's values (compared as numbers from then on, not as
-    // text read again at every edge: a mapped column the page cache cannot hold was read
-    // from disk over and over).
-    let mut numbers: Vec<HashMap<&str, u32>> = vec![HashMap::new(); mnl.len()];
-    let mut vals: Vec<Vec<Option<u32>>> = members
+    // Values each local set holds, per must-not-link column: each member's value numbered
+    // among the component's values (compared as numbers from then on, not as text read again
+    // at every edge).
+    let mut numbers: Vec<HashMap<&str, u32>> = vec![HashMap::new(); taken.len()];
+    let mut vals: Vec<Vec<Option<u32>>> = at
         .iter()
-        .map(|&i| {
-            mnl.iter()
+        .map(|&p| {
+            let p = p as usize;
+            taken
+                .iter()
                 .zip(numbers.iter_mut())
                 .map(|(c, numbered)| {
-                    c.is_valid(i as usize).then(|| {
+                    c.is_valid(p).then(|| {
                         let next = numbered.len() as u32;
-                        *numbered.entry(c.value(i as usize)).or_insert(next)
+                        *numbered.entry(c.value(p)).or_insert(next)
                     })
                 })
                 .collect()
