@@ -671,7 +671,7 @@ fn conflicted_in_sweeps(
     spill: Option<&crate::state::Spill>,
 ) -> crate::error::Result<Vec<u32>> {
     use std::hash::BuildHasher;
-    let hasher = foldhash::fast::FixedState::with_seed(0x6d6e_6c);
+    let hasher = foldhash::fast::FixedState::with_seed(0x006d_6e6c);
     let clusters = groups.len();
     let mut clash = vec![0u64; clusters.div_ceil(64)];
     for col in must_not_link {

@@ -262,7 +262,7 @@ fn standardise_in_waves(
     Ok(StdTable {
         kind,
         sources,
-        source: source.into(),
+        source,
         record_id,
         columns,
         raw: kept_raw,
