@@ -36,7 +36,7 @@ fn standardised_id_column_upgrades_and_fixes_case() {
     let raw = RawTable {
         kind: EntityKind::Generic,
         sources: vec!["s".into()],
-        source: vec![0; 4],
+        source: vec![0; 4].into(),
         record_id: vec!["1", "2", "3", "4"].into(),
         fields: vec!["id".into()],
         columns: vec![
