@@ -416,13 +416,13 @@ pub const MAPPED_BYTES_PER_RECORD: u64 = 400;
 /// to disk as soon as it is made (in waves of rows), and so are the scored pairs, the master
 /// ids and blocking's sorted lists ([`MemoryMode::Spilled`]): the peak is then blocking,
 /// scoring, clustering or the master ids at 10M records, all close, and golden records at 2M.
-/// Measured likewise (see [`PEAK_BYTES_BASE`]), with a margin: 0.35 GB at 20M, 0.27 GB at
-/// 10M, 0.21 GB at 2M (measured 0.22, 0.18 and 0.13 GB in the twenty-third session, when the
-/// union-find, the groups, the fingerprints, the weights and the review rows went to mapped
-/// files: ~4-6 bytes a record left, stage by stage; 16 until then, when clustering alone took
-/// ~12 and the review rows grew faster than the records: 0.80 GB at 20M; 20 in the
-/// eighteenth session; 40 in the seventeenth; 64 until then; 140 on a 64 MB base before the
-/// sixteenth).
+/// Measured likewise (see [`PEAK_BYTES_BASE`]), with a margin: 0.36 GB at 20M, 0.28 GB at
+/// 10M, 0.21 GB at 2M (measured 0.17, 0.16 and 0.12 GB in the twenty-third session, when the
+/// union-find, the groups, the fingerprints, the weights, the source codes and the review rows
+/// went to mapped files: the peak grew 0.7 bytes a record from 10M to 20M; 16 until then, when
+/// clustering alone took ~12 and the review rows grew faster than the records: 0.80 GB at 20M;
+/// 20 in the eighteenth session; 40 in the seventeenth; 64 until then; 140 on a 64 MB base
+/// before the sixteenth).
 pub const SPILLED_BYTES_PER_RECORD: u64 = 8;
 
 /// How a run holds its records.
