@@ -1743,6 +1743,14 @@ pub fn text_column(batches: &[RecordBatch], name: &str) -> Option<StringArray> {
 mod tests {
     use super::*;
 
+    /// A fresh folder for spill files, named after the test, and a spill into it.
+    fn spill_in(test: &str) -> (PathBuf, Spill) {
+        let dir = std::env::temp_dir().join(format!("yiku-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spill = Spill::new(&dir, "t");
+        (dir, spill)
+    }
+
     #[test]
     fn links_are_written_in_order_whatever_order_they_come_in() {
         use crate::cluster::Edge;
@@ -1852,9 +1860,7 @@ mod tests {
 
     #[test]
     fn a_spilled_column_is_its_pieces_joined() {
-        let dir = std::env::temp_dir().join(format!("yiku-spill-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let spill = Spill::new(&dir, "t");
+        let (dir, spill) = spill_in("spill");
         let whole = StringArray::from(vec![
             Some("张三"),
             None,
@@ -1969,9 +1975,7 @@ mod tests {
 
     #[test]
     fn a_mapped_scratch_list_is_written_and_read_like_one_on_the_heap() {
-        let dir = std::env::temp_dir().join(format!("yiku-scratch-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let spill = Spill::new(&dir, "t");
+        let (dir, spill) = spill_in("scratch");
         let n = 100_000;
         let mut mapped = Scratch::<u64>::zeroed(n, Some(&spill)).unwrap();
         let mut heap = Scratch::<u64>::zeroed(n, None).unwrap();
@@ -1997,9 +2001,7 @@ mod tests {
 
     #[test]
     fn a_column_spilled_part_by_part_keeps_its_nulls_across_written_bits() {
-        let dir = std::env::temp_dir().join(format!("yiku-spilltext-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let spill = Spill::new(&dir, "t");
+        let (dir, spill) = spill_in("spilltext");
         // Parts of odd sizes (bits written out mid-byte), past several pieces of bits.
         let n = 3 * SpillText::BITS + 12_345;
         let whole: StringArray = (0..n)
