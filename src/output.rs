@@ -37,6 +37,7 @@ impl OutputDir {
             .unwrap_or_else(|| "out".into());
         let parent = target.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        remove_left_behind(parent, &name);
         let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
@@ -85,6 +86,39 @@ impl OutputDir {
             std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
         }
         Ok(self.target.clone())
+    }
+}
+
+/// Removes the temporary folders (`.<name>.tmp-<pid>`, `.<name>.old-<pid>`) that runs killed
+/// by a signal left beside the output folder `name` in `parent`: a run that stops on its own
+/// removes its own, one killed cannot, and each is as large as its outputs (~6 GB for 20M
+/// records). Only folders of processes that no longer exist go, told by `/proc` (Linux);
+/// elsewhere none.
+fn remove_left_behind(parent: &Path, name: &str) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        let pid = [".tmp-", ".old-"].iter().find_map(|kind| {
+            file_name
+                .strip_prefix('.')?
+                .strip_prefix(name)?
+                .strip_prefix(kind)?
+                .parse::<u32>()
+                .ok()
+        });
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !proc.join(pid.to_string()).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -1131,6 +1165,33 @@ pub fn rows(batches: &[RecordBatch]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(unix)]
+    fn folders_left_by_killed_runs_go_and_live_ones_stay() {
+        let parent = std::env::temp_dir().join(format!("yiku-left-{}", std::process::id()));
+        std::fs::create_dir_all(&parent).unwrap();
+        // A process that has ended (its number not in use right after), and one alive.
+        let mut ended = std::process::Command::new("true").spawn().unwrap();
+        let gone = ended.id();
+        ended.wait().unwrap();
+        let stale = [format!(".out.tmp-{gone}"), format!(".out.old-{gone}")];
+        let alive = format!(".out.tmp-{}", std::os::unix::process::parent_id());
+        let other = format!(".report.tmp-{gone}");
+        for d in stale.iter().chain([&alive, &other]) {
+            std::fs::create_dir_all(parent.join(d).join("sub")).unwrap();
+        }
+        let out = OutputDir::create(&parent.join("out"), Default::default()).unwrap();
+        if Path::new("/proc/self").exists() {
+            for d in &stale {
+                assert!(!parent.join(d).exists(), "{d} left");
+            }
+        }
+        assert!(parent.join(&alive).exists() && parent.join(&other).exists());
+        assert!(out.dir().exists());
+        drop(out);
+        std::fs::remove_dir_all(&parent).unwrap();
+    }
 
     #[test]
     fn review_rows_show_both_records_values() {
